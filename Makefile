@@ -1,0 +1,57 @@
+# The two commands of the README: `make run` and `make test`. Each installs what it needs on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PG_URL ?= postgres://postgres@127.0.0.1:5432/emotion_ai
+
+.PHONY: run test setup deps lint checks pytest pytest-postgres worker web clean
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+/usr/bin/chromium:
+	apt-get update -qq && apt-get install -y -qq chromium
+
+deps: $(BIN)/.installed node_modules/.installed
+
+setup: deps
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py bootstrap
+
+# One command: set up, then the web server and one Celery worker (Ctrl+C stops both).
+run: setup
+	@$(BIN)/celery -A webapp worker -Q training,celery --concurrency 1 --loglevel INFO & \
+	  worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	  echo; echo "  Emotion AI Studio: http://$(HOST):$(PORT)/   (admin login: see var/admin-password.txt)"; echo; \
+	  $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+checks: $(BIN)/.installed
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	SECRET_KEY=ci-throwaway-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM-$$RANDOM ALLOWED_HOSTS=studio.example \
+	  DJANGO_SETTINGS_MODULE=webapp.settings.production $(BIN)/python manage.py check --deploy --fail-level WARNING
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+pytest: deps /usr/bin/chromium
+	$(BIN)/pytest
+
+# The API tests once more against PostgreSQL (pytest-django creates and drops test_emotion_ai).
+pytest-postgres: deps
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest tests/faces tests/registry -q
+
+test: lint checks pytest pytest-postgres
+
+clean:
+	rm -rf $(VENV) node_modules var

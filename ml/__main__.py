@@ -1,0 +1,199 @@
+"""python -m ml train|evaluate|export|bench — the command line over the ml library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True)
+
+    def on_progress(epoch: int, logs: dict) -> None:
+        bar.update(epoch - bar.n)
+        shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "val_loss", "val_accuracy", "lr")}
+        shown["eta"] = f"{logs['eta_s'] / 60:.1f}m"
+        bar.set_postfix(shown)
+
+    return bar, on_progress
+
+
+def _read(path: str, fmt: str | None, task: str | None):
+    from ml.datasets import TASK_OF_FORMAT, read_faces, sniff_format
+
+    fmt = fmt or sniff_format(path)
+    if task and TASK_OF_FORMAT[fmt] != task:
+        sys.exit(f"error: {path} is a {fmt} file ({TASK_OF_FORMAT[fmt]} task), not {task}")
+    data = read_faces(path, fmt)
+    print(f"read {len(data)} faces from {path} ({fmt}); {len(data.errors)} bad rows, {data.excluded} left out")
+    for error in data.errors[:20]:
+        print(f"  skipped {error}")
+    if len(data.errors) > 20:
+        print(f"  … and {len(data.errors) - 20} more")
+    return data
+
+
+def cmd_train(args) -> None:
+    from ml.datasets import split
+    from ml.evaluate import save_plots
+    from ml.export import export_tfjs
+    from ml.train import TrainConfig, train
+
+    data = _read(args.data, args.format, args.task)
+    train_data, val_data = split(data)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience, seed=args.seed
+    )
+    print(f"training {args.task} on {len(train_data)} faces, validating on {len(val_data)}")
+    bar, on_progress = _progress_bar(config.epochs, args.task)
+    result = train(args.task, train_data, val_data, config, on_progress)
+    bar.close()
+    out = Path(args.out)
+    report = {
+        **result.metrics,
+        "split": "PublicTest rows" if args.task == "emotion" else "contiguous block split (15 %)",
+        "data": str(args.data),
+        "n_train": result.n_train,
+        "train_seconds": round(result.seconds, 1),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "config": result.config,
+    }
+    export_tfjs(result.model, out, task=args.task, metrics=report, extra={"history": result.history})
+    save_plots(out / "plots", result.metrics, result.history)
+    for quantize in args.quantize:
+        export_tfjs(result.model, out / f"quantized-{quantize}", task=args.task, quantize=quantize)
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict | list)}, indent=2))
+    print(f"exported to {out}")
+
+
+def cmd_evaluate(args) -> None:
+    from ml.datasets import split
+    from ml.evaluate import evaluate_model
+    from ml.export import load_tfjs, read_manifest
+
+    task = args.task or read_manifest(args.model)["task"]
+    data = _read(args.data, args.format, task)
+    if args.usage:
+        if data.usage is None or not (data.usage == args.usage).any():
+            sys.exit(f"error: no {args.usage} rows in {args.data}")
+        data = data.subset(data.usage == args.usage)
+    if args.split == "val":
+        data = split(data)[1]
+    metrics = evaluate_model(load_tfjs(args.model), data)
+    metrics.update(model=str(args.model), data=str(args.data), usage=args.usage, split=args.split)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return
+    if task == "keypoints":
+        print(f"n={metrics['n']}  RMSE {metrics['rmse_px']:.3f} px  PCK@0.05 {metrics['pck']:.3f}")
+        for name, err in metrics["per_point_error_px"].items():
+            print(f"  {name:26s} {err:.2f} px")
+    else:
+        print(f"n={metrics['n']}  accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}")
+        print("confusion (rows truth, cols predicted):", *metrics["confusion_matrix"], sep="\n  ")
+
+
+def cmd_export(args) -> None:
+    from ml.export import export_tfjs, load_tfjs, read_manifest
+
+    manifest = read_manifest(args.model)
+    export_tfjs(load_tfjs(args.model), args.out, task=manifest["task"], quantize=args.quantize)
+    print(f"exported {args.model} -> {args.out} ({args.quantize or 'float32'})")
+
+
+def cmd_bench(args) -> None:
+    """Keras inference time per face at batch 1, model size, and (given data) accuracy of the float vs quantized."""
+    import numpy as np
+    import tensorflow as tf
+
+    from ml.export import load_tfjs, read_manifest
+
+    results = []
+    for model_dir in args.model:
+        manifest = read_manifest(model_dir)
+        model = load_tfjs(model_dir)
+        x = tf.constant(np.random.default_rng(0).random((1, 96, 96, 1), np.float32))
+        fn = tf.function(lambda t, m=model: m(t, training=False))
+        for _ in range(10):
+            fn(x)
+        times = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            fn(x).numpy()
+            times.append((time.perf_counter() - t0) * 1000)
+        size = sum(p.stat().st_size for p in Path(model_dir).iterdir() if p.suffix in (".bin", ".json"))
+        results.append(
+            {
+                "model": str(model_dir),
+                "task": manifest["task"],
+                "quantization": manifest.get("quantization"),
+                "download_kb": round(size / 1024, 1),
+                "keras_ms_per_face_batch1_p50": round(float(np.median(times)), 3),
+                "keras_ms_per_face_batch1_p90": round(float(np.percentile(times, 90)), 3),
+            }
+        )
+    for r in results:
+        print(json.dumps(r))
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ml.schema import TASKS
+
+    parser = argparse.ArgumentParser(prog="python -m ml", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    formats = ["kaggle-keypoints", "fer2013", "icml"]
+
+    p = sub.add_parser("train", help="train a model on a CSV and export it to TF.js")
+    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--data", required=True, help="CSV (plain or .gz) in a supported format")
+    p.add_argument("--format", choices=formats, help="default: told from the header")
+    p.add_argument("--out", required=True, help="export directory (must not exist)")
+    p.add_argument("--epochs", type=int, default=80)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--patience", type=int, default=12)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--quantize", nargs="*", default=["uint8", "float16"], choices=["uint8", "float16"])
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score an exported TF.js model on a CSV")
+    p.add_argument("--task", choices=TASKS, help="default: from the model's manifest")
+    p.add_argument("--model", required=True, help="a TF.js export directory (with model.json)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--format", choices=formats)
+    p.add_argument("--usage", choices=["Training", "PublicTest", "PrivateTest"], help="keep only these rows")
+    p.add_argument("--split", choices=["all", "val"], default="all", help="val: the standard validation split")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="re-export a TF.js model, optionally quantized")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quantize", choices=["uint8", "float16"])
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="inference time and size of exported models")
+    p.add_argument("--model", nargs="+", required=True)
+    p.add_argument("--repeat", type=int, default=200)
+    p.set_defaults(func=cmd_bench)
+
+    args = parser.parse_args(argv)
+    from ml.datasets import DatasetError
+
+    try:
+        args.func(args)
+    except (DatasetError, FileNotFoundError, FileExistsError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""tf.data input pipelines with augmentation that moves keypoints together with the pixels.
+
+Each training sample gets one random affine map (optional mirror, rotation, scale, shift) applied to the image with
+``ImageProjectiveTransformV3`` and to its points with the same matrix; a mirror also swaps every left/right pair.
+Augmentation stays here, never inside the exported model (TF.js cannot load augmentation layers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from ml.schema import FLIP_PERMUTATION, IMAGE_SIZE, NUM_KEYPOINTS, PIXEL_SCALE
+
+CENTER = (IMAGE_SIZE - 1) / 2.0  # pixel centres sit on integers, so a mirror maps x to 95 - x
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flip: bool = True
+    max_rotation_deg: float = 12.0
+    max_scale: float = 0.08  # scale drawn from [1 - s, 1 + s]
+    max_shift_px: float = 4.0
+    max_brightness: float = 0.15
+    max_contrast: float = 0.25  # contrast factor drawn from [1 - c, 1 + c]
+
+
+def flip_points(points: np.ndarray) -> np.ndarray:
+    """Mirror (..., 15, 2) pixel points horizontally: x -> 95 - x, and left/right pairs swapped."""
+    flipped = np.asarray(points, np.float32)[..., list(FLIP_PERMUTATION), :].copy()
+    flipped[..., 0] = 2 * CENTER - flipped[..., 0]
+    return flipped
+
+
+def flip_images(images: np.ndarray) -> np.ndarray:
+    return np.asarray(images)[..., ::-1]
+
+
+def random_affine(batch: int, cfg: AugmentConfig, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Per-sample forward maps p_out = M p_in + b, shape (B, 2, 2) and (B, 2), and the flip flags (B,)."""
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    uniform = lambda i, lo, hi: tf.random.stateless_uniform([batch], seeds[i], lo, hi)  # noqa: E731
+    flip = uniform(0, 0.0, 1.0) < (0.5 if cfg.flip else 0.0)
+    angle = uniform(1, -1.0, 1.0) * (cfg.max_rotation_deg * math.pi / 180.0)
+    scale = uniform(2, 1.0 - cfg.max_scale, 1.0 + cfg.max_scale)
+    shift = tf.reshape(tf.random.stateless_uniform([batch * 2], seeds[3], -1.0, 1.0), [batch, 2]) * cfg.max_shift_px
+    sign = tf.where(flip, -1.0, 1.0)
+    cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+    # M = scale * R(angle) @ diag(sign, 1)
+    m = tf.stack([tf.stack([cos * sign, -sin], -1), tf.stack([sin * sign, cos], -1)], -2)
+    center = tf.constant([CENTER, CENTER])
+    b = center - tf.linalg.matvec(m, tf.broadcast_to(center, [batch, 2])) + shift
+    return m, b, flip
+
+
+def _transform_images(images: tf.Tensor, m: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Warp (B, H, W, 1) images by the forward maps; the op wants the inverse (output -> input) map."""
+    m_inv = tf.linalg.inv(m)
+    b_inv = -tf.linalg.matvec(m_inv, b)
+    zeros = tf.zeros_like(b[:, :1])
+    transforms = tf.concat([m_inv[:, 0, :], b_inv[:, :1], m_inv[:, 1, :], b_inv[:, 1:], zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+    )
+
+
+def _photometric(images: tf.Tensor, cfg: AugmentConfig, seed: tf.Tensor) -> tf.Tensor:
+    batch = tf.shape(images)[0]
+    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    brightness = tf.random.stateless_uniform([batch, 1, 1, 1], s1, -cfg.max_brightness, cfg.max_brightness)
+    contrast = tf.random.stateless_uniform([batch, 1, 1, 1], s2, 1 - cfg.max_contrast, 1 + cfg.max_contrast)
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value((images - mean) * contrast + mean + brightness, 0.0, 1.0)
+
+
+def augment_batch(images: tf.Tensor, points: tf.Tensor | None, cfg: AugmentConfig, seed: tf.Tensor):
+    """Augment a batch of [0, 1] images (B, 96, 96, 1) and, if given, their pixel points (B, 15, 2)."""
+    batch = tf.shape(images)[0]
+    geo_seed, photo_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    m, b, flip = random_affine(batch, cfg, geo_seed)
+    images = _photometric(_transform_images(images, m, b), cfg, photo_seed)
+    if points is None:
+        return images, None
+    moved = tf.linalg.matvec(m[:, None], points) + b[:, None]
+    moved = tf.where(flip[:, None, None], tf.gather(moved, list(FLIP_PERMUTATION), axis=1), moved)
+    return images, moved
+
+
+def make_dataset(
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    task: str,
+    batch_size: int,
+    augment: AugmentConfig | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    sample_weights: np.ndarray | None = None,
+) -> tf.data.Dataset:
+    """(uint8 images, targets) -> batches of (float image in [0, 1], model target[, weight]).
+
+    Keypoint targets are pixel points (N, 15, 2); the model target is the flat (30,) vector scaled to [0, 1].
+    Emotion targets are class codes.
+    """
+    tensors = [images[..., None], targets.astype(np.float32 if task == "keypoints" else np.int64)]
+    if sample_weights is not None:
+        tensors.append(sample_weights.astype(np.float32))
+    ds = tf.data.Dataset.from_tensor_slices(tuple(tensors))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    # A counter gives every batch its own stateless seed: the same run draws the same augmentations.
+    ds = tf.data.Dataset.zip((tf.data.Dataset.counter(), ds))
+
+    def prepare(step, batch):
+        image = tf.cast(batch[0], tf.float32) * PIXEL_SCALE
+        target = batch[1]
+        if augment is not None:
+            step_seed = tf.stack([tf.cast(seed, tf.int64), step])
+            image, moved = augment_batch(image, target if task == "keypoints" else None, augment, step_seed)
+            target = moved if task == "keypoints" else target
+        if task == "keypoints":
+            target = tf.reshape(target, [-1, NUM_KEYPOINTS * 2]) / IMAGE_SIZE
+        return (image, target, batch[2]) if sample_weights is not None else (image, target)
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,116 @@
+"""Metrics for both tasks, as JSON-ready dicts, plus PNG plots.
+
+Keypoints: RMSE in pixels of the 96x96 frame as Kaggle scores it (root of the mean squared error over all 30
+coordinates), mean Euclidean error per point, PCK@0.05 (share of points within 5 % of the frame size, 4.8 px).
+Emotion: accuracy, macro-F1, per-class F1 and the confusion matrix (rows = truth, columns = prediction).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ml.datasets import FaceData
+from ml.schema import EMOTIONS, IMAGE_SIZE, KEYPOINTS, NUM_EMOTIONS, NUM_KEYPOINTS
+
+PCK_FRACTION = 0.05
+
+
+def keypoint_metrics(pred_px: np.ndarray, true_px: np.ndarray) -> dict:
+    pred = np.asarray(pred_px, np.float64).reshape(-1, NUM_KEYPOINTS, 2)
+    true = np.asarray(true_px, np.float64).reshape(-1, NUM_KEYPOINTS, 2)
+    distance = np.linalg.norm(pred - true, axis=-1)  # (N, 15)
+    threshold = PCK_FRACTION * IMAGE_SIZE
+    return {
+        "task": "keypoints",
+        "n": len(true),
+        "rmse_px": float(np.sqrt(np.mean((pred - true) ** 2))),
+        "mean_error_px": float(distance.mean()),
+        "pck": float(np.mean(distance <= threshold)),
+        "pck_threshold_px": threshold,
+        "per_point_error_px": {name: float(e) for name, e in zip(KEYPOINTS, distance.mean(axis=0), strict=True)},
+    }
+
+
+def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    labels = np.asarray(labels, np.int64)
+    predicted = np.asarray(probabilities).argmax(axis=1)
+    confusion = np.zeros((NUM_EMOTIONS, NUM_EMOTIONS), np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    tp = np.diag(confusion).astype(np.float64)
+    precision = np.divide(tp, confusion.sum(0), out=np.zeros_like(tp), where=confusion.sum(0) > 0)
+    recall = np.divide(tp, confusion.sum(1), out=np.zeros_like(tp), where=confusion.sum(1) > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    present = confusion.sum(1) > 0  # macro over the classes that occur, as scikit-learn does with labels=present
+    return {
+        "task": "emotion",
+        "n": len(labels),
+        "accuracy": float(tp.sum() / max(1, len(labels))),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "per_class_f1": {name: float(v) for name, v in zip(EMOTIONS, f1, strict=True)},
+        "labels": list(EMOTIONS),
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def evaluate_model(model, data: FaceData) -> dict:
+    from ml.train import predict  # late: keeps evaluate importable without building a training graph
+
+    outputs = predict(model, data.images)
+    if data.task == "keypoints":
+        return keypoint_metrics(outputs.reshape(-1, NUM_KEYPOINTS, 2) * IMAGE_SIZE, data.points)
+    return emotion_metrics(outputs, data.labels)
+
+
+def primary_metric(metrics: dict) -> tuple[str, float, bool]:
+    """The one number versions are compared by: (name, value, higher_is_better)."""
+    if metrics["task"] == "keypoints":
+        return "rmse_px", metrics["rmse_px"], False
+    return "accuracy", metrics["accuracy"], True
+
+
+def save_plots(out_dir: Path, metrics: dict, history: dict | None = None) -> list[Path]:
+    """Loss curves, and the confusion matrix or the per-point error; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    if history and history.get("loss"):
+        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+        ax.plot(range(1, len(history["loss"]) + 1), history["loss"], label="train")
+        if history.get("val_loss"):
+            ax.plot(range(1, len(history["val_loss"]) + 1), history["val_loss"], label="validation")
+        ax.set(xlabel="epoch", ylabel="loss", title=f"{metrics['task']} loss")
+        ax.legend()
+        fig.tight_layout()
+        written.append(out_dir / "loss.png")
+        fig.savefig(written[-1])
+        plt.close(fig)
+    if metrics["task"] == "emotion":
+        cm = np.asarray(metrics["confusion_matrix"])
+        fig, ax = plt.subplots(figsize=(4.6, 4), dpi=100)
+        ax.imshow(cm, cmap="Blues")
+        ax.set(xticks=range(NUM_EMOTIONS), yticks=range(NUM_EMOTIONS), xlabel="predicted", ylabel="true")
+        ax.set_xticklabels(EMOTIONS, rotation=30)
+        ax.set_yticklabels(EMOTIONS)
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+        ax.set_title(f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+        fig.tight_layout()
+        written.append(out_dir / "confusion.png")
+    else:
+        errors = metrics["per_point_error_px"]
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        ax.barh(list(errors), list(errors.values()))
+        ax.invert_yaxis()
+        ax.set(xlabel="mean error (px of 96)", title=f"RMSE {metrics['rmse_px']:.2f} px")
+        fig.tight_layout()
+        written.append(out_dir / "per_point_error.png")
+    fig.savefig(written[-1])
+    plt.close(fig)
+    return written

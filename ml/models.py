@@ -1,0 +1,101 @@
+"""The two residual CNNs, in tf_keras (Keras 2): the TF.js 4.22 layers loader cannot read Keras 3 topologies.
+
+Both take a (96, 96, 1) grey face scaled to [0, 1] and use only layers TF.js implements (no Rescaling, no
+augmentation layers): augmentation lives in the tf.data pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tf_keras as keras
+from tf_keras import layers
+
+from ml.schema import IMAGE_SIZE, NUM_EMOTIONS, NUM_KEYPOINTS
+
+
+@dataclass(frozen=True)
+class Architecture:
+    stem: int  # filters of the stem convolution
+    stem_stride: int  # 2: a learned downsampling of the 96x96 input; 1 after an average pool
+    stages: tuple[int, ...]  # filters of each stage; each stage halves the resolution
+    identity_blocks: tuple[int, ...]  # identity blocks after the convolution block of each stage
+    dropout: float
+    dense: int  # width of the hidden dense layer of the head (0: none)
+
+
+# Sized for <= 1 MB of float32 weights each (~230k parameters), so the browser downloads both in a blink.
+KEYPOINT_ARCH = Architecture(
+    stem=24, stem_stride=2, stages=(24, 32, 48, 64), identity_blocks=(1, 1, 1, 0), dropout=0.1, dense=0
+)
+EMOTION_ARCH = Architecture(
+    stem=24, stem_stride=1, stages=(32, 56, 80), identity_blocks=(1, 1, 0), dropout=0.4, dense=64
+)
+
+
+def _conv_bn(x, filters: int, kernel: int, strides: int = 1, name: str = "", relu: bool = True):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def conv_block(x, filters: int, strides: int, name: str):
+    """Residual block that changes width/resolution: the shortcut is a strided 1x1 projection."""
+    shortcut = _conv_bn(x, filters, 1, strides, f"{name}_proj", relu=False)
+    y = _conv_bn(x, filters, 3, strides, f"{name}_a")
+    y = _conv_bn(y, filters, 3, 1, f"{name}_b", relu=False)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+
+
+def identity_block(x, filters: int, name: str):
+    y = _conv_bn(x, filters, 3, 1, f"{name}_a")
+    y = _conv_bn(y, filters, 3, 1, f"{name}_b", relu=False)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([x, y]))
+
+
+def _backbone(x, arch: Architecture):
+    x = _conv_bn(x, arch.stem, 3, arch.stem_stride, "stem")
+    for s, (filters, n_identity) in enumerate(zip(arch.stages, arch.identity_blocks, strict=True), start=1):
+        x = conv_block(x, filters, 2, f"stage{s}_conv")
+        for i in range(n_identity):
+            x = identity_block(x, filters, f"stage{s}_id{i + 1}")
+    return x
+
+
+def _input():
+    return keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
+
+
+def build_keypoint_model(arch: Architecture = KEYPOINT_ARCH) -> keras.Model:
+    """96x96 face -> 30 numbers: (x, y) of the 15 keypoints in [0, 1] of the frame, Kaggle order."""
+    inputs = _input()
+    x = _backbone(inputs, arch)  # strided stem: 48x48, then 24, 12, 6, 3
+    x = _conv_bn(x, 64, 1, 1, "head_reduce")
+    x = layers.Flatten(name="head_flatten")(x)  # keep the spatial layout: where a feature is matters here
+    x = layers.Dropout(arch.dropout, name="head_dropout")(x)
+    if arch.dense:
+        x = layers.Dense(arch.dense, activation="relu", name="head_dense")(x)
+    # A near-zero head: training starts at the mean face (its bias, set by train()) instead of +-1 frame away.
+    small = keras.initializers.RandomNormal(stddev=1e-3, seed=0)
+    outputs = layers.Dense(NUM_KEYPOINTS * 2, kernel_initializer=small, name="points")(x)
+    return keras.Model(inputs, outputs, name="keypoints")
+
+
+def build_emotion_model(arch: Architecture = EMOTION_ARCH) -> keras.Model:
+    """96x96 face -> probabilities of the five product emotions.
+
+    The first layer averages 2x2 pixels: FER faces (48x48, upscaled by repetition) come back exactly, and a 96x96
+    browser crop is area-downsampled, so one framing serves both at the cost of a 48x48 network.
+    """
+    inputs = _input()
+    x = layers.AveragePooling2D(2, name="downsample")(inputs)
+    x = _backbone(x, arch)
+    x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    x = layers.Dropout(arch.dropout, name="head_dropout")(x)
+    if arch.dense:
+        x = layers.Dense(arch.dense, activation="relu", name="head_dense")(x)
+    outputs = layers.Dense(NUM_EMOTIONS, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="emotion")
+
+
+BUILDERS = {"keypoints": build_keypoint_model, "emotion": build_emotion_model}

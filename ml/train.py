@@ -1,0 +1,176 @@
+"""train(task, train_data, val_data, config, on_progress) -> TrainResult: a pure function of its inputs.
+
+Used by the CLI (which draws a progress bar from ``on_progress``), the Celery worker (which stores it in its run row
+and stops when ``should_stop`` says so) and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from ml.augment import AugmentConfig, make_dataset
+from ml.datasets import FaceData
+from ml.evaluate import evaluate_model
+from ml.models import BUILDERS
+from ml.schema import IMAGE_SIZE, NUM_EMOTIONS, TASKS
+
+ProgressFn = Callable[[int, dict], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 80
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    patience: int = 12  # early stopping on validation loss
+    augment: bool = True
+    seed: int = 1337
+    steps_per_epoch: int | None = None  # cap, for smoke tests
+    class_weight_power: float = 0.5  # emotion: weight = (n / (k * count)) ** power; 0 = no weighting
+
+
+@dataclass
+class TrainResult:
+    task: str
+    model: keras.Model
+    history: dict[str, list[float]]
+    metrics: dict  # evaluation of the best weights on the validation set
+    config: dict
+    seconds: float
+    n_train: int
+    n_val: int
+    epochs_run: int
+    best_epoch: int
+    stopped: bool = False  # should_stop() asked to stop before the last epoch
+    extra: dict = field(default_factory=dict)
+
+
+class TrainingCancelled(Exception):
+    pass
+
+
+def _targets(data: FaceData) -> np.ndarray:
+    return data.points if data.task == "keypoints" else data.labels
+
+
+def class_weights(labels: np.ndarray, power: float) -> np.ndarray:
+    counts = np.bincount(labels, minlength=NUM_EMOTIONS).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(NUM_EMOTIONS)
+    weights[present] = (counts[present].sum() / (present.sum() * counts[present])) ** power
+    return weights
+
+
+class _Progress(keras.callbacks.Callback):
+    def __init__(self, epochs: int, on_progress: ProgressFn | None, should_stop: Callable[[], bool] | None):
+        super().__init__()
+        self.epochs, self.on_progress, self.should_stop = epochs, on_progress, should_stop
+        self.started = time.monotonic()
+        self.cancelled = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.monotonic() - self.started
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        logs.update(epochs=self.epochs, elapsed_s=elapsed, eta_s=elapsed / (epoch + 1) * (self.epochs - epoch - 1))
+        if self.on_progress:
+            self.on_progress(epoch + 1, logs)
+        if self.should_stop and self.should_stop():
+            self.cancelled = True
+            self.model.stop_training = True
+
+
+def compile_model(model: keras.Model, task: str, learning_rate: float) -> None:
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if task == "keypoints":
+        model.compile(optimizer=optimizer, loss="mse")
+    else:
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def train(
+    task: str,
+    train_data: FaceData,
+    val_data: FaceData,
+    config: TrainConfig = TrainConfig(),
+    on_progress: ProgressFn | None = None,
+    *,
+    initial_model: keras.Model | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train one model; start from ``initial_model``'s weights (fine-tuning) or from scratch."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if len(train_data) == 0 or len(val_data) == 0:
+        raise ValueError(f"need training and validation faces, got {len(train_data)} and {len(val_data)}")
+    keras.utils.set_random_seed(config.seed)
+    started = time.monotonic()
+
+    model = BUILDERS[task]()
+    if initial_model is not None:
+        model.set_weights(initial_model.get_weights())
+    elif task == "keypoints":
+        # Start at the mean face rather than at (0, 0): the first epochs then refine instead of travel.
+        head = model.get_layer("points")
+        kernel, _ = head.get_weights()
+        head.set_weights([kernel, train_data.points.reshape(len(train_data), -1).mean(0) / IMAGE_SIZE])
+    compile_model(model, task, config.learning_rate)
+
+    weights = None
+    if task == "emotion" and config.class_weight_power > 0:
+        weights = class_weights(train_data.labels, config.class_weight_power)[train_data.labels]
+    train_ds = make_dataset(
+        train_data.images,
+        _targets(train_data),
+        task=task,
+        batch_size=config.batch_size,
+        augment=AugmentConfig() if config.augment else None,
+        shuffle=True,
+        seed=config.seed,
+        sample_weights=weights,
+    )
+    val_ds = make_dataset(val_data.images, _targets(val_data), task=task, batch_size=256)
+    if config.steps_per_epoch:
+        train_ds = train_ds.repeat()
+
+    progress = _Progress(config.epochs, on_progress, should_stop)
+    callbacks = [
+        keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True, verbose=0),
+        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), verbose=0),
+        progress,
+    ]
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=0,
+    ).history
+    val_loss = history.get("val_loss", [0.0])
+    metrics = evaluate_model(model, val_data)
+    return TrainResult(
+        task=task,
+        model=model,
+        history={k: [float(v) for v in vs] for k, vs in history.items()},
+        metrics=metrics,
+        config=asdict(config),
+        seconds=time.monotonic() - started,
+        n_train=len(train_data),
+        n_val=len(val_data),
+        epochs_run=len(val_loss),
+        best_epoch=int(np.argmin(val_loss)) + 1,
+        stopped=progress.cancelled,
+    )
+
+
+def predict(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """uint8 (N, 96, 96) -> raw model outputs, batched, without the Keras progress bar."""
+    ds = tf.data.Dataset.from_tensor_slices(images[..., None]).batch(batch_size)
+    ds = ds.map(lambda x: tf.cast(x, tf.float32) / 255.0)
+    return np.concatenate([model(batch, training=False).numpy() for batch in ds], axis=0)

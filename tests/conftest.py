@@ -1,0 +1,33 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory) -> Path:
+    """Untrained exports of both real architectures, laid out like models/baseline/."""
+    from ml.export import export_tfjs
+    from ml.models import BUILDERS
+
+    root = tmp_path_factory.mktemp("baseline")
+    for task, build in BUILDERS.items():
+        export_tfjs(build(), root / task, task=task, metrics={"task": task, "n": 0})
+    return root
+
+
+@pytest.fixture
+def media(settings, tmp_path, tiny_exports):
+    """Every Django test gets its own media, models and baseline directories."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MODELS_ROOT = tmp_path / "models"
+    settings.BASELINE_MODELS_DIR = tiny_exports
+    return tmp_path

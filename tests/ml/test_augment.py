@@ -1,0 +1,77 @@
+import numpy as np
+import tensorflow as tf
+
+from ml.augment import AugmentConfig, augment_batch, flip_images, flip_points
+from ml.schema import FLIP_PERMUTATION, KEYPOINTS
+from tests.csvs import synthetic_face
+
+
+def test_flip_permutation_swaps_every_left_right_pair():
+    for i, j in enumerate(FLIP_PERMUTATION):
+        a, b = KEYPOINTS[i], KEYPOINTS[j]
+        if "left_" in a or "right_" in a:
+            assert a.replace("left_", "#").replace("right_", "left_").replace("#", "right_") == b
+        else:
+            assert i == j
+
+
+def test_a_flipped_faces_flipped_points_equal_the_original():
+    image, points = synthetic_face(3)
+    np.testing.assert_allclose(flip_points(flip_points(points)), points, atol=1e-5)
+    np.testing.assert_array_equal(flip_images(flip_images(image)), image)
+    flipped = flip_points(points)
+    # the subject's left eye (image right, x ~ 64) becomes the left eye again after the mirror: x ~ 95 - 32
+    assert flipped[0, 0] == 95 - points[1, 0]
+
+
+def _sample(image: np.ndarray, x: float, y: float) -> float:
+    x0, y0 = int(x), int(y)
+    fx, fy = x - x0, y - y0
+    g = image
+    return (
+        g[y0, x0] * (1 - fx) * (1 - fy)
+        + g[y0, x0 + 1] * fx * (1 - fy)
+        + g[y0 + 1, x0] * (1 - fx) * fy
+        + g[y0 + 1, x0 + 1] * fx * fy
+    )
+
+
+def test_augmentation_moves_points_with_the_pixels():
+    faces = [synthetic_face(i) for i in range(16)]
+    images = np.stack([f[0] for f in faces]).astype(np.float32) / 255
+    points = np.stack([f[1] for f in faces])
+    geometric = AugmentConfig(max_brightness=0, max_contrast=0)
+    out, moved = augment_batch(tf.constant(images[..., None]), tf.constant(points), geometric, tf.constant([1, 2]))
+    out, moved = out.numpy()[..., 0], moved.numpy()
+    assert not np.allclose(out, images)
+
+    def error(offset: float) -> float:
+        per_face = []
+        for i in range(16):
+            # a mirrored face relabels its points (left <-> right); either way each moved point sits on its pixel
+            errors = {
+                name: [
+                    abs(_sample(out[i], *(moved[i, j] + offset)) - _sample(images[i], *points[i, order[j]]))
+                    for j in range(15)
+                    if 4 < moved[i, j, 0] < 91 and 4 < moved[i, j, 1] < 91
+                ]
+                for name, order in (("same", list(range(15))), ("mirrored", FLIP_PERMUTATION))
+            }
+            per_face.append(min(np.mean(errors["same"]), np.mean(errors["mirrored"])))
+        return float(np.mean(per_face))
+
+    # On its pixel, a point differs by the image noise only; 3 px off, it leaves its dark blob.
+    assert error(0.0) < 0.03
+    assert error(3.0) > 4 * error(0.0)
+
+
+def test_a_mirror_alone_is_exact_and_swaps_the_pairs():
+    image, points = synthetic_face(5)
+    cfg = AugmentConfig(max_rotation_deg=0, max_scale=0, max_shift_px=0, max_brightness=0, max_contrast=0)
+    images = tf.constant(np.stack([image] * 8)[..., None].astype(np.float32) / 255)
+    out, moved = augment_batch(images, tf.constant(np.stack([points] * 8)), cfg, tf.constant([4, 2], tf.int64))
+    mirrored = [i for i in range(8) if not np.allclose(out.numpy()[i], images.numpy()[i])]
+    assert 0 < len(mirrored) < 8
+    i = mirrored[0]
+    np.testing.assert_allclose(out.numpy()[i, :, :, 0], images.numpy()[i, :, ::-1, 0], atol=1e-6)
+    np.testing.assert_allclose(moved.numpy()[i], flip_points(points), atol=1e-4)

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from ml.datasets import (
+    DatasetError,
+    read_faces,
+    read_fer2013_csv,
+    read_icml_csv,
+    read_keypoints_csv,
+    sniff_format,
+    split,
+)
+from ml.schema import FER_TO_EMOTION
+from tests import csvs
+
+
+def test_keypoints_reader_reads_good_rows_and_reports_each_bad_row_by_line(tmp_path):
+    good = csvs.keypoint_row(0).split(",")
+    missing = good.copy()
+    missing[4] = ""  # left_eye_inner_corner_x
+    outside = good.copy()
+    outside[1] = "96.5"
+    text = good.copy()
+    text[2] = "abc"
+    short_image = [*good[:30], "1 2 3"]
+    bad_pixel = [*good[:30], " ".join(["7"] * 9215 + ["x"])]
+    path = csvs.keypoints_csv(
+        tmp_path / "training.csv",
+        n=3,
+        extra_rows=[",".join(r) for r in (missing, outside, text, short_image, bad_pixel)] + ["1,2,3"],
+    )
+    data = read_keypoints_csv(path)
+    assert len(data) == 3 and data.images.shape == (3, 96, 96) and data.images.dtype == np.uint8
+    assert data.points.shape == (3, 15, 2)
+    np.testing.assert_allclose(data.points[0], csvs.synthetic_face(0)[1], atol=1e-3)
+    reasons = {e.line: e.reason for e in data.errors}
+    assert reasons == {
+        5: "missing keypoint left_eye_inner_corner_x",
+        6: "left_eye_center_y = 96.5 is outside the 96x96 image",
+        7: "right_eye_center_x is not a number: 'abc'",
+        8: "expected 9216 pixel values (96x96), found 3",
+        9: "pixel 9216 is not an integer in 0..255: 'x'",
+        10: "expected 31 fields, found 3",
+    }
+
+
+def test_fer_reader_maps_seven_classes_to_five_and_leaves_out_fear_and_neutral(tmp_path):
+    rows = [csvs.fer_row(code, seed=code) for code in range(7)]
+    rows += [csvs.fer_row(9, 1), csvs.fer_row("x", 1), "3," + " ".join(["1"] * 100) + ",Training"]
+    data = read_fer2013_csv(csvs.write(tmp_path / "fer2013.csv", csvs.FER_HEADER, rows, gz=True))
+    assert list(data.labels) == [0, 1, 3, 2, 4]  # angry, disgust, happy->3, sad->2, surprise->4
+    assert data.excluded == 2  # fear (2) and neutral (6)
+    assert [(e.line, e.reason) for e in data.errors] == [
+        (9, "emotion 9 is out of range 0..6"),
+        (10, "emotion is not an integer: 'x'"),
+        (11, "expected 2304 pixel values (48x48), found 100"),
+    ]
+    # 48x48 faces come into the 96 frame by pixel repetition: a 2x2 average gives the file's pixels back exactly.
+    original = csvs.synthetic_face(0, side=48)[0]
+    np.testing.assert_array_equal(data.images[0].reshape(48, 2, 48, 2).mean(axis=(1, 3)), original)
+
+
+def test_fer_to_product_map_is_the_documented_one():
+    assert FER_TO_EMOTION == {0: 0, 1: 1, 4: 2, 3: 3, 5: 4}
+
+
+def test_icml_reader_handles_the_leading_space_header_and_five_codes(tmp_path):
+    rows = [csvs.icml_row(c, c, "PublicTest" if c == 4 else "Training") for c in range(5)] + [csvs.icml_row(5, 0)]
+    path = csvs.write(tmp_path / "icml_face_data.csv", csvs.ICML_HEADER, rows)
+    assert sniff_format(path) == "icml"
+    data = read_icml_csv(path)
+    assert list(data.labels) == [0, 1, 2, 3, 4] and list(data.usage)[-1] == "PublicTest"
+    assert [e.reason for e in data.errors] == ["emotion 5 is out of range 0..4"]
+
+
+def test_wrong_columns_or_no_valid_row_fail_naming_the_file(tmp_path):
+    wrong = csvs.write(tmp_path / "wrong.csv", "a,b,c", ["1,2,3"])
+    with pytest.raises(DatasetError, match=r"wrong\.csv: missing column\(s\) emotion, pixels, Usage"):
+        read_fer2013_csv(wrong)
+    empty = csvs.write(tmp_path / "bad.csv", csvs.FER_HEADER, ["7,1 2,Training"])
+    with pytest.raises(DatasetError, match=r"bad\.csv: no valid fer2013 row .* first problem: line 2"):
+        read_fer2013_csv(empty)
+    with pytest.raises(DatasetError, match=r"no such file"):
+        read_faces(tmp_path / "missing.csv", "fer2013")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DatasetError, match="binary.csv"):
+        read_keypoints_csv(tmp_path / "binary.csv")
+
+
+def test_standard_split_uses_publictest_rows_and_contiguous_keypoint_blocks(tmp_path):
+    rows = [csvs.fer_row(0, i, "PublicTest" if i % 3 == 0 else "Training") for i in range(9)]
+    train, val = split(read_fer2013_csv(csvs.write(tmp_path / "f.csv", csvs.FER_HEADER, rows)))
+    assert set(val.usage) == {"PublicTest"} and set(train.usage) == {"Training"} and len(val) == 3
+    kp = read_keypoints_csv(csvs.keypoints_csv(tmp_path / "k.csv", n=40))
+    train, val = split(kp)
+    assert len(train) + len(val) == 40 and 0 < len(val) < 40
+    lines = np.sort(val.lines)
+    assert np.all(np.diff(lines)[np.diff(lines) != 1] > 1)  # whole blocks of neighbouring rows
+    assert len(np.split(lines, np.where(np.diff(lines) != 1)[0] + 1)) <= 3

@@ -1,0 +1,91 @@
+import json
+
+import numpy as np
+import pytest
+
+from ml.datasets import FaceData
+from ml.evaluate import emotion_metrics, keypoint_metrics, save_plots
+from ml.export import export_tfjs, load_tfjs, read_manifest
+from ml.models import build_emotion_model, build_keypoint_model
+from ml.schema import EMOTIONS, KEYPOINTS, SKELETON
+from ml.train import TrainConfig, predict, train
+from tests.csvs import synthetic_face
+
+
+def _keypoint_data(n: int, offset: int = 0) -> FaceData:
+    faces = [synthetic_face(i + offset) for i in range(n)]
+    return FaceData(
+        format="test",
+        images=np.stack([f[0] for f in faces]),
+        points=np.stack([f[1] for f in faces]),
+        lines=np.arange(n),
+    )
+
+
+def _emotion_data(n: int, offset: int = 0) -> FaceData:
+    data = _keypoint_data(n, offset)
+    return FaceData(format="test", images=data.images, labels=np.arange(n) % 5, lines=data.lines)
+
+
+def test_two_training_steps_lower_the_loss_on_a_tiny_set():
+    data = _keypoint_data(32)
+    config = TrainConfig(epochs=2, batch_size=16, steps_per_epoch=2, augment=False, learning_rate=1e-3)
+    seen = []
+    result = train(
+        "keypoints", data, _keypoint_data(8, 100), config, on_progress=lambda e, logs: seen.append((e, logs))
+    )
+    assert [e for e, _ in seen] == [1, 2]
+    assert {"loss", "val_loss", "eta_s", "epochs"} <= set(seen[0][1])
+    assert result.history["loss"][1] < result.history["loss"][0]
+    assert result.metrics["n"] == 8 and np.isfinite(result.metrics["rmse_px"])
+
+
+def test_emotion_training_runs_with_class_weights_and_can_be_stopped():
+    config = TrainConfig(epochs=5, batch_size=16, steps_per_epoch=1)
+    result = train("emotion", _emotion_data(20), _emotion_data(10, 50), config, should_stop=lambda: True)
+    assert result.stopped and result.epochs_run == 1
+    assert set(result.metrics) >= {"accuracy", "macro_f1", "confusion_matrix"}
+
+
+@pytest.mark.parametrize("task", ["keypoints", "emotion"])
+def test_an_export_reloaded_from_model_json_predicts_what_keras_predicts(tmp_path, task):
+    model = (build_keypoint_model if task == "keypoints" else build_emotion_model)()
+    out = export_tfjs(model, tmp_path / "export", task=task, metrics={"n": 0})
+    images = _keypoint_data(6).images
+    np.testing.assert_allclose(predict(load_tfjs(out), images), predict(model, images), atol=1e-4)
+    manifest = read_manifest(out)
+    assert manifest["input_shape"] == [96, 96, 1] and manifest["quantization"] == "float32"
+    if task == "keypoints":
+        assert manifest["keypoint_names"] == list(KEYPOINTS) and manifest["skeleton"] == [list(e) for e in SKELETON]
+    else:
+        assert manifest["labels"] == list(EMOTIONS)
+    assert json.loads((out / "model.json").read_text())["format"] == "layers-model"
+    with pytest.raises(FileExistsError):
+        export_tfjs(model, out, task=task)
+
+
+def test_quantized_export_is_smaller_and_close(tmp_path):
+    model = build_keypoint_model()
+    full = export_tfjs(model, tmp_path / "f32", task="keypoints")
+    small = export_tfjs(model, tmp_path / "u8", task="keypoints", quantize="uint8")
+    size = lambda d: sum(p.stat().st_size for p in d.glob("*.bin"))  # noqa: E731
+    assert size(small) < size(full) / 3
+    images = _keypoint_data(4).images
+    assert np.abs(predict(load_tfjs(small), images) - predict(model, images)).max() < 0.05
+
+
+def test_metrics_follow_their_definitions(tmp_path):
+    truth = np.zeros((2, 15, 2))
+    pred = truth.copy()
+    pred[0, 0] = [3, 4]  # one point 5 px off
+    m = keypoint_metrics(pred, truth)
+    assert m["rmse_px"] == pytest.approx(np.sqrt((9 + 16) / 60))
+    assert m["per_point_error_px"]["left_eye_center"] == pytest.approx(2.5)
+    assert m["pck"] == pytest.approx(29 / 30)
+    probs = np.eye(5)[[0, 1, 1, 3]]
+    e = emotion_metrics(probs, np.array([0, 1, 2, 3]))
+    assert e["accuracy"] == 0.75 and e["confusion_matrix"][2][1] == 1
+    # macro-F1 over present classes 0..3: F1 = 1, 2/3, 0, 1
+    assert e["macro_f1"] == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
+    written = save_plots(tmp_path, e, {"loss": [1, 0.5], "val_loss": [1.2, 0.7]})
+    assert [p.name for p in written] == ["loss.png", "confusion.png"] and all(p.stat().st_size > 1000 for p in written)

@@ -1,0 +1,256 @@
+"""Faces, annotations, predictions and the labeling queue. One view per operation: validate, call a service,
+serialize."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from ml.schema import EMOTIONS
+from webapp.faces import selectors, services
+from webapp.faces.models import Annotation, Face, Prediction, Task
+from webapp.registry.models import ModelVersion
+
+
+class PointSerializer(serializers.Serializer):
+    x = serializers.FloatField()
+    y = serializers.FloatField()
+    visible = serializers.BooleanField()
+
+
+class AnnotationOutput(serializers.ModelSerializer):
+    author = serializers.CharField(source="author.username", default=None)
+    emotion_label = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Annotation
+        fields = [
+            "id",
+            "face",
+            "points",
+            "emotion",
+            "emotion_label",
+            "skip",
+            "origin",
+            "author",
+            "prediction",
+            "created_at",
+        ]
+
+    def get_emotion_label(self, obj) -> str | None:
+        return EMOTIONS[obj.emotion] if obj.emotion is not None else None
+
+
+class FaceOutput(serializers.ModelSerializer):
+    image_url = serializers.SerializerMethodField()
+    labels = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Face
+        fields = [
+            "id",
+            "checksum",
+            "image_url",
+            "source",
+            "source_name",
+            "source_line",
+            "usage",
+            "split",
+            "created_at",
+            "human_keypoints",
+            "human_emotion",
+            "keypoints_uncertainty",
+            "emotion_uncertainty",
+            "labels",
+        ]
+
+    def get_image_url(self, obj) -> str:
+        return f"/api/faces/{obj.pk}/image/"
+
+    def get_labels(self, obj) -> dict:
+        """The current label per task: the newest human annotation, else the imported one."""
+        if not self.context.get("with_labels"):
+            return {}
+        faces = Face.objects.filter(pk=obj.pk)
+        return {task: selectors.current_labels(task=task, faces=faces).get(obj.pk) for task in Task.values}
+
+
+class FaceListApi(ListAPIView):
+    serializer_class = FaceOutput
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("source", str, enum=Face.Source.values),
+            OpenApiParameter("split", str, enum=Face.Split.values),
+            OpenApiParameter("labeled", str, description="keypoints|emotion, or unlabeled:keypoints|unlabeled:emotion"),
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        params = self.request.query_params
+        return selectors.face_list(
+            source=params.get("source"), split=params.get("split"), labeled=params.get("labeled")
+        )
+
+
+class FaceUploadApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "uploads"
+
+    class InputSerializer(serializers.Serializer):
+        image = serializers.FileField(help_text="JPEG, PNG or WEBP; at most 10 MB and 40 megapixels")
+
+    @extend_schema(request=InputSerializer, responses={201: FaceOutput, 200: FaceOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["image"]
+        face, created = services.face_upload(data=upload.read(), filename=upload.name, author=request.user)
+        return Response(FaceOutput(face).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class FaceDetailApi(APIView):
+    @extend_schema(responses=FaceOutput)
+    def get(self, request, face_id: int):
+        face = get_object_or_404(Face, pk=face_id)
+        return Response(FaceOutput(face, context={"with_labels": True}).data)
+
+
+class FaceImageApi(APIView):
+    @extend_schema(responses={(200, "image/png"): bytes})
+    def get(self, request, face_id: int):
+        face = get_object_or_404(Face, pk=face_id)
+        path = Path(settings.MEDIA_ROOT) / face.image
+        if not path.is_file():
+            raise Http404("image file missing")
+        response = FileResponse(path.open("rb"), content_type="image/png")
+        response["Cache-Control"] = "private, max-age=86400"  # content-addressed: a face's image never changes
+        return response
+
+
+class AnnotationSubmitApi(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "writes"
+
+    class InputSerializer(serializers.Serializer):
+        points = serializers.JSONField(required=False, help_text='15 x {"x", "y", "visible"}, x and y in [0, 96)')
+        emotion = serializers.JSONField(required=False, help_text=f"one of {', '.join(EMOTIONS)} or its code 0..4")
+        skip = serializers.BooleanField(required=False, default=False, help_text="mark the face unusable")
+        prediction = serializers.IntegerField(required=False, help_text="id of the prediction this corrects")
+
+    @extend_schema(request=InputSerializer, responses={201: AnnotationOutput})
+    def post(self, request, face_id: int):
+        face = get_object_or_404(Face, pk=face_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        prediction = None
+        if "prediction" in values:
+            prediction = Prediction.objects.filter(pk=values["prediction"]).first()
+            if prediction is None:
+                raise serializers.ValidationError({"prediction": [f"no prediction {values['prediction']}"]})
+        annotation = services.annotation_submit(
+            face=face,
+            author=request.user,
+            points=values.get("points"),
+            emotion=values.get("emotion"),
+            skip=values["skip"],
+            prediction=prediction,
+        )
+        return Response(AnnotationOutput(annotation).data, status=status.HTTP_201_CREATED)
+
+
+class AnnotationHistoryApi(ListAPIView):
+    serializer_class = AnnotationOutput
+    pagination_class = None
+
+    def get_queryset(self):
+        return selectors.annotation_history(face=get_object_or_404(Face, pk=self.kwargs["face_id"]))
+
+
+class PredictionOutput(serializers.ModelSerializer):
+    version_number = serializers.IntegerField(source="version.number")
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "face",
+            "task",
+            "version",
+            "version_number",
+            "points",
+            "probabilities",
+            "uncertainty",
+            "created_at",
+        ]
+
+
+class PredictionRecordApi(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "writes"
+
+    class InputSerializer(serializers.Serializer):
+        version = serializers.IntegerField(help_text="id of the model version that made the prediction")
+        points = serializers.JSONField(required=False)
+        probabilities = serializers.JSONField(required=False)
+        uncertainty = serializers.FloatField(help_text="higher = less sure; orders the labeling queue")
+
+    @extend_schema(request=InputSerializer, responses={201: PredictionOutput})
+    def post(self, request, face_id: int):
+        face = get_object_or_404(Face, pk=face_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        version = ModelVersion.objects.filter(pk=values["version"]).first()
+        if version is None:
+            raise serializers.ValidationError({"version": [f"no model version {values['version']}"]})
+        prediction = services.prediction_record(
+            face=face,
+            version=version,
+            author=request.user,
+            points=values.get("points"),
+            probabilities=values.get("probabilities"),
+            uncertainty=values["uncertainty"],
+        )
+        return Response(PredictionOutput(prediction).data, status=status.HTTP_201_CREATED)
+
+
+class QueueNextApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("task", str, enum=Task.values, required=True),
+            OpenApiParameter("exclude", str, description="comma-separated face ids skipped in this session"),
+        ],
+        responses={
+            200: inline_serializer(
+                "QueueNext", {"face": FaceOutput(allow_null=True), "remaining": serializers.IntegerField()}
+            )
+        },
+    )
+    def get(self, request):
+        task = request.query_params.get("task")
+        if task not in Task.values:
+            raise serializers.ValidationError({"task": [f"must be one of {', '.join(Task.values)}"]})
+        try:
+            exclude = [int(x) for x in request.query_params.get("exclude", "").split(",") if x.strip()][:1000]
+        except ValueError:
+            raise serializers.ValidationError({"exclude": ["must be comma-separated face ids"]}) from None
+        face = selectors.queue_next(task=task, exclude=exclude)
+        return Response(
+            {
+                "face": FaceOutput(face, context={"with_labels": True}).data if face else None,
+                "remaining": selectors.queue_remaining(task=task),
+            }
+        )

@@ -1,0 +1,82 @@
+"""Decoding untrusted uploads, and the 96x96 greyscale frame every face is stored in."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from PIL import Image, ImageOps
+
+from ml.schema import IMAGE_SIZE
+
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP"}
+
+
+def decode_upload(data: bytes) -> Image.Image:
+    """Bytes of an uploaded file -> a fully decoded RGB/L image, or ValidationError saying what is wrong."""
+    max_bytes, max_pixels = settings.UPLOAD_MAX_BYTES, settings.UPLOAD_MAX_PIXELS
+    if not data:
+        raise ValidationError({"image": ["The file is empty."]})
+    if len(data) > max_bytes:
+        raise ValidationError(
+            {"image": [f"The file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."]}
+        )
+    # Pillow's own bomb guard errors at twice MAX_IMAGE_PIXELS; keep it at our limit as a second line.
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ALLOWED_FORMATS:
+                raise ValidationError(
+                    {"image": [f"{image.format} images are not accepted; send a JPEG, PNG or WEBP image."]}
+                )
+            width, height = image.size
+            if width * height > max_pixels:  # checked from the header, before decoding a single pixel
+                raise ValidationError(
+                    {
+                        "image": [
+                            f"The image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
+                            f"the limit is {max_pixels / 1e6:.0f} megapixels."
+                        ]
+                    }
+                )
+            image.load()
+    except ValidationError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValidationError({"image": [f"The image is larger than {max_pixels / 1e6:.0f} megapixels."]}) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValidationError({"image": [f"The file is not a readable JPEG, PNG or WEBP image ({exc})."]}) from None
+    return ImageOps.exif_transpose(image)
+
+
+def to_frame(image: Image.Image) -> np.ndarray:
+    """Any image -> the (96, 96) uint8 grey frame: centre square crop, area resampling, ITU-R 601 luma."""
+    grey = image.convert("L")
+    side = min(grey.size)
+    left, top = (grey.width - side) // 2, (grey.height - side) // 2
+    grey = grey.crop((left, top, left + side, top + side))
+    if side != IMAGE_SIZE:
+        grey = grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX if side > IMAGE_SIZE else Image.BICUBIC)
+    return np.asarray(grey, np.uint8)
+
+
+def checksum(frame: np.ndarray) -> str:
+    """Faces are keyed by their pixels: the same frame imported twice is one face."""
+    return hashlib.sha256(np.ascontiguousarray(frame, np.uint8).tobytes()).hexdigest()
+
+
+def png_bytes(frame: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(frame, np.uint8), "L").save(out, "PNG", optimize=False, compress_level=6)
+    return out.getvalue()
+
+
+def read_frame(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"), np.uint8)

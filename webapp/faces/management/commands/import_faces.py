@@ -1,0 +1,51 @@
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from ml.datasets import READERS, DatasetError
+from webapp.faces.services import faces_import
+
+
+def _count_lines(path: str) -> int:
+    from ml.datasets import _open_text
+
+    with _open_text(path) as f:
+        return sum(1 for _ in f)
+
+
+class Command(BaseCommand):
+    help = "Import faces and their labels from a Kaggle keypoints, FER2013 or icml CSV (plain or .gz). Idempotent."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--format", required=True, choices=list(READERS))
+        parser.add_argument("path")
+
+    def handle(self, *args, path, format, **options):
+        quiet = options["verbosity"] == 0
+        try:
+            total = _count_lines(path)
+        except OSError as exc:
+            raise CommandError(f"{path}: {exc}") from exc
+        read_bar = tqdm(total=total, desc="reading", unit="row", disable=quiet, mininterval=0.5)
+        write_bar = None
+
+        def on_read(line: int) -> None:
+            read_bar.update(line - read_bar.n)
+
+        def on_write(done: int) -> None:
+            nonlocal write_bar
+            if write_bar is None:
+                read_bar.close()
+                write_bar = tqdm(desc="writing", unit="face", disable=quiet)
+            write_bar.update(done - write_bar.n)
+
+        try:
+            report = faces_import(path=path, fmt=format, on_read=on_read, on_write=on_write)
+        except DatasetError as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            read_bar.close()
+            if write_bar is not None:
+                write_bar.close()
+        for error in report.errors:
+            self.stderr.write(f"skipped {error}")
+        self.stdout.write(self.style.SUCCESS(report.summary()))

@@ -1,0 +1,100 @@
+from django.conf import settings
+from django.db import models
+
+from ml.schema import EMOTIONS
+
+EMOTION_CHOICES = [(i, name) for i, name in enumerate(EMOTIONS)]
+
+
+class Task(models.TextChoices):
+    KEYPOINTS = "keypoints"
+    EMOTION = "emotion"
+
+
+class Face(models.Model):
+    class Source(models.TextChoices):
+        IMPORT = "import"
+        UPLOAD = "upload"
+
+    class Split(models.TextChoices):
+        TRAIN = "train"
+        VAL = "val"
+
+    checksum = models.CharField(max_length=64, unique=True, help_text="sha256 of the 96x96 grey pixels")
+    image = models.CharField(max_length=200, help_text="96x96 grey PNG, relative to MEDIA_ROOT")
+    original = models.CharField(max_length=200, blank=True, help_text="the uploaded file, relative to MEDIA_ROOT")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    source_name = models.CharField(max_length=200, blank=True, help_text="imported file name")
+    source_line = models.PositiveIntegerField(null=True, blank=True)
+    usage = models.CharField(max_length=20, blank=True, help_text="FER Usage column, if any")
+    split = models.CharField(max_length=5, choices=Split.choices, help_text="fixed at creation, never re-drawn")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # Derived from annotations/predictions by the services, so the labeling queue is one indexed query.
+    human_keypoints = models.BooleanField(default=False)
+    human_emotion = models.BooleanField(default=False)
+    keypoints_uncertainty = models.FloatField(null=True, blank=True)
+    emotion_uncertainty = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["human_keypoints", "-keypoints_uncertainty", "id"], name="queue_keypoints"),
+            models.Index(fields=["human_emotion", "-emotion_uncertainty", "id"], name="queue_emotion"),
+        ]
+
+    def __str__(self) -> str:
+        return f"face {self.pk} ({self.source} {self.source_name}:{self.source_line or ''})"
+
+
+class AppendOnly(models.Model):
+    """Rows that are written once: a correction is a new row, history is never rewritten."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise RuntimeError(f"{type(self).__name__} rows are append-only; write a new row instead")
+        super().save(*args, **kwargs)
+
+
+class Annotation(AppendOnly):
+    class Origin(models.TextChoices):
+        IMPORT = "import"
+        HUMAN = "human"
+        MODEL = "model"
+
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="annotations")
+    points = models.JSONField(null=True, blank=True, help_text='15 x {"x", "y", "visible"} in the 96x96 frame')
+    emotion = models.PositiveSmallIntegerField(null=True, blank=True, choices=EMOTION_CHOICES)
+    skip = models.BooleanField(default=False, help_text="the face is unusable (not a face, too blurred)")
+    origin = models.CharField(max_length=10, choices=Origin.choices)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    prediction = models.ForeignKey(
+        "faces.Prediction", null=True, blank=True, on_delete=models.SET_NULL, help_text="what was corrected"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["face", "origin", "-created_at"], name="annotation_current")]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.origin} annotation {self.pk} of face {self.face_id}"
+
+
+class Prediction(AppendOnly):
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="predictions")
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="predictions")
+    task = models.CharField(max_length=10, choices=Task.choices)
+    points = models.JSONField(null=True, blank=True)
+    probabilities = models.JSONField(null=True, blank=True)
+    uncertainty = models.FloatField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.task} prediction {self.pk} of face {self.face_id}"

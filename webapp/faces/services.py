@@ -1,0 +1,280 @@
+"""Writes of the faces domain. Every write is validated first: a 400 names the field and nothing is written."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from ml.schema import EMOTIONS, IMAGE_SIZE, NUM_EMOTIONS, NUM_KEYPOINTS
+from webapp.faces import images
+from webapp.faces.models import Annotation, Face, Prediction, Task
+
+BATCH = 1000
+
+
+# --- validation ------------------------------------------------------------------------------------------------
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError({"points": [f"{where} must be a number, got {value!r}"]})
+    if not math.isfinite(value):
+        raise ValidationError({"points": [f"{where} must be a finite number, got {value!r}"]})
+    return float(value)
+
+
+def validate_points(points, *, inside: bool = True) -> list[dict]:
+    """15 points, each {"x", "y", "visible"} (or [x, y, visible]); x, y in [0, 96) unless ``inside`` is False."""
+    if not isinstance(points, list | tuple) or len(points) != NUM_KEYPOINTS:
+        got = len(points) if isinstance(points, list | tuple) else type(points).__name__
+        raise ValidationError({"points": [f"expected exactly {NUM_KEYPOINTS} points, got {got}"]})
+    clean = []
+    for i, point in enumerate(points):
+        if isinstance(point, list | tuple) and len(point) in (2, 3):
+            point = {"x": point[0], "y": point[1], "visible": point[2] if len(point) == 3 else True}
+        if not isinstance(point, dict) or not {"x", "y"} <= point.keys():
+            raise ValidationError({"points": [f"points[{i}] must be an object with x, y and visible"]})
+        x, y = _number(point["x"], f"points[{i}].x"), _number(point["y"], f"points[{i}].y")
+        visible = point.get("visible", True)
+        if not isinstance(visible, bool):
+            raise ValidationError({"points": [f"points[{i}].visible must be true or false, got {visible!r}"]})
+        if inside:
+            for axis, v in (("x", x), ("y", y)):
+                if not 0 <= v < IMAGE_SIZE:
+                    raise ValidationError(
+                        {"points": [f"points[{i}].{axis} = {v:g} is outside the image [0, {IMAGE_SIZE})"]}
+                    )
+        clean.append({"x": x, "y": y, "visible": visible})
+    return clean
+
+
+def validate_emotion(emotion) -> int:
+    """An emotion code 0..4 or its name."""
+    if isinstance(emotion, str) and emotion in EMOTIONS:
+        return EMOTIONS.index(emotion)
+    if isinstance(emotion, int) and not isinstance(emotion, bool) and 0 <= emotion < NUM_EMOTIONS:
+        return emotion
+    raise ValidationError({"emotion": [f"must be one of {', '.join(EMOTIONS)} (or 0..4), got {emotion!r}"]})
+
+
+# --- annotations and predictions -------------------------------------------------------------------------------
+
+
+def annotation_submit(
+    *,
+    face: Face,
+    author,
+    points=None,
+    emotion=None,
+    skip: bool = False,
+    prediction: Prediction | None = None,
+    origin: str = Annotation.Origin.HUMAN,
+) -> Annotation:
+    """Add a correction. Never updates an earlier row: the face's current label is its newest human row."""
+    if points is None and emotion is None and not skip:
+        raise ValidationError({"points": ["send points, an emotion, or skip=true"]})
+    clean_points = validate_points(points) if points is not None else None
+    clean_emotion = validate_emotion(emotion) if emotion is not None else None
+    if prediction is not None and prediction.face_id != face.pk:
+        raise ValidationError({"prediction": [f"prediction {prediction.pk} is not of face {face.pk}"]})
+    with transaction.atomic():
+        annotation = Annotation.objects.create(
+            face=face,
+            author=author,
+            points=clean_points,
+            emotion=clean_emotion,
+            skip=skip,
+            origin=origin,
+            prediction=prediction,
+        )
+        if origin == Annotation.Origin.HUMAN:
+            changed = {
+                "human_keypoints": clean_points is not None or skip,
+                "human_emotion": clean_emotion is not None or skip,
+            }
+            Face.objects.filter(pk=face.pk).update(**{k: True for k, v in changed.items() if v})
+            transaction.on_commit(lambda: _maybe_auto_retrain(changed))
+    return annotation
+
+
+def _maybe_auto_retrain(changed: dict[str, bool]) -> None:
+    if settings.AUTO_RETRAIN_AFTER_LABELS <= 0:
+        return
+    from webapp.training.services import run_request_if_due
+
+    for kind in Task.values:
+        if changed[f"human_{kind}"]:
+            run_request_if_due(kind=kind)
+
+
+def prediction_record(
+    *, face: Face, version, author, points=None, probabilities=None, uncertainty: float
+) -> Prediction:
+    """Store what the active model said in the browser; its uncertainty orders the labeling queue."""
+    task = version.kind
+    if task == Task.KEYPOINTS:
+        if points is None:
+            raise ValidationError({"points": [f"a {task} prediction needs points"]})
+        points = validate_points(points, inside=False)  # a model may place a point off the frame
+        probabilities = None
+    else:
+        if not isinstance(probabilities, list) or len(probabilities) != NUM_EMOTIONS:
+            raise ValidationError({"probabilities": [f"expected {NUM_EMOTIONS} probabilities"]})
+        values = [_number(p, "probabilities") for p in probabilities]
+        if any(p < 0 for p in values) or abs(sum(values) - 1) > 1e-3:
+            raise ValidationError({"probabilities": ["probabilities must be >= 0 and sum to 1"]})
+        probabilities, points = values, None
+    if isinstance(uncertainty, bool) or not isinstance(uncertainty, int | float) or not math.isfinite(uncertainty):
+        raise ValidationError({"uncertainty": ["must be a finite number"]})
+    with transaction.atomic():
+        prediction = Prediction.objects.create(
+            face=face,
+            version=version,
+            task=task,
+            points=points,
+            probabilities=probabilities,
+            uncertainty=float(uncertainty),
+            author=author,
+        )
+        Face.objects.filter(pk=face.pk).update(**{f"{task}_uncertainty": float(uncertainty)})
+    return prediction
+
+
+# --- faces -----------------------------------------------------------------------------------------------------
+
+
+def _write_frame(frame: np.ndarray, digest: str) -> str:
+    """Content-addressed: the same pixels always land on the same path, so re-writing is harmless."""
+    relative = f"faces/{digest[:2]}/{digest}.png"
+    path = Path(settings.MEDIA_ROOT) / relative
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(images.png_bytes(frame))
+        tmp.replace(path)
+    return relative
+
+
+def split_for(digest: str) -> str:
+    """The fixed validation split of faces that bring none: a hash of the face's identity, never re-drawn."""
+    return Face.Split.VAL if int(digest[:8], 16) % 100 < settings.TRAINING_VAL_PERCENT else Face.Split.TRAIN
+
+
+def face_upload(*, data: bytes, filename: str, author) -> tuple[Face, bool]:
+    """Store an uploaded photo and its 96x96 grey frame. Returns (face, created); the same pixels are one face."""
+    image = images.decode_upload(data)
+    frame = images.to_frame(image)
+    digest = images.checksum(frame)
+    existing = Face.objects.filter(checksum=digest).first()
+    if existing:
+        return existing, False
+    ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[image.format or "PNG"] if image.format else "png"
+    original = f"originals/{digest[:2]}/{digest}.{ext}"
+    path = Path(settings.MEDIA_ROOT) / original
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    face = Face.objects.create(
+        checksum=digest,
+        image=_write_frame(frame, digest),
+        original=original,
+        source=Face.Source.UPLOAD,
+        source_name=Path(filename or "upload").name[:200],
+        split=split_for(digest),
+        created_by=author,
+    )
+    return face, True
+
+
+@dataclass
+class ImportReport:
+    path: str
+    format: str
+    rows_read: int = 0
+    created: int = 0
+    duplicates: int = 0  # faces already present (same pixels), in the database or earlier in the file
+    labels: int = 0
+    excluded: int = 0
+    errors: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.path} ({self.format}): {self.created} faces created, {self.labels} labels, "
+            f"{self.duplicates} already present, {len(self.errors)} bad rows skipped, {self.excluded} left out"
+        )
+
+
+def faces_import(
+    *,
+    path: str | Path,
+    fmt: str,
+    author=None,
+    on_read: Callable[[int], None] | None = None,
+    on_write: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import a Kaggle keypoints / FER2013 / icml CSV. Idempotent: faces are keyed by their pixel checksum."""
+    from ml.datasets import block_split, read_faces
+
+    data = read_faces(path, fmt, progress=on_read)  # raises DatasetError for a file it cannot use at all
+    report = ImportReport(path=str(path), format=fmt, rows_read=len(data) + len(data.errors) + data.excluded)
+    report.errors, report.excluded = data.errors, data.excluded
+    if data.task == "keypoints":
+        held_out = block_split(len(data), settings.TRAINING_VAL_PERCENT / 100)  # frames of one video stay together
+    else:
+        held_out = np.isin(data.usage, ["PublicTest", "PrivateTest"])
+    digests = [images.checksum(frame) for frame in data.images]
+    existing: set[str] = set()
+    for start in range(0, len(digests), BATCH):
+        chunk = digests[start : start + BATCH]
+        existing.update(Face.objects.filter(checksum__in=chunk).values_list("checksum", flat=True))
+    source_name = Path(path).name[:200]
+    done = 0
+    for start in range(0, len(data), BATCH):
+        faces, labels = [], []
+        for i in range(start, min(start + BATCH, len(data))):
+            digest = digests[i]
+            if digest in existing:
+                report.duplicates += 1
+                continue
+            existing.add(digest)
+            faces.append(
+                Face(
+                    checksum=digest,
+                    image=_write_frame(data.images[i], digest),
+                    source=Face.Source.IMPORT,
+                    source_name=source_name,
+                    source_line=int(data.lines[i]),
+                    usage=str(data.usage[i]) if data.usage is not None else "",
+                    split=Face.Split.VAL if held_out[i] else Face.Split.TRAIN,
+                    created_by=author,
+                )
+            )
+            labels.append(i)
+        with transaction.atomic():
+            created = Face.objects.bulk_create(faces)
+            Annotation.objects.bulk_create(
+                Annotation(
+                    face=face,
+                    origin=Annotation.Origin.IMPORT,
+                    author=author,
+                    points=_points_json(data.points[i]) if data.points is not None else None,
+                    emotion=int(data.labels[i]) if data.labels is not None else None,
+                )
+                for face, i in zip(created, labels, strict=True)
+            )
+        report.created += len(created)
+        report.labels += len(created)
+        done = min(start + BATCH, len(data))
+        if on_write:
+            on_write(done)
+    return report
+
+
+def _points_json(points: np.ndarray) -> list[dict]:
+    return [{"x": round(float(x), 4), "y": round(float(y), 4), "visible": True} for x, y in points]

@@ -1,0 +1,37 @@
+"""One error shape for the whole API: {"detail": "...", "errors": {field: [messages]}} with a fitting status."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ServiceUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "A service this request needs is not available; try again later."
+    default_code = "service_unavailable"
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        # Services raise Django's ValidationError; the API turns it into a 400 naming the fields.
+        exc = ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, ValidationError):
+        errors = data if isinstance(data, dict) else {"non_field_errors": data}
+        first = next(iter(errors.items()), ("", [""]))
+        message = first[1][0] if isinstance(first[1], list) and first[1] else first[1]
+        label = "" if first[0] in ("detail", "non_field_errors") else f"{first[0]}: "
+        response.data = {"detail": f"{label}{message}", "errors": errors}
+    elif isinstance(data, dict) and "detail" in data:
+        response.data = {**data, "detail": str(data["detail"])}
+    return Response(response.data, status=response.status_code, headers=response.headers)

@@ -1,0 +1,30 @@
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+
+from webapp.pages.permissions import LABELERS_GROUP
+from webapp.registry.services import baseline_register
+
+
+class Command(BaseCommand):
+    help = "First-run set-up (idempotent): labelers group, shipped baseline models as v1, a local admin account."
+
+    def handle(self, *args, **options):
+        Group.objects.get_or_create(name=LABELERS_GROUP)
+        for version in baseline_register():
+            self.stdout.write(f"registered the shipped baseline {version} and made it active")
+        User = get_user_model()
+        if not User.objects.filter(is_superuser=True).exists():
+            password = secrets.token_urlsafe(12)
+            User.objects.create_superuser("admin", "admin@localhost", password)
+            credentials = settings.VAR_DIR / "admin-password.txt"
+            credentials.write_text(f"admin\n{password}\n")
+            credentials.chmod(0o600)
+            self.stdout.write(f"created the local admin: user 'admin', password '{password}' (saved in {credentials})")
+        else:
+            self.stdout.write(
+                f"admin account exists (first password kept in {settings.VAR_DIR / 'admin-password.txt'})"
+            )

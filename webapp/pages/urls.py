@@ -1,0 +1,9 @@
+from django.urls import path
+
+from webapp.pages import views
+
+urlpatterns = [
+    path("", views.demo, name="demo"),
+    path("label/", views.label, name="label"),
+    path("models/", views.models_page, name="models"),
+]

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.urls import reverse
+
+from webapp.registry.models import ActiveVersion, ModelVersion
+
+
+def version_dir(version: ModelVersion) -> Path:
+    return Path(settings.MODELS_ROOT) / version.artifact_dir
+
+
+def active_version(*, kind: str) -> ModelVersion | None:
+    pointer = ActiveVersion.objects.select_related("version").filter(kind=kind).first()
+    return pointer.version if pointer else None
+
+
+def version_manifest(version: ModelVersion) -> dict:
+    """What the browser needs about one version: the export's manifest.json plus where to fetch model.json."""
+    path = version_dir(version) / "manifest.json"
+    exported = json.loads(path.read_text()) if path.is_file() else {}
+    exported.pop("history", None)
+    return {
+        **exported,
+        "id": version.pk,
+        "kind": version.kind,
+        "version": version.number,
+        "model_url": reverse(
+            "model-file", kwargs={"kind": version.kind, "number": version.number, "path": "model.json"}
+        ),
+        "metrics": {k: v for k, v in version.metrics.items() if not isinstance(v, dict | list)},
+    }
+
+
+def active_manifest() -> dict:
+    """GET /api/models/active/: per kind, the served version's manifest (null when none is active)."""
+    pointers = {p.kind: p.version for p in ActiveVersion.objects.select_related("version")}
+    return {kind: (version_manifest(pointers[kind]) if kind in pointers else None) for kind in ("keypoints", "emotion")}

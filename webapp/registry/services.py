@@ -1,0 +1,155 @@
+"""Model versions: register (immutable), promote and roll back (a pointer flip in one transaction)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
+
+VERSION_DIR = re.compile(r"^v(\d+)$")
+
+
+def models_root() -> Path:
+    root = Path(settings.MODELS_ROOT)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def staging_dir(kind: str) -> Path:
+    """A fresh directory on the same filesystem as the versions, for an export to be moved in with os.replace."""
+    parent = models_root() / kind
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
+
+
+def _next_number(kind: str) -> int:
+    """Past both the rows and the directories: a directory left by a crash is never reused."""
+    in_db = ModelVersion.objects.filter(kind=kind).aggregate(n=Max("number"))["n"] or 0
+    on_disk = [int(m.group(1)) for p in (models_root() / kind).glob("v*") if (m := VERSION_DIR.match(p.name))]
+    return max([in_db, *on_disk]) + 1
+
+
+def version_register(
+    *,
+    kind: str,
+    export_dir: Path,
+    metrics: dict,
+    trained_on: dict,
+    parent: ModelVersion | None = None,
+    created_by=None,
+    note: str = "",
+) -> ModelVersion:
+    """Move a finished export (a staging dir) into models/<kind>/v<N>/ and record it. The export must be complete."""
+    export_dir = Path(export_dir)
+    if not (export_dir / "model.json").is_file():
+        raise ValidationError({"export_dir": [f"{export_dir} holds no model.json"]})
+    for _ in range(5):
+        number = _next_number(kind)
+        target = models_root() / kind / f"v{number}"
+        try:
+            os.rename(export_dir, target)  # atomic; fails if another register took the number first
+        except OSError:
+            continue
+        try:
+            with transaction.atomic():
+                return ModelVersion.objects.create(
+                    kind=kind,
+                    number=number,
+                    artifact_dir=f"{kind}/v{number}",
+                    metrics=metrics,
+                    trained_on=trained_on,
+                    parent=parent,
+                    created_by=created_by,
+                    note=note[:200],
+                )
+        except IntegrityError:
+            os.rename(target, export_dir)
+    raise RuntimeError(f"could not allocate a version number for {kind}")
+
+
+def _stack(kind: str) -> list[int]:
+    """Replay the promotion log: promotions push, rollbacks pop. The top is the active version."""
+    stack: list[int] = []
+    for move in Promotion.objects.filter(kind=kind).order_by("created_at", "id"):
+        if move.action == Promotion.Action.ROLLBACK:
+            while stack and stack[-1] != move.to_version_id:
+                stack.pop()
+            if not stack:
+                stack.append(move.to_version_id)
+        else:
+            stack.append(move.to_version_id)
+    return stack
+
+
+def version_promote(*, version: ModelVersion, author=None, action: str = Promotion.Action.PROMOTE, reason: str = ""):
+    with transaction.atomic():
+        current = ActiveVersion.objects.select_for_update().filter(kind=version.kind).first()
+        previous = current.version if current else None
+        if previous and previous.pk == version.pk:
+            raise ValidationError({"version": [f"{version} is already the active {version.kind} model"]})
+        ActiveVersion.objects.update_or_create(kind=version.kind, defaults={"version": version})
+        return Promotion.objects.create(
+            kind=version.kind,
+            from_version=previous,
+            to_version=version,
+            action=action,
+            reason=reason[:300],
+            author=author,
+        )
+
+
+def version_rollback(*, kind: str, author=None, to_version: ModelVersion | None = None) -> Promotion:
+    """Back to ``to_version``, or else to the version that was active before the current one."""
+    with transaction.atomic():
+        current = ActiveVersion.objects.select_for_update().filter(kind=kind).first()
+        if current is None:
+            raise ValidationError({"kind": [f"no {kind} model is active; nothing to roll back"]})
+        if to_version is None:
+            stack = _stack(kind)
+            if len(stack) < 2:
+                raise ValidationError({"kind": [f"{current.version} has no earlier version to roll back to"]})
+            to_version = ModelVersion.objects.get(pk=stack[-2])
+        if to_version.kind != kind:
+            raise ValidationError({"version": [f"{to_version} is not a {kind} model"]})
+        if to_version.pk == current.version_id:
+            raise ValidationError({"version": [f"{to_version} is already active"]})
+        previous = current.version
+        current.version = to_version
+        current.save()
+        return Promotion.objects.create(
+            kind=kind, from_version=previous, to_version=to_version, action=Promotion.Action.ROLLBACK, author=author
+        )
+
+
+def baseline_register() -> list[ModelVersion]:
+    """On a fresh install, register the baseline exports shipped in the repository as v1 and make them active."""
+    registered = []
+    for kind in ("keypoints", "emotion"):
+        source = Path(settings.BASELINE_MODELS_DIR) / kind
+        if ModelVersion.objects.filter(kind=kind).exists() or not (source / "model.json").is_file():
+            continue
+        staging = staging_dir(kind)
+        shutil.rmtree(staging)
+        shutil.copytree(source, staging, ignore=shutil.ignore_patterns("plots", "quantized-*"))
+        metrics_file = source / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        version = version_register(
+            kind=kind,
+            export_dir=staging,
+            metrics=metrics,
+            trained_on={"faces": metrics.get("n_train", 0) + metrics.get("n", 0), "source": "shipped baseline"},
+            note="baseline shipped with the repository",
+        )
+        version_promote(version=version, action=Promotion.Action.BASELINE, reason="shipped baseline")
+        registered.append(version)
+    return registered

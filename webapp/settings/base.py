@@ -1,0 +1,179 @@
+"""Settings from the environment (django-environ). Local defaults need nothing: SQLite and files under var/."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env(
+    DEBUG=(bool, True),
+    ALLOWED_HOSTS=(list, ["127.0.0.1", "localhost", "[::1]", "testserver"]),
+)
+
+DEBUG = env("DEBUG")
+# A local, development-only default; production.py refuses to start without a real SECRET_KEY.
+SECRET_KEY = env.str("SECRET_KEY", default="insecure-local-development-key-" + "x" * 20)
+ALLOWED_HOSTS = env("ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "webapp.faces",
+    "webapp.registry",
+    "webapp.training",
+    "webapp.pages",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server read while a worker writes; the timeout rides out short write locks.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor", BASE_DIR / "node_modules")]
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+MEDIA_URL = "/media/"  # face images are served through the API (labelers only), never from here
+# Exported model versions: models/<kind>/v<N>/, each written once and never modified.
+MODELS_ROOT = Path(env.str("MODELS_ROOT", default=str(VAR_DIR / "models")))
+# The small baseline exports that ship in the repository, registered as v1 on a fresh install.
+BASELINE_MODELS_DIR = BASE_DIR / "models" / "baseline"
+
+# Uploads: JPEG/PNG/WEBP only, decoded to check; the pixel limit also lowers Pillow's bomb guard.
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
+UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["webapp.pages.permissions.IsLabeler"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_RATES": {
+        "uploads": env.str("THROTTLE_UPLOADS", default="30/minute"),
+        "writes": env.str("THROTTLE_WRITES", default="120/minute"),
+    },
+    "EXCEPTION_HANDLER": "webapp.pages.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Emotion AI Studio API",
+    "DESCRIPTION": "Faces, corrections, the labeling queue, model versions and retraining runs.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Celery. An explicit CELERY_BROKER_URL wins. Otherwise the local Redis if it answers at start-up, else kombu's
+# SQLAlchemy transport on a SQLite file in var/ (a real broker and worker either way, with nothing to install).
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+SQLITE_BROKER_URL = f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+
+
+def _redis_answers(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=0.3) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or (
+    LOCAL_REDIS_URL if _redis_answers() else SQLITE_BROKER_URL
+)
+CELERY_RESULT_BACKEND = None  # progress lives in TrainingRun rows, not in a result backend
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True  # a training killed with its worker is redelivered, not lost
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # one long training at a time per worker process
+TRAINING_SOFT_TIME_LIMIT = env.int("TRAINING_SOFT_TIME_LIMIT", default=2 * 3600)
+TRAINING_TIME_LIMIT = env.int("TRAINING_TIME_LIMIT", default=TRAINING_SOFT_TIME_LIMIT + 300)
+# Longer than the hard limit, so Redis never hands a still-running training to a second worker.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TRAINING_TIME_LIMIT + 600}
+CELERY_TASK_ROUTES = {"webapp.training.tasks.retrain": {"queue": "training"}}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Retraining policy.
+TRAINING_MIN_FACES = env.int("TRAINING_MIN_FACES", default=20)  # labeled faces needed, train + validation
+TRAINING_EPOCHS = env.int("TRAINING_EPOCHS", default=20)
+TRAINING_FINETUNE_EPOCHS = env.int("TRAINING_FINETUNE_EPOCHS", default=6)
+TRAINING_VAL_PERCENT = env.int("TRAINING_VAL_PERCENT", default=15)
+# A new version is promoted only if it beats the active one by this margin (px of RMSE / accuracy points).
+PROMOTION_MARGIN_RMSE_PX = env.float("PROMOTION_MARGIN_RMSE_PX", default=0.0)
+PROMOTION_MARGIN_ACCURACY = env.float("PROMOTION_MARGIN_ACCURACY", default=0.0)
+# Start a retrain automatically after this many new human labels of a kind (0: off).
+AUTO_RETRAIN_AFTER_LABELS = env.int("AUTO_RETRAIN_AFTER_LABELS", default=0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+# A running training beats every few seconds; a run silent for longer than the timeout lost its worker.
+TRAINING_HEARTBEAT_SECONDS = env.int("TRAINING_HEARTBEAT_SECONDS", default=10)
+TRAINING_HEARTBEAT_TIMEOUT = env.int("TRAINING_HEARTBEAT_TIMEOUT", default=120)

@@ -1,0 +1,79 @@
+"""Retraining runs: create (single flight), list, detail, cancel. Staff only."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from webapp.faces.models import Task
+from webapp.pages.errors import ServiceUnavailable
+from webapp.pages.permissions import IsStaff
+from webapp.training import services
+from webapp.training.models import TrainingRun
+
+
+class RunOutput(serializers.ModelSerializer):
+    requested_by = serializers.CharField(source="requested_by.username", default=None)
+    version_number = serializers.IntegerField(source="version.number", default=None)
+
+    class Meta:
+        model = TrainingRun
+        exclude = ["history"]
+
+
+class RunDetailOutput(RunOutput):
+    class Meta:
+        model = TrainingRun
+        fields = "__all__"
+
+
+class RunListApi(ListAPIView):
+    permission_classes = [IsStaff]
+    serializer_class = RunOutput
+
+    def get_queryset(self):
+        services.runs_reap_stale()
+        qs = TrainingRun.objects.select_related("requested_by", "version")
+        kind = self.request.query_params.get("kind")
+        return qs.filter(kind=kind) if kind else qs
+
+
+class RunCreateApi(APIView):
+    permission_classes = [IsStaff]
+
+    class InputSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=Task.values)
+        from_scratch = serializers.BooleanField(default=False, help_text="default: fine-tune the active version")
+
+    @extend_schema(request=InputSerializer, responses={201: RunOutput, 409: RunOutput, 503: None})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            run, created = services.run_request(user=request.user, **data.validated_data)
+        except services.BrokerUnavailable as exc:
+            raise ServiceUnavailable(f"Retraining is unavailable right now: {exc}. Labeling keeps working.") from exc
+        body = RunOutput(run).data
+        if not created:
+            body = {**body, "detail": f"A {run.kind} run ({run.pk}) is already {run.status}; not starting another."}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_409_CONFLICT)
+
+
+class RunDetailApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(responses=RunDetailOutput)
+    def get(self, request, run_id: int):
+        services.runs_reap_stale()
+        return Response(RunDetailOutput(get_object_or_404(TrainingRun, pk=run_id)).data)
+
+
+class RunCancelApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(request=None, responses=RunOutput)
+    def post(self, request, run_id: int):
+        run = services.run_cancel(run=get_object_or_404(TrainingRun, pk=run_id))
+        return Response(RunOutput(run).data)

@@ -1,0 +1,43 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from webapp.faces import api as faces
+from webapp.pages.routing import by_method
+from webapp.registry import api as registry
+from webapp.training import api as training
+
+api = [
+    path("faces/", faces.FaceListApi.as_view(), name="face-list"),
+    path("faces/upload/", faces.FaceUploadApi.as_view(), name="face-upload"),
+    path("faces/<int:face_id>/", faces.FaceDetailApi.as_view(), name="face-detail"),
+    path("faces/<int:face_id>/image/", faces.FaceImageApi.as_view(), name="face-image"),
+    path(
+        "faces/<int:face_id>/annotations/",
+        by_method(get=faces.AnnotationHistoryApi, post=faces.AnnotationSubmitApi),
+        name="face-annotations",
+    ),
+    path("faces/<int:face_id>/predictions/", faces.PredictionRecordApi.as_view(), name="face-predictions"),
+    path("queue/next/", faces.QueueNextApi.as_view(), name="queue-next"),
+    path("models/", registry.VersionListApi.as_view(), name="version-list"),
+    path("models/active/", registry.ActiveManifestApi.as_view(), name="manifest"),
+    path("models/promotions/", registry.PromotionListApi.as_view(), name="promotion-list"),
+    path("models/rollback/", registry.VersionRollbackApi.as_view(), name="version-rollback"),
+    path("models/<int:version_id>/", registry.VersionDetailApi.as_view(), name="version-detail"),
+    path("models/<int:version_id>/promote/", registry.VersionPromoteApi.as_view(), name="version-promote"),
+    path("training-runs/", by_method(get=training.RunListApi, post=training.RunCreateApi), name="run-list"),
+    path("training-runs/<int:run_id>/", training.RunDetailApi.as_view(), name="run-detail"),
+    path("training-runs/<int:run_id>/cancel/", training.RunCancelApi.as_view(), name="run-cancel"),
+    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("api/", include(api)),
+    path("model-files/<str:kind>/v<int:number>/<path:path>", registry.model_file, name="model-file"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("webapp.pages.urls")),
+]
