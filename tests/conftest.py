@@ -30,4 +30,5 @@ def media(settings, tmp_path, tiny_exports):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MODELS_ROOT = tmp_path / "models"
     settings.BASELINE_MODELS_DIR = tiny_exports
+    settings.VAR_DIR = tmp_path
     return tmp_path

@@ -83,7 +83,7 @@ def test_wrong_columns_or_no_valid_row_fail_naming_the_file(tmp_path):
     with pytest.raises(DatasetError, match=r"no such file"):
         read_faces(tmp_path / "missing.csv", "fer2013")
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(DatasetError, match="binary.csv"):
+    with pytest.raises(DatasetError, match=r"binary\.csv"):
         read_keypoints_csv(tmp_path / "binary.csv")
 
 

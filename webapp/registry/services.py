@@ -120,7 +120,7 @@ def version_rollback(*, kind: str, author=None, to_version: ModelVersion | None 
                 raise ValidationError({"kind": [f"{current.version} has no earlier version to roll back to"]})
             to_version = ModelVersion.objects.get(pk=stack[-2])
         if to_version.kind != kind:
-            raise ValidationError({"version": [f"{to_version} is not a {kind} model"]})
+            raise ValidationError({"version": [f"{to_version} cannot serve as the active {kind} model"]})
         if to_version.pk == current.version_id:
             raise ValidationError({"version": [f"{to_version} is already active"]})
         previous = current.version

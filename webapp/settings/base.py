@@ -152,8 +152,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # one long training at a time per worker process
 TRAINING_SOFT_TIME_LIMIT = env.int("TRAINING_SOFT_TIME_LIMIT", default=2 * 3600)
 TRAINING_TIME_LIMIT = env.int("TRAINING_TIME_LIMIT", default=TRAINING_SOFT_TIME_LIMIT + 300)
-# Longer than the hard limit, so Redis never hands a still-running training to a second worker.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TRAINING_TIME_LIMIT + 600}
+# Longer than the hard limit, so Redis never hands a still-running training to a second worker. (Only Redis/SQS
+# know this option; kombu's SQLAlchemy transport would pass it to create_engine, which refuses it.)
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": TRAINING_TIME_LIMIT + 600} if CELERY_BROKER_URL.startswith(("redis", "sqs")) else {}
+)
 CELERY_TASK_ROUTES = {"webapp.training.tasks.retrain": {"queue": "training"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

@@ -1,0 +1,258 @@
+import io
+
+import pytest
+from django.test import Client
+from PIL import Image
+from rest_framework.test import APIClient
+
+from tests import factories
+from webapp.faces.models import Annotation, Face, Prediction
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _media(media):
+    return media
+
+
+def _upload(client, data: bytes):
+    return client.post("/api/faces/upload/", {"image": io.BytesIO(data)}, format="multipart")
+
+
+# --- permissions ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"), [("anonymous", 403), ("outsider", 403), ("labeler", 201), ("staff", 201)]
+)
+def test_annotation_submit_permissions(client_for, role, expected):
+    face = factories.face()
+    response = client_for(role).post(f"/api/faces/{face.pk}/annotations/", {"emotion": "sad"}, format="json")
+    assert response.status_code == expected, response.content
+    assert Annotation.objects.filter(face=face, origin="human").count() == (1 if expected == 201 else 0)
+
+
+@pytest.mark.parametrize(("role", "expected"), [("anonymous", 403), ("outsider", 403), ("labeler", 201)])
+def test_upload_and_prediction_permissions(client_for, role, expected):
+    client = client_for(role)
+    assert _upload(client, factories.png(1)).status_code == expected
+    face = factories.face()
+    version = _version()
+    body = {"version": version.pk, "probabilities": factories.probabilities(), "uncertainty": 0.4}
+    assert client.post(f"/api/faces/{face.pk}/predictions/", body, format="json").status_code == expected
+
+
+@pytest.mark.parametrize("role", ["anonymous", "outsider"])
+def test_reads_need_a_labeler(client_for, role):
+    face = factories.face()
+    client = client_for(role)
+    for url in [
+        "/api/faces/",
+        f"/api/faces/{face.pk}/",
+        f"/api/faces/{face.pk}/image/",
+        "/api/queue/next/?task=emotion",
+    ]:
+        assert client.get(url).status_code == 403, url
+
+
+def test_session_writes_need_the_csrf_token(labeler):
+    face = factories.face()
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(labeler)
+    url = f"/api/faces/{face.pk}/annotations/"
+    refused = browser.post(url, {"emotion": "sad"}, content_type="application/json")
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    browser.get("/")  # the page sets the csrftoken cookie
+    token = browser.cookies["csrftoken"].value
+    accepted = browser.post(url, {"emotion": "sad"}, content_type="application/json", headers={"X-CSRFToken": token})
+    assert accepted.status_code == 201
+
+
+def test_token_auth_for_scripts(labeler):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=labeler)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.get("/api/faces/").status_code == 200
+
+
+# --- uploads ---------------------------------------------------------------------------------------------------
+
+
+def test_upload_stores_the_original_and_a_96px_grey_frame(client_for, settings):
+    client = client_for("labeler")
+    data = factories.png(2, size=(300, 200), mode="RGB", fmt="JPEG")
+    response = _upload(client, data)
+    assert response.status_code == 201, response.content
+    face = Face.objects.get(pk=response.json()["id"])
+    frame = Image.open(settings.MEDIA_ROOT / face.image)
+    assert frame.size == (96, 96) and frame.mode == "L"
+    assert (settings.MEDIA_ROOT / face.original).read_bytes() == data
+    again = _upload(client, data)
+    assert again.status_code == 200 and again.json()["id"] == face.pk  # same pixels, same face
+    image = client.get(f"/api/faces/{face.pk}/image/")
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height: tiny on disk, huge when decoded."""
+    image = Image.new("1", (width, height))
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "file is empty"),
+        (b"this is not an image at all", "not a readable JPEG, PNG or WEBP"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "not a readable JPEG, PNG or WEBP"),
+        ("gif", "GIF images are not accepted"),
+        ("bomb", "larger than 40 megapixels, the limit"),
+        ("large", "the limit is 10 MB"),
+    ],
+)
+def test_bad_uploads_get_a_400_saying_what_is_wrong(client_for, data, message):
+    if data == "gif":
+        out = io.BytesIO()
+        Image.new("L", (10, 10)).save(out, "GIF")
+        data = out.getvalue()
+    elif data == "bomb":
+        data = _bomb_png(8000, 6250)  # 50 megapixels, about 6 KB on disk
+        assert len(data) < 100_000
+    elif data == "large":
+        data = b"\xff\xd8\xff" + b"\x00" * (10 * 1024 * 1024 + 1)
+    response = _upload(client_for("labeler"), data)
+    assert response.status_code == 400, response.content
+    assert message in response.json()["detail"]
+    assert Face.objects.count() == 0
+
+
+def test_a_renamed_text_file_is_refused_by_decoding_not_by_name(client_for):
+    response = client_for("labeler").post(
+        "/api/faces/upload/", {"image": ("face.jpg", io.BytesIO(b"GIF89a not really"), "image/jpeg")}
+    )
+    assert response.status_code == 400
+
+
+# --- annotations -----------------------------------------------------------------------------------------------
+
+
+def _points(**change):
+    points = factories.points()
+    if change:
+        index = change.pop("index", 0)
+        points[index] = {**points[index], **change}
+    return points
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"points": _points()[:14]}, "points", "expected exactly 15 points, got 14"),
+        ({"points": _points(x=96.0)}, "points", "points[0].x = 96 is outside the image [0, 96)"),
+        ({"points": _points(index=3, y=-0.5)}, "points", "points[3].y = -0.5 is outside the image"),
+        ({"points": _points(x="12")}, "points", "points[0].x must be a number"),
+        ({"points": _points(visible="yes")}, "points", "points[0].visible must be true or false"),
+        ({"points": "15 points"}, "points", "expected exactly 15 points"),
+        ({"emotion": "fear"}, "emotion", "must be one of anger, disgust, sad, happiness, surprise"),
+        ({"emotion": 5}, "emotion", "must be one of"),
+        ({}, "points", "send points, an emotion, or skip=true"),
+    ],
+)
+def test_bad_annotations_get_a_400_naming_the_field_and_write_nothing(client_for, body, field, message):
+    face = factories.face()
+    response = client_for("labeler").post(f"/api/faces/{face.pk}/annotations/", body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+    assert message in response.json()["detail"]
+    assert not Annotation.objects.filter(face=face, origin="human").exists()
+
+
+def test_non_finite_numbers_are_refused():
+    from django.core.exceptions import ValidationError
+
+    from webapp.faces.services import validate_points
+
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValidationError, match="finite"):
+            validate_points(_points(x=bad))
+
+
+def test_corrections_append_and_history_keeps_every_row(client_for):
+    face = factories.face()
+    client = client_for("labeler")
+    url = f"/api/faces/{face.pk}/annotations/"
+    first = client.post(url, {"points": _points(), "emotion": "sad"}, format="json").json()
+    second = client.post(url, {"points": _points(x=40.0), "emotion": 3}, format="json").json()
+    history = client.get(url).json()
+    assert [a["id"] for a in history] == [second["id"], first["id"]]
+    assert history[0]["emotion_label"] == "happiness" and history[1]["emotion_label"] == "sad"
+    assert history[0]["author"] and history[0]["created_at"]
+    detail = client.get(f"/api/faces/{face.pk}/").json()
+    assert detail["labels"]["emotion"] == 3 and detail["labels"]["keypoints"][0]["x"] == 40.0
+    annotation = Annotation.objects.get(pk=first["id"])
+    annotation.emotion = 0
+    with pytest.raises(RuntimeError, match="append-only"):
+        annotation.save()
+
+
+# --- predictions and the queue ---------------------------------------------------------------------------------
+
+
+def _version(kind: str = "emotion"):
+    from webapp.registry.models import ModelVersion
+
+    number = ModelVersion.objects.filter(kind=kind).count() + 1
+    return ModelVersion.objects.create(kind=kind, number=number, artifact_dir=f"{kind}/v{number}")
+
+
+def test_queue_serves_unlabeled_faces_first_then_the_most_uncertain(client_for):
+    client = client_for("labeler")
+    faces = [factories.face() for _ in range(4)]
+    version = _version("emotion")
+    for face, uncertainty in zip(faces, [0.1, 0.9, 0.5, 0.7], strict=True):
+        body = {"version": version.pk, "probabilities": factories.probabilities(), "uncertainty": uncertainty}
+        assert client.post(f"/api/faces/{face.pk}/predictions/", body, format="json").status_code == 201
+    client.post(f"/api/faces/{faces[1].pk}/annotations/", {"emotion": "sad"}, format="json")  # labeled by a person
+
+    order = []
+    for _ in range(4):
+        exclude = ",".join(str(i) for i in order)
+        body = client.get(f"/api/queue/next/?task=emotion&exclude={exclude}").json()
+        order.append(body["face"]["id"])
+    assert order == [faces[3].pk, faces[2].pk, faces[0].pk, faces[1].pk]
+    assert client.get("/api/queue/next/?task=emotion").json()["remaining"] == 3
+    # the keypoints queue is separate: no face has a human keypoint label yet
+    assert client.get("/api/queue/next/?task=keypoints").json()["remaining"] == 4
+    assert client.get("/api/queue/next/?task=age").status_code == 400
+
+
+def test_prediction_validation(client_for):
+    client = client_for("labeler")
+    face = factories.face()
+    emotion, keypoints = _version("emotion"), _version("keypoints")
+    url = f"/api/faces/{face.pk}/predictions/"
+    bad = client.post(
+        url, {"version": emotion.pk, "probabilities": [0.5, 0.5, 0.5, 0, 0], "uncertainty": 1}, format="json"
+    )
+    assert bad.status_code == 400 and "sum to 1" in bad.json()["detail"]
+    assert client.post(url, {"version": keypoints.pk, "uncertainty": 1}, format="json").status_code == 400
+    off_frame = _points(x=-3.0)  # a model may place a point just off the frame; it is stored as said
+    ok = client.post(url, {"version": keypoints.pk, "points": off_frame, "uncertainty": 2.5}, format="json")
+    assert ok.status_code == 201
+    assert Face.objects.get(pk=face.pk).keypoints_uncertainty == 2.5
+    assert Prediction.objects.count() == 1
+
+
+def test_face_list_filters(client_for):
+    client = client_for("labeler")
+    a, b = factories.face(), factories.face()
+    client.post(f"/api/faces/{a.pk}/annotations/", {"emotion": 1}, format="json")
+    ids = lambda q: [f["id"] for f in client.get(f"/api/faces/?{q}").json()["results"]]  # noqa: E731
+    assert ids("labeled=emotion") == [a.pk]
+    assert ids("labeled=unlabeled:emotion") == [b.pk]
+    assert set(ids("source=upload")) == {a.pk, b.pk}

@@ -1,0 +1,104 @@
+import json
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from ml.datasets import read_fer2013_csv, read_keypoints_csv
+from tests import csvs, factories
+from webapp.faces.models import Annotation, Face
+from webapp.faces.services import annotation_submit
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _media(media):
+    return media
+
+
+def _import(fmt, path, capsys):
+    call_command("import_faces", "--format", fmt, str(path), verbosity=0)
+    return capsys.readouterr()
+
+
+def test_kaggle_import_reports_bad_rows_imports_the_rest_and_is_idempotent(tmp_path, capsys):
+    bad = csvs.keypoint_row(50).split(",")
+    bad[0] = "120"
+    path = csvs.keypoints_csv(tmp_path / "training.csv.gz", n=5, extra_rows=[",".join(bad)], gz=True)
+    out = _import("kaggle-keypoints", path, capsys)
+    assert "5 faces created, 5 labels, 0 already present, 1 bad rows skipped" in out.out
+    assert "skipped line 7: left_eye_center_x = 120 is outside the 96x96 image" in out.err
+    assert Face.objects.count() == 5 and Annotation.objects.filter(origin="import").count() == 5
+    again = _import("kaggle-keypoints", path, capsys)
+    assert "0 faces created, 0 labels, 5 already present" in again.out
+    assert Face.objects.count() == 5 and Annotation.objects.count() == 5
+
+
+def test_fer_and_icml_imports(tmp_path, capsys):
+    fer = csvs.write(
+        tmp_path / "fer2013.csv",
+        csvs.FER_HEADER,
+        [csvs.fer_row(c, 10 + c, "PublicTest" if c == 3 else "Training") for c in range(7)] + ["1,1 2 3,Training"],
+    )
+    out = _import("fer2013", fer, capsys)
+    assert "5 faces created" in out.out and "1 bad rows skipped, 2 left out" in out.out
+    assert Face.objects.get(usage="PublicTest").split == "val"  # PublicTest rows are the fixed validation split
+    icml = csvs.write(tmp_path / "icml.csv", csvs.ICML_HEADER, [csvs.icml_row(c, 30 + c) for c in range(5)])
+    assert "5 faces created" in _import("icml", icml, capsys).out
+    assert sorted(Annotation.objects.values_list("emotion", flat=True)) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_a_file_in_the_wrong_format_fails_with_a_clear_message(tmp_path):
+    path = csvs.keypoints_csv(tmp_path / "training.csv", n=2)
+    with pytest.raises(CommandError, match=r"training\.csv: missing column\(s\) emotion, pixels, Usage"):
+        call_command("import_faces", "--format", "fer2013", str(path), verbosity=0)
+    assert Face.objects.count() == 0
+
+
+def test_kaggle_export_round_trip_carries_the_newest_human_label(tmp_path, capsys):
+    source = csvs.keypoints_csv(tmp_path / "in.csv", n=4)
+    _import("kaggle-keypoints", source, capsys)
+    corrected = Face.objects.order_by("source_line").first()
+    points = factories.points(0)
+    points[0] = {"x": 70.0, "y": 30.0, "visible": True}
+    annotation_submit(face=corrected, author=factories.user(), points=points)
+    out = tmp_path / "out.csv"
+    call_command("export_faces", "--format", "kaggle-keypoints", str(out), verbosity=0)
+    original, exported = read_keypoints_csv(source), read_keypoints_csv(out)
+    assert len(exported) == 4
+    np.testing.assert_array_equal(exported.images, original.images)
+    np.testing.assert_allclose(exported.points[0, 0], [70.0, 30.0])
+    np.testing.assert_allclose(exported.points[1:], original.points[1:], atol=1e-3)
+    assert "0 faces created, 0 labels, 4 already present" in _import("kaggle-keypoints", out, capsys).out
+
+
+def test_fer_export_round_trip_gives_back_the_48px_pixels(tmp_path, capsys):
+    source = csvs.write(tmp_path / "in.csv", csvs.FER_HEADER, [csvs.fer_row(c, c, "Training") for c in (0, 1, 3, 4, 5)])
+    _import("fer2013", source, capsys)
+    out = tmp_path / "out.csv"
+    call_command("export_faces", "--format", "fer2013", str(out), verbosity=0)
+    original, exported = read_fer2013_csv(source), read_fer2013_csv(out)
+    np.testing.assert_array_equal(exported.images, original.images)
+    assert list(exported.labels) == list(original.labels)
+    assert "0 faces created" in _import("fer2013", out, capsys).out
+
+
+def test_coco_export(tmp_path, capsys):
+    _import("kaggle-keypoints", csvs.keypoints_csv(tmp_path / "in.csv", n=3), capsys)
+    out = tmp_path / "coco.json"
+    call_command("export_faces", "--format", "coco-keypoints", str(out), verbosity=0)
+    coco = json.loads(out.read_text())
+    category = coco["categories"][0]
+    assert len(category["keypoints"]) == 15 and min(min(e) for e in category["skeleton"]) == 1
+    assert len(coco["images"]) == 3 and len(coco["annotations"]) == 3
+    assert len(coco["annotations"][0]["keypoints"]) == 45
+    assert (tmp_path / coco["images"][0]["file_name"]).is_file()
+
+
+def test_skipped_faces_are_left_out_of_exports(tmp_path, capsys):
+    _import("kaggle-keypoints", csvs.keypoints_csv(tmp_path / "in.csv", n=3), capsys)
+    annotation_submit(face=Face.objects.first(), author=factories.user(), skip=True)
+    out = tmp_path / "out.csv"
+    call_command("export_faces", "--format", "kaggle-keypoints", str(out), verbosity=0)
+    assert len(read_keypoints_csv(out)) == 2

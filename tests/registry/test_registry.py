@@ -1,0 +1,109 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from webapp.registry import services
+from webapp.registry.models import ActiveVersion, ModelVersion
+from webapp.registry.selectors import active_manifest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _media(media):
+    return media
+
+
+@pytest.fixture
+def baseline():
+    return {v.kind: v for v in services.baseline_register()}
+
+
+def _new_version(kind: str, tiny_exports, tmp_path) -> ModelVersion:
+    import shutil
+
+    staging = services.staging_dir(kind)
+    shutil.rmtree(staging)
+    shutil.copytree(tiny_exports / kind, staging)
+    return services.version_register(kind=kind, export_dir=staging, metrics={"task": kind}, trained_on={"faces": 1})
+
+
+def test_manifest_shape(client_for, baseline):
+    body = client_for("anonymous").get("/api/models/active/").json()
+    assert set(body) == {"keypoints", "emotion"}
+    kp, em = body["keypoints"], body["emotion"]
+    assert kp["version"] == 1 and kp["model_url"] == "/model-files/keypoints/v1/model.json"
+    assert kp["input_shape"] == [96, 96, 1] and len(kp["keypoint_names"]) == 15 and kp["skeleton"]
+    assert kp["normalization"]["pixel_scale"] == pytest.approx(1 / 255) and kp["keypoint_scale"] == 96
+    assert em["labels"] == ["anger", "disgust", "sad", "happiness", "surprise"] and em["output"] == "probabilities"
+    assert "history" not in kp
+    files = client_for("anonymous").get(kp["model_url"])
+    assert files.status_code == 200 and "immutable" in files["Cache-Control"]
+    assert client_for("anonymous").get("/model-files/keypoints/v1/../../../etc/passwd").status_code == 404
+
+
+def test_manifest_is_null_for_a_kind_with_no_active_version(client_for):
+    assert client_for("anonymous").get("/api/models/active/").json() == {"keypoints": None, "emotion": None}
+
+
+def test_promote_and_rollback_move_the_pointer_and_walk_back(baseline, tiny_exports, tmp_path):
+    v2 = _new_version("emotion", tiny_exports, tmp_path)
+    v3 = _new_version("emotion", tiny_exports, tmp_path)
+    assert [v2.number, v3.number] == [2, 3] and (tmp_path / "models" / "emotion" / "v3" / "model.json").is_file()
+    services.version_promote(version=v2)
+    services.version_promote(version=v3)
+    assert active_manifest()["emotion"]["version"] == 3
+    services.version_rollback(kind="emotion")
+    assert ActiveVersion.objects.get(kind="emotion").version == v2
+    services.version_rollback(kind="emotion")
+    assert ActiveVersion.objects.get(kind="emotion").version == baseline["emotion"]
+    with pytest.raises(ValidationError, match="no earlier version"):
+        services.version_rollback(kind="emotion")
+    services.version_rollback(kind="emotion", to_version=v3)
+    assert active_manifest()["emotion"]["version"] == 3
+    with pytest.raises(ValidationError, match="already the active"):
+        services.version_promote(version=v3)
+    with pytest.raises(ValidationError, match="emotion v2 cannot serve as the active keypoints model"):
+        services.version_rollback(kind="keypoints", to_version=v2)
+
+
+def test_versions_are_immutable(baseline):
+    version = baseline["keypoints"]
+    version.note = "changed"
+    with pytest.raises(RuntimeError, match="append-only"):
+        version.save()
+
+
+@pytest.mark.parametrize(("role", "expected"), [("anonymous", 403), ("labeler", 403), ("staff", 200)])
+def test_promote_and_rollback_are_staff_only(client_for, baseline, tiny_exports, tmp_path, role, expected):
+    v2 = _new_version("keypoints", tiny_exports, tmp_path)
+    client = client_for(role)
+    assert client.post(f"/api/models/{v2.pk}/promote/").status_code == expected
+    assert client.post("/api/models/rollback/", {"kind": "keypoints"}, format="json").status_code == expected
+    active = ActiveVersion.objects.get(kind="keypoints").version
+    assert active == baseline["keypoints"]  # promoted then rolled back, or never moved
+
+
+def test_version_list_marks_the_active_one(client_for, baseline, tiny_exports, tmp_path):
+    _new_version("keypoints", tiny_exports, tmp_path)
+    rows = client_for("labeler").get("/api/models/?kind=keypoints").json()
+    assert [(r["number"], r["active"]) for r in rows] == [(2, False), (1, True)]
+    bad = client_for("staff").post(
+        "/api/models/rollback/", {"kind": "emotion", "version": rows[0]["id"]}, format="json"
+    )
+    assert bad.status_code == 400 and "keypoints v2 cannot serve as the active emotion model" in bad.json()["detail"]
+
+
+def test_a_crashed_registration_never_reuses_its_number(baseline, tiny_exports, tmp_path):
+    (tmp_path / "models" / "keypoints" / "v2").mkdir()  # left behind by a crash before the row was written
+    assert _new_version("keypoints", tiny_exports, tmp_path).number == 3
+
+
+def test_bootstrap_is_idempotent(capsys):
+    from django.core.management import call_command
+
+    call_command("bootstrap")
+    first = capsys.readouterr().out
+    call_command("bootstrap")
+    second = capsys.readouterr().out
+    assert "registered the shipped baseline keypoints v1" in first and "created the local admin" in first
+    assert "registered" not in second and ModelVersion.objects.count() == 2
