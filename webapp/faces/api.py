@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -108,6 +108,7 @@ class FaceUploadApi(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "uploads"
 
+    @extend_schema_serializer(component_name="FaceUploadInput")
     class InputSerializer(serializers.Serializer):
         image = serializers.FileField(help_text="JPEG, PNG or WEBP; at most 10 MB and 40 megapixels")
 
@@ -143,6 +144,7 @@ class AnnotationSubmitApi(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "writes"
 
+    @extend_schema_serializer(component_name="AnnotationSubmitInput")
     class InputSerializer(serializers.Serializer):
         points = serializers.JSONField(required=False, help_text='15 x {"x", "y", "visible"}, x and y in [0, 96)')
         emotion = serializers.JSONField(required=False, help_text=f"one of {', '.join(EMOTIONS)} or its code 0..4")
@@ -201,6 +203,7 @@ class PredictionRecordApi(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "writes"
 
+    @extend_schema_serializer(component_name="PredictionRecordInput")
     class InputSerializer(serializers.Serializer):
         version = serializers.IntegerField(help_text="id of the model version that made the prediction")
         points = serializers.JSONField(required=False)

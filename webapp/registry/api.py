@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny
@@ -122,6 +122,7 @@ class VersionPromoteApi(APIView):
 class VersionRollbackApi(APIView):
     permission_classes = [IsStaff]
 
+    @extend_schema_serializer(component_name="VersionRollbackInput")
     class InputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=Task.values)
         version = serializers.IntegerField(required=False, help_text="target version id; default: the previous one")

@@ -123,6 +123,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"TaskEnum": "webapp.faces.models.Task.choices"},
 }
 
 # Celery. An explicit CELERY_BROKER_URL wins. Otherwise the local Redis if it answers at start-up, else kombu's

@@ -1,7 +1,7 @@
 """Retraining runs: create (single flight), list, detail, cancel. Staff only."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
@@ -43,6 +43,7 @@ class RunListApi(ListAPIView):
 class RunCreateApi(APIView):
     permission_classes = [IsStaff]
 
+    @extend_schema_serializer(component_name="RunCreateInput")
     class InputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=Task.values)
         from_scratch = serializers.BooleanField(default=False, help_text="default: fine-tune the active version")

@@ -1,0 +1,35 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def _check(**env):
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS")}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO_ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "webapp.settings.production", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_its_environment(missing):
+    env = {"SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "studio.example"}
+    env.pop(missing)
+    done = _check(**env)
+    assert done.returncode != 0
+    assert "production settings need SECRET_KEY and ALLOWED_HOSTS" in done.stderr and missing in done.stderr
+
+
+def test_broker_falls_back_to_sqlite_when_no_redis_answers(monkeypatch):
+    from webapp.settings import base
+
+    assert base._redis_answers("127.0.0.1", 1) is False  # nothing listens on port 1
+    assert base.SQLITE_BROKER_URL.startswith("sqla+sqlite:///")
