@@ -1,4 +1,3 @@
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
@@ -20,7 +19,9 @@ def label(request):
     return render(request, "label.html")
 
 
-@staff_member_required
+@login_required
 @ensure_csrf_cookie
 def models_page(request):
-    return render(request, "models.html")
+    if not request.user.is_staff:
+        raise PermissionDenied("Staff only.")
+    return render(request, "models.html", {"kinds": [("keypoints", "Facial keypoints"), ("emotion", "Emotion")]})

@@ -88,10 +88,20 @@ class VersionListApi(ListAPIView):
         }
 
 
+class VersionDetailOutput(VersionOutput):
+    history = serializers.SerializerMethodField(help_text="per-epoch training curves, from the export")
+
+    class Meta(VersionOutput.Meta):
+        fields = [*VersionOutput.Meta.fields, "history"]
+
+    def get_history(self, obj) -> dict:
+        return selectors.version_history(obj)
+
+
 class VersionDetailApi(APIView):
-    @extend_schema(responses=VersionOutput)
+    @extend_schema(responses=VersionDetailOutput)
     def get(self, request, version_id: int):
-        return Response(VersionOutput(get_object_or_404(ModelVersion, pk=version_id)).data)
+        return Response(VersionDetailOutput(get_object_or_404(ModelVersion, pk=version_id)).data)
 
 
 class ActiveManifestApi(APIView):

@@ -35,6 +35,11 @@ def version_manifest(version: ModelVersion) -> dict:
     }
 
 
+def version_history(version: ModelVersion) -> dict:
+    path = version_dir(version) / "manifest.json"
+    return json.loads(path.read_text()).get("history", {}) if path.is_file() else {}
+
+
 def active_manifest() -> dict:
     """GET /api/models/active/: per kind, the served version's manifest (null when none is active)."""
     pointers = {p.kind: p.version for p in ActiveVersion.objects.select_related("version")}

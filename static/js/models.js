@@ -1,0 +1,163 @@
+import { api, toast } from "./api.js";
+
+const Chart = window.Chart;
+const charts = {};
+const state = { versions: [], runs: {} };
+window.studio = state;
+
+const fmt = (v, digits = 3) => (v == null ? "–" : Number(v).toFixed(digits));
+const when = (iso) => new Date(iso).toLocaleString();
+
+function metricText(version) {
+  const m = version.metrics || {};
+  if (version.kind === "keypoints") return m.rmse_px != null ? `RMSE ${fmt(m.rmse_px, 2)} px · PCK ${fmt(m.pck, 3)}` : "–";
+  return m.accuracy != null ? `acc ${fmt(m.accuracy)} · F1 ${fmt(m.macro_f1)}` : "–";
+}
+
+function card(kind) {
+  return document.querySelector(`.card[data-kind="${kind}"]`);
+}
+
+async function loadVersions() {
+  const { data } = await api("/api/models/");
+  state.versions = data;
+  for (const kind of ["keypoints", "emotion"]) {
+    const rows = data.filter((v) => v.kind === kind);
+    const body = card(kind).querySelector(".versions");
+    body.innerHTML = rows.length ? rows.map((v) => `
+      <tr class="${v.active ? "active" : ""}" data-id="${v.id}">
+        <td><a href="#" class="show" data-id="${v.id}">v${v.number}</a> ${v.active ? '<span class="badge">active</span>' : ""}
+          <div class="muted">${v.note || ""}${v.parent_number ? ` · from v${v.parent_number}` : ""}</div></td>
+        <td>${metricText(v)}</td>
+        <td>${v.trained_on.faces ?? "–"} faces${v.trained_on.human_labels != null ? ` · ${v.trained_on.human_labels} human` : ""}</td>
+        <td>${when(v.created_at)}</td>
+        <td>${v.active ? "" : `<button class="promote" data-id="${v.id}" data-number="${v.number}">Promote</button>`}</td>
+      </tr>`).join("") : '<tr><td colspan="5" class="muted">No version yet.</td></tr>';
+    const active = rows.find((v) => v.active) || rows[0];
+    if (active) showVersion(active.id);
+  }
+}
+
+async function showVersion(id) {
+  const { data: v } = await api(`/api/models/${id}/`);
+  const el = card(v.kind);
+  el.querySelectorAll("tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.id === String(id)));
+  const history = v.history || {};
+  const epochs = (history.loss || []).map((_, i) => i + 1);
+  charts[`${v.kind}-loss`]?.destroy();
+  charts[`${v.kind}-loss`] = new Chart(el.querySelector("canvas.loss"), {
+    type: "line",
+    data: { labels: epochs, datasets: [
+      { label: "train", data: history.loss || [], borderColor: "#35e0a1", pointRadius: 0 },
+      { label: "validation", data: history.val_loss || [], borderColor: "#ffcc00", pointRadius: 0 },
+    ] },
+    options: { animation: false, scales: { y: { type: "logarithmic" } }, plugins: { title: { display: !epochs.length, text: "no curves recorded" } } },
+  });
+  const second = el.querySelector(".second");
+  const m = v.metrics || {};
+  if (v.kind === "emotion" && m.confusion_matrix) {
+    const max = Math.max(...m.confusion_matrix.flat());
+    second.innerHTML = `<h3>Confusion (v${v.number}; rows true, columns predicted)</h3><table class="confusion"><tr><th></th>${m.labels.map((l) => `<th>${l.slice(0, 5)}</th>`).join("")}</tr>` +
+      m.confusion_matrix.map((row, i) => `<tr><th>${m.labels[i]}</th>${row.map((n) => `<td style="background: rgba(53,224,161,${(0.85 * n / max).toFixed(2)})">${n}</td>`).join("")}</tr>`).join("") + "</table>";
+  } else if (v.kind === "keypoints" && m.per_point_error_px) {
+    second.innerHTML = `<h3>Error per point (v${v.number}, px)</h3><canvas class="points" height="200"></canvas>`;
+    charts[`${v.kind}-points`]?.destroy();
+    charts[`${v.kind}-points`] = new Chart(second.querySelector("canvas"), {
+      type: "bar",
+      data: { labels: Object.keys(m.per_point_error_px).map((n) => n.replaceAll("_", " ")), datasets: [{ label: "mean error (px)", data: Object.values(m.per_point_error_px), backgroundColor: "#35e0a1" }] },
+      options: { animation: false, indexAxis: "y", plugins: { legend: { display: false } } },
+    });
+  } else {
+    second.innerHTML = '<p class="muted">No detailed metrics for this version.</p>';
+  }
+}
+
+function renderRun(run) {
+  const el = card(run.kind).querySelector(".run");
+  el.hidden = false;
+  const pct = run.epochs ? Math.round((100 * run.epoch) / run.epochs) : 0;
+  const eta = run.eta_seconds != null && run.status === "running" ? ` · ETA ${Math.ceil(run.eta_seconds)} s` : "";
+  const loss = run.loss != null ? ` · loss ${fmt(run.loss, 5)} · val ${fmt(run.val_loss, 5)}` : "";
+  el.innerHTML = `<div><b>Run ${run.id}: ${run.status}</b> · epoch ${run.epoch}/${run.epochs || "?"}${loss}${eta}</div>
+    <progress max="100" value="${pct}"></progress>
+    ${run.decision ? `<div>${run.decision}</div>` : ""}${run.error ? `<div class="error">${run.error}</div>` : ""}
+    ${["pending", "running"].includes(run.status) ? `<button class="cancel" data-id="${run.id}">Cancel</button>` : ""}
+    <pre>${(run.log || "").split("\n").slice(-8).join("\n")}</pre>`;
+}
+
+async function follow(runId) {
+  if (state.runs[runId]) return;
+  state.runs[runId] = true;
+  for (;;) {
+    let run;
+    try {
+      ({ data: run } = await api(`/api/training-runs/${runId}/`));
+    } catch (err) {
+      toast(`Lost track of run ${runId}: ${err.message}`, "error");
+      break;
+    }
+    renderRun(run);
+    if (!["pending", "running"].includes(run.status)) {
+      await loadVersions();
+      toast(`Run ${run.id} ${run.status}.`, run.status === "succeeded" ? "ok" : "error");
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  delete state.runs[runId];
+}
+
+async function retrain(kind) {
+  const fromScratch = card(kind).querySelector(".scratch").checked;
+  try {
+    const { status, data } = await api("/api/training-runs/", { method: "POST", json: { kind, from_scratch: fromScratch } });
+    if (status === 409) toast(data.detail);
+    follow(data.id);
+  } catch (err) {
+    toast(err.message, "error");
+  }
+}
+
+async function promote(id, number, kind) {
+  if (!confirm(`Serve ${kind} v${number} to every user from now on?`)) return;
+  try {
+    await api(`/api/models/${id}/promote/`, { method: "POST" });
+    toast(`${kind} v${number} is now active.`, "ok");
+    await loadVersions();
+  } catch (err) {
+    toast(err.message, "error");
+  }
+}
+
+async function rollback(kind) {
+  if (!confirm(`Roll ${kind} back to the version that was active before?`)) return;
+  try {
+    const { data } = await api("/api/models/rollback/", { method: "POST", json: { kind } });
+    toast(`${kind} rolled back to v${data.to_number}.`, "ok");
+    await loadVersions();
+  } catch (err) {
+    toast(err.message, "error");
+  }
+}
+
+document.addEventListener("click", (event) => {
+  const t = event.target;
+  if (t.matches(".retrain")) retrain(t.dataset.kind);
+  else if (t.matches(".rollback")) rollback(t.dataset.kind);
+  else if (t.matches(".promote")) promote(t.dataset.id, t.dataset.number, t.closest(".card").dataset.kind);
+  else if (t.matches(".cancel")) api(`/api/training-runs/${t.dataset.id}/cancel/`, { method: "POST" }).catch((e) => toast(e.message, "error"));
+  else if (t.matches("a.show")) { event.preventDefault(); showVersion(t.dataset.id); }
+});
+
+async function main() {
+  try {
+    await loadVersions();
+    const { data } = await api("/api/training-runs/?limit=10");
+    (data.results || []).filter((r) => ["pending", "running"].includes(r.status)).forEach((r) => follow(r.id));
+    state.ready = true;
+  } catch (err) {
+    toast(`Could not load the models: ${err.message}`, "error");
+  }
+}
+
+main();

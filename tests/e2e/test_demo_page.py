@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+from django.conf import settings
+
+from ml.export import load_tfjs
+from tests.e2e.conftest import astronaut
+from webapp.registry.selectors import active_version, version_dir
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _keras_outputs(greys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = greys.reshape(-1, 96, 96, 1).astype(np.float32) / 255.0
+    keypoints = load_tfjs(version_dir(active_version(kind="keypoints")))
+    emotion = load_tfjs(version_dir(active_version(kind="emotion")))
+    return keypoints.predict(x, verbose=0) * 96, emotion.predict(x, verbose=0)
+
+
+def _assert_same_as_keras(last: dict) -> None:
+    greys = np.asarray(last["greys"], np.float32)
+    points, probabilities = _keras_outputs(greys)
+    browser_points = np.asarray([f["points"] for f in last["faces"]], np.float32).reshape(len(greys), -1)
+    browser_probs = np.asarray([f["probabilities"] for f in last["faces"]], np.float32)
+    assert np.abs(browser_points / 96 - points / 96).max() < 1e-3
+    assert np.abs(browser_probs - probabilities).max() < 1e-3
+
+
+def _wait_ready(page):
+    page.wait_for_function("window.studio && window.studio.ready === true", timeout=60_000)
+    assert page.locator("#backend").inner_text() == "wasm"
+
+
+def test_photo_upload_finds_the_face_and_matches_keras(open_page, tmp_path):
+    page = open_page("/")
+    _wait_ready(page)
+    photo = tmp_path / "astronaut.jpg"
+    astronaut().save(photo, quality=92)
+    page.set_input_files("#photo", str(photo))
+    page.wait_for_function("window.studio.last && window.studio.last.faces.length > 0", timeout=30_000)
+    last = page.evaluate("window.studio.last")
+    assert len(last["faces"]) == 1 and len(last["faces"][0]["points"]) == 15
+    assert page.locator("#faces .face meter").count() == 5
+    assert "face(s) in astronaut.jpg" in page.locator("#status").inner_text()
+    _assert_same_as_keras(last)
+    # the skeleton is drawn: the canvas has the bright green of the points somewhere
+    green = page.evaluate(
+        """() => { const c = document.getElementById('view'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i+1] > 200 && d[i] < 90 && d[i+2] > 130 && d[i+2] < 190) n++; return n; }"""
+    )
+    assert green > 20
+    page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "demo.png"))
+
+
+def test_live_webcam_with_a_fake_camera(open_page):
+    page = open_page("/")
+    _wait_ready(page)
+    page.click("#camera")
+    page.wait_for_function(
+        "window.studio.live && window.studio.last && window.studio.last.faces.length > 0", timeout=30_000
+    )
+    last = page.evaluate("window.studio.last")
+    _assert_same_as_keras(last)
+    assert page.locator("#camera").inner_text() == "Stop webcam"
+    assert "fps" in page.locator("#ms-frame").inner_text()
+
+
+def test_a_non_image_file_gets_a_clear_message(open_page, tmp_path):
+    page = open_page("/")
+    _wait_ready(page)
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("hello")
+    page.set_input_files("#photo", str(bogus))
+    assert "is not a JPEG, PNG or WEBP image" in page.locator("#status").inner_text()
+
+
+def test_anonymous_visitors_see_no_send_button_and_labelers_do(open_page, labeler):
+    assert open_page("/").locator("#send").count() == 0
+    assert open_page("/", user=labeler).locator("#send").count() == 1

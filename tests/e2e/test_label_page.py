@@ -1,0 +1,96 @@
+import json
+
+import pytest
+from django.conf import settings
+
+from webapp.faces.models import Annotation
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _ready(page):
+    page.wait_for_function("window.studio && window.studio.ready && window.studio.face", timeout=60_000)
+
+
+def _screen(page, index: int) -> tuple[float, float]:
+    box = page.locator("#board").bounding_box()
+    x, y = page.evaluate(f"window.studio.points[{index}]")[:2]
+    return box["x"] + (x + 0.5) / 96 * box["width"], box["y"] + (y + 0.5) / 96 * box["height"]
+
+
+def _drag(page, index: int, dx: float, dy: float) -> None:
+    x, y = _screen(page, index)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx / 2, y + dy / 2, steps=4)
+    page.mouse.move(x + dx, y + dy, steps=4)
+    page.mouse.up()
+
+
+def test_drag_undo_redo_emotion_key_and_save(open_page, labeler, faces):
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    face_id = page.evaluate("window.studio.face.id")
+    before = page.evaluate("window.studio.points")
+    page.evaluate("window.studio.selected = 0")
+    _drag(page, 0, 40, 25)  # 40 screen px = 8 frame px at 480 px
+    moved = page.evaluate("window.studio.points")
+    assert moved[0][0] == pytest.approx(before[0][0] + 8, abs=0.6) and moved[0][1] == pytest.approx(
+        before[0][1] + 5, abs=0.6
+    )
+    assert moved[1:] == before[1:]
+    page.keyboard.press("Control+z")
+    assert page.evaluate("window.studio.points") == before
+    page.keyboard.press("Control+Shift+z")
+    assert page.evaluate("window.studio.points") == moved
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("window.studio.points[1][0]") == pytest.approx(before[1][0] + 0.5)
+    page.keyboard.press("4")
+    assert page.evaluate("window.studio.emotion") == 3
+    assert page.locator('#emotions button[aria-pressed="true"]').inner_text().endswith("happiness")
+    expected = page.evaluate("window.studio.points")
+    page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "label.png"))
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"window.studio.face && window.studio.face.id !== {face_id}", timeout=20_000)
+    saved = Annotation.objects.get(face_id=face_id, origin="human")
+    assert saved.emotion == 3 and saved.author == labeler and not saved.skip
+    assert [[p["x"], p["y"], p["visible"]] for p in saved.points] == expected
+    assert saved.prediction is not None and saved.prediction.task == "keypoints"
+
+
+@pytest.mark.parametrize(
+    ("status", "detail"),
+    [(503, "The database is busy"), (400, "points: points[0].x = 97 is outside the image [0, 96)")],
+)
+def test_a_failed_save_keeps_the_edits_and_says_why(open_page, labeler, faces, status, detail):
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    face_id = page.evaluate("window.studio.face.id")
+    page.keyboard.press("2")
+    _drag(page, 0, 30, 0)
+    edited = page.evaluate("window.studio.points")
+    open_page.expect_error.append(f"the server responded with a status of {status}")
+    page.route(
+        "**/annotations/",
+        lambda route: route.fulfill(
+            status=status, content_type="application/json", body=json.dumps({"detail": detail})
+        ),
+    )
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('message').textContent.includes('Not saved')")
+    assert (
+        detail in page.locator("#message").inner_text()
+        and "Your edits are kept" in page.locator("#message").inner_text()
+    )
+    assert page.evaluate("window.studio.face.id") == face_id
+    assert page.evaluate("window.studio.points") == edited and page.evaluate("window.studio.emotion") == 1
+    assert not Annotation.objects.filter(face_id=face_id, origin="human").exists()
+
+
+def test_outsiders_cannot_open_the_label_page(open_page, transactional_db):
+    from tests import factories
+
+    open_page.expect_error.append("status of 403")
+    page = open_page("/label/", user=factories.user("none"))
+    assert page.locator("h1").inner_text() == "Not allowed" and "Labelers only." in page.content()

@@ -1,0 +1,37 @@
+import pytest
+from django.conf import settings
+
+from tests.training.conftest import Worker
+from webapp.registry.models import ModelVersion
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def test_staff_retrains_and_watches_the_run_to_a_new_version(open_page, staff, faces, media, redis_clean):
+    worker = Worker("redis://127.0.0.1:6379/15", media)
+    try:
+        page = open_page("/models/", user=staff)
+        page.wait_for_function("window.studio && window.studio.ready", timeout=30_000)
+        assert page.locator('.card[data-kind="keypoints"] .badge').inner_text() == "active"
+        page.click('.card[data-kind="keypoints"] button.retrain')
+        page.wait_for_selector('.card[data-kind="keypoints"] .run:not([hidden])', timeout=10_000)
+        page.wait_for_function(
+            "document.querySelector('.card[data-kind=keypoints] .run').textContent.includes('succeeded')",
+            timeout=180_000,
+        )
+        run_text = page.locator('.card[data-kind="keypoints"] .run').inner_text()
+        assert "epoch 1/1" in run_text and "registered keypoints v2" in run_text
+        page.wait_for_selector('.card[data-kind="keypoints"] tr[data-id] >> text=v2')
+        assert ModelVersion.objects.filter(kind="keypoints").count() == 2
+        page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "models.png"), full_page=True)
+    finally:
+        worker.stop()
+
+
+def test_a_labeler_gets_403(open_page, transactional_db):
+    from tests import factories
+
+    open_page.expect_error.append("status of 403")
+    page = open_page("/models/", user=factories.user("labeler"))
+    assert page.request.get(page.url).status == 403
+    assert "Staff only." in page.content()
