@@ -1,0 +1,124 @@
+"""Browser benchmark in headless Chromium (Debian's /usr/bin/chromium): our two TF.js models vs face-api's own
+68-point landmark and expression nets, on the same real faces, plus speed per face and per 640x480 frame.
+
+    .venv/bin/python bench/browser.py [--keypoint-faces 300] [--emotion-faces 500] [--backends wasm cpu]
+
+Faces: the keypoint validation block (the same contiguous-block split as training) and the five-class PublicTest rows
+of FER2013 from ../shared/data. Models: the shipped baseline in models/baseline/. The 640x480 frame is the public-domain
+astronaut photo from scikit-image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "out" / "browser"
+DATA = ROOT.parent / "shared" / "data"
+
+
+def prepare(n_kp: int, n_em: int) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+    from skimage import data as skdata
+
+    from ml.datasets import read_faces, split
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    kp_val = split(read_faces(DATA / "keypoints.csv.gz"))[1]
+    em_val = split(read_faces(DATA / "fer2013.csv.gz"))[1]
+    rng = np.random.default_rng(0)
+    kp_idx = np.sort(rng.choice(len(kp_val), min(n_kp, len(kp_val)), replace=False))
+    em_idx = np.sort(rng.choice(len(em_val), min(n_em, len(em_val)), replace=False))
+    (OUT / "keypoints.bin").write_bytes(kp_val.images[kp_idx].tobytes())
+    (OUT / "emotion.bin").write_bytes(em_val.images[em_idx].tobytes())
+    (OUT / "faces.json").write_text(json.dumps({"keypoints": {"n": len(kp_idx)}, "emotion": {"n": len(em_idx)}}))
+    frame = Image.new("RGB", (640, 480))
+    frame.paste(Image.fromarray(skdata.astronaut()).resize((480, 480)), (80, 0))
+    frame.save(OUT / "frame.png")
+    return kp_val.points[kp_idx], em_val.labels[em_idx]
+
+
+def rmse(pred, true) -> float:
+    return float(np.sqrt(np.mean((np.asarray(pred).reshape(-1, 15, 2) - true) ** 2)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keypoint-faces", type=int, default=300)
+    parser.add_argument("--emotion-faces", type=int, default=500)
+    parser.add_argument("--backends", nargs="+", default=["wasm", "cpu"])
+    args = parser.parse_args()
+    points, labels = prepare(args.keypoint_faces, args.emotion_faces)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(ROOT)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/bench/browser.html"
+
+    from playwright.sync_api import sync_playwright
+
+    size_kb = {
+        kind: round(
+            sum(
+                p.stat().st_size
+                for p in (ROOT / "models" / "baseline" / kind).glob("*")
+                if p.suffix in (".json", ".bin") and p.name != "metrics.json"
+            )
+            / 1024,
+            1,
+        )
+        for kind in ("keypoints", "emotion")
+    }
+    report = {"faces": {"keypoints": len(points), "emotion": len(labels)}, "download_kb": size_kb, "backends": {}}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        for backend in args.backends:
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_function("window.ready === true")
+            out = page.evaluate(f"window.run('{backend}')")
+            page.close()
+            entry = {"median_ms": out["median_ms"], "faces_found_in_frame": out.get("faces_found")}
+            if backend == args.backends[0]:
+                report["accuracy"] = {
+                    "keypoints_rmse_px": {
+                        "ours": round(rmse(out["keypoints"]["ours"], points), 3),
+                        "face-api 68->15": round(rmse(out["keypoints"]["faceapi"], points), 3),
+                    },
+                    "emotion_accuracy_5class": {
+                        "ours": round(float(np.mean(np.array(out["emotion"]["ours"]) == labels)), 4),
+                        "face-api 7->5": round(float(np.mean(np.array(out["emotion"]["faceapi"]) == labels)), 4),
+                    },
+                }
+            report["backends"][out["backend"]] = entry
+        browser.close()
+    server.shutdown()
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Load run of the labeling path against gunicorn on loopback: each client loops GET /api/queue/next/ then
+POST /api/faces/<id>/annotations/, with its own labeler account and token.
+
+    .venv/bin/python bench/load_labeling.py [--clients 50] [--seconds 30] [--workers 4] [--data CSV]
+
+It sets up a throwaway instance in bench/out/ (SQLite unless DATABASE_URL is set), imports the faces (default: the
+real keypoints CSV in ../shared/data, else 2,000 synthetic faces), starts gunicorn, runs the clients and prints
+requests/s, p50/p99 latency and errors. Throttles are raised for the run: they are per-user limits for people, and
+this measures the server, not the limiter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out" / "load"
+
+
+def django_env() -> dict:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "webapp.settings.base",
+        "DEBUG": "false",
+        "VAR_DIR": str(OUT),
+        "THROTTLE_WRITES": "1000000/minute",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def prepare(clients: int, data: str | None) -> list[str]:
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(parents=True)
+    env = django_env()
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=ROOT)
+    if data is None:
+        real = ROOT.parent / "shared" / "data" / "keypoints.csv.gz"
+        if real.is_file():
+            data = str(real)
+        else:
+            sys.path.insert(0, str(ROOT))
+            from tests.csvs import keypoints_csv
+
+            data = str(keypoints_csv(OUT / "synthetic.csv", n=2000))
+    subprocess.run(
+        [*manage, "import_faces", "--format", "kaggle-keypoints", data, "-v0"], env=env, check=True, cwd=ROOT
+    )
+    script = f"""
+from django.contrib.auth.models import Group, User
+from rest_framework.authtoken.models import Token
+group, _ = Group.objects.get_or_create(name="labelers")
+for i in range({clients}):
+    user = User.objects.create_user(f"bench{{i}}")
+    user.groups.add(group)
+    print(Token.objects.create(user=user).key)
+"""
+    done = subprocess.run(
+        [*manage, "shell", "-c", script], env=env, check=True, cwd=ROOT, capture_output=True, text=True
+    )
+    return [word for word in done.stdout.split() if len(word) == 40 and word.isalnum()]  # the keys, not log noise
+
+
+class Client(threading.Thread):
+    def __init__(self, token: str, port: int, stop_at: float, index: int):
+        super().__init__(daemon=True)
+        self.token, self.port, self.stop_at = token, port, stop_at
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.exclude: list[int] = []
+        self.index = index
+
+    def request(self, conn, method, path, body=None):
+        headers = {"Authorization": f"Token {self.token}", "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        t0 = time.perf_counter()
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        self.latencies.append(time.perf_counter() - t0)
+        if response.status >= 400:
+            self.errors.append(f"{method} {path}: {response.status} {payload[:120]!r}")
+            return None
+        return json.loads(payload)
+
+    def run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        points = [{"x": 30.0 + i, "y": 40.0 + i, "visible": True} for i in range(15)]
+        while time.perf_counter() < self.stop_at:
+            try:
+                # Each client works its own slice of the queue (exclude what it did), as a labeler session does.
+                nxt = self.request(
+                    conn, "GET", f"/api/queue/next/?task=keypoints&exclude={','.join(map(str, self.exclude[-50:]))}"
+                )
+                if not nxt or not nxt["face"]:
+                    continue
+                face = nxt["face"]["id"]
+                self.exclude.append(face)
+                self.request(
+                    conn, "POST", f"/api/faces/{face}/annotations/", {"points": points, "emotion": self.index % 5}
+                )
+            except (OSError, http.client.HTTPException) as exc:
+                self.errors.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--data", help="Kaggle keypoints CSV to import (default: ../shared/data/keypoints.csv.gz)")
+    args = parser.parse_args()
+
+    tokens = prepare(args.clients, args.data)
+    database = os.environ.get("DATABASE_URL", "sqlite (var)")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "webapp.wsgi",
+            "--bind",
+            f"127.0.0.1:{args.port}",
+            "--workers",
+            str(args.workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=django_env(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                http.client.HTTPConnection("127.0.0.1", args.port, timeout=2).request("GET", "/api/models/active/")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        time.sleep(1)
+        stop_at = time.perf_counter() + args.seconds
+        clients = [Client(t, args.port, stop_at, i) for i, t in enumerate(tokens)]
+        started = time.perf_counter()
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    latencies = sorted(x for c in clients for x in c.latencies)
+    errors = [e for c in clients for e in c.errors]
+    q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000  # noqa: E731
+    print(
+        json.dumps(
+            {
+                "clients": args.clients,
+                "seconds": round(elapsed, 1),
+                "gunicorn": f"{args.workers} workers x 4 threads (gthread)",
+                "database": database,
+                "requests": len(latencies),
+                "requests_per_s": round(len(latencies) / elapsed, 1),
+                "annotations_saved": sum(len(c.exclude) for c in clients),
+                "p50_ms": round(q(0.50), 1),
+                "p99_ms": round(q(0.99), 1),
+                "mean_ms": round(statistics.mean(latencies) * 1000, 1),
+                "errors": len(errors),
+                "first_errors": errors[:3],
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
