@@ -48,7 +48,7 @@ def prepare(n_kp: int, n_em: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rmse(pred, true) -> float:
-    return float(np.sqrt(np.mean((np.asarray(pred).reshape(-1, 15, 2) - true) ** 2)))
+    return round(float(np.sqrt(np.mean((np.asarray(pred).reshape(-1, 15, 2) - true) ** 2))), 3)
 
 
 def main() -> None:
@@ -71,31 +71,15 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    size_kb = {
-        kind: round(
-            sum(
-                p.stat().st_size
-                for p in (ROOT / "models" / "baseline" / kind).glob("*")
-                if p.suffix in (".json", ".bin") and p.name != "metrics.json"
-            )
-            / 1024,
-            1,
-        )
-        for kind in ("keypoints", "emotion")
-    }
+    def download_kb(kind: str) -> float:
+        files = (ROOT / "models" / "baseline" / kind).glob("*")
+        return round(sum(f.stat().st_size for f in files if f.name == "model.json" or f.suffix == ".bin") / 1024, 1)
+
+    size_kb = {kind: download_kb(kind) for kind in ("keypoints", "emotion")}
     report = {"faces": {"keypoints": len(points), "emotion": len(labels)}, "download_kb": size_kb, "backends": {}}
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        flags = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[*flags, "--no-first-run"])
         for backend in args.backends:
             page = browser.new_page()
             page.goto(url)
@@ -104,15 +88,14 @@ def main() -> None:
             page.close()
             entry = {"median_ms": out["median_ms"], "faces_found_in_frame": out.get("faces_found")}
             if backend == args.backends[0]:
+                kp, em = out["keypoints"], out["emotion"]
+                accuracy = lambda predicted: round(float(np.mean(np.array(predicted) == labels)), 4)  # noqa: E731
                 report["accuracy"] = {
                     "keypoints_rmse_px": {
-                        "ours": round(rmse(out["keypoints"]["ours"], points), 3),
-                        "face-api 68->15": round(rmse(out["keypoints"]["faceapi"], points), 3),
+                        "ours": rmse(kp["ours"], points),
+                        "face-api 68->15": rmse(kp["faceapi"], points),
                     },
-                    "emotion_accuracy_5class": {
-                        "ours": round(float(np.mean(np.array(out["emotion"]["ours"]) == labels)), 4),
-                        "face-api 7->5": round(float(np.mean(np.array(out["emotion"]["faceapi"]) == labels)), 4),
-                    },
+                    "emotion_accuracy_5class": {"ours": accuracy(em["ours"]), "face-api 7->5": accuracy(em["faceapi"])},
                 }
             report["backends"][out["backend"]] = entry
         browser.close()
