@@ -50,7 +50,12 @@ def cmd_train(args) -> None:
     data = _read(args.data, args.format, args.task)
     train_data, val_data = split(data)
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience, seed=args.seed
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        schedule=args.schedule,
     )
     print(f"training {args.task} on {len(train_data)} faces, validating on {len(val_data)}")
     bar, on_progress = _progress_bar(config.epochs, args.task)
@@ -103,11 +108,26 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_export(args) -> None:
+    """Re-export (optionally quantized), keeping the training history and provenance; with --data, score the new
+    files on the standard validation split so metrics.json describes exactly what will be served."""
+    from ml.datasets import split
+    from ml.evaluate import evaluate_model
     from ml.export import export_tfjs, load_tfjs, read_manifest
 
     manifest = read_manifest(args.model)
-    export_tfjs(load_tfjs(args.model), args.out, task=manifest["task"], quantize=args.quantize)
-    print(f"exported {args.model} -> {args.out} ({args.quantize or 'float32'})")
+    task = manifest["task"]
+    source_metrics = Path(args.model) / "metrics.json"
+    metrics = json.loads(source_metrics.read_text()) if source_metrics.is_file() else None
+    history = {"history": manifest.get("history", {})}
+    out = export_tfjs(load_tfjs(args.model), args.out, task=task, quantize=args.quantize, extra=history)
+    if args.data:
+        scored = evaluate_model(load_tfjs(out), split(_read(args.data, None, task))[1])
+        metrics = {**(metrics or {}), **scored, "quantization": args.quantize or "float32"}
+    if metrics is not None:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"exported {args.model} -> {out} ({args.quantize or 'float32'})")
+    if args.data:
+        print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict | list)}, indent=2))
 
 
 def cmd_bench(args) -> None:
@@ -162,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--patience", type=int, default=12)
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--schedule", choices=["plateau", "cosine"], default="plateau", help="learning-rate schedule")
     p.add_argument("--quantize", nargs="*", default=["uint8", "float16"], choices=["uint8", "float16"])
     p.set_defaults(func=cmd_train)
 
@@ -179,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--quantize", choices=["uint8", "float16"])
+    p.add_argument("--data", help="score the export on this CSV's standard validation split")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="inference time and size of exported models")

@@ -6,6 +6,7 @@ and stops when ``should_stop`` says so) and the benchmarks.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ class TrainConfig:
     seed: int = 1337
     steps_per_epoch: int | None = None  # cap, for smoke tests
     class_weight_power: float = 0.5  # emotion: weight = (n / (k * count)) ** power; 0 = no weighting
+    schedule: str = "plateau"  # "plateau": halve on a stalled validation loss; "cosine": decay to ~0 over the epochs
 
 
 @dataclass
@@ -139,9 +141,14 @@ def train(
         train_ds = train_ds.repeat()
 
     progress = _Progress(config.epochs, on_progress, should_stop)
+    if config.schedule == "cosine":
+        peak, epochs = config.learning_rate, config.epochs
+        schedule = keras.callbacks.LearningRateScheduler(lambda e, _: peak * 0.5 * (1 + math.cos(math.pi * e / epochs)))
+    else:
+        schedule = keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), verbose=0)
     callbacks = [
         keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True, verbose=0),
-        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), verbose=0),
+        schedule,
         progress,
     ]
     history = model.fit(
