@@ -32,3 +32,33 @@ def media(settings, tmp_path, tiny_exports):
     settings.BASELINE_MODELS_DIR = tiny_exports
     settings.VAR_DIR = tmp_path
     return tmp_path
+
+
+@pytest.fixture
+def labeler(db):
+    from tests import factories
+
+    return factories.user("labeler")
+
+
+@pytest.fixture
+def staff(db):
+    from tests import factories
+
+    return factories.user("staff")
+
+
+@pytest.fixture
+def client_for(db):
+    """APIClient logged in as a role: anonymous, outsider (signed in, no role), labeler or staff."""
+    from rest_framework.test import APIClient
+
+    from tests import factories
+
+    def make(role: str) -> APIClient:
+        client = APIClient()
+        if role != "anonymous":
+            client.force_authenticate(factories.user(role if role != "outsider" else "none"))
+        return client
+
+    return make

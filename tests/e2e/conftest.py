@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests import factories
-
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in the test thread
 
 CHROMIUM = "/usr/bin/chromium"
@@ -111,16 +109,6 @@ def open_page(browser, site):
         context.close()
     unexpected = [e for e in errors if not any(expected in e for expected in open_.expect_error)]
     assert unexpected == [], "console errors:\n" + "\n".join(unexpected)
-
-
-@pytest.fixture
-def labeler(transactional_db):
-    return factories.user("labeler")
-
-
-@pytest.fixture
-def staff(transactional_db):
-    return factories.user("staff")
 
 
 @pytest.fixture

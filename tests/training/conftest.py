@@ -87,12 +87,9 @@ class Worker:
 
 
 @pytest.fixture
-def dirs(tmp_path, settings, tiny_exports):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.MODELS_ROOT = tmp_path / "models"
-    settings.BASELINE_MODELS_DIR = tiny_exports
-    settings.VAR_DIR = tmp_path
-    return tmp_path
+def dirs(media):
+    """The test's media/models directories, which its worker shares."""
+    return media
 
 
 @pytest.fixture

@@ -1,17 +1,12 @@
 from django.contrib import admin
 
 from webapp.faces.models import Annotation, Face, Prediction
+from webapp.pages.admin import ReadOnlyAdminMixin
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class AnnotationInline(ReadOnlyInline):
@@ -40,21 +35,12 @@ class FaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Annotation)
-class AnnotationAdmin(admin.ModelAdmin):
-    """History is visible and never edited: a correction is a new row, made in the labeling page or the API."""
+class AnnotationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """A correction is a new row, made in the labeling page or the API."""
 
     list_display = ["id", "face", "origin", "author", "emotion", "skip", "created_at"]
     list_filter = ["origin", "emotion", "skip"]
     readonly_fields = [f.name for f in Annotation._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Prediction)

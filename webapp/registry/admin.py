@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
+from webapp.pages.admin import ReadOnlyAdminMixin
 from webapp.registry import services
 from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
 
@@ -46,30 +47,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Promotion)
-class PromotionAdmin(admin.ModelAdmin):
+class PromotionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "kind", "action", "from_version", "to_version", "author", "reason"]
     list_filter = ["kind", "action"]
     readonly_fields = [f.name for f in Promotion._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ActiveVersion)
-class ActiveVersionAdmin(admin.ModelAdmin):
+class ActiveVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Move the pointer with the promote / roll back actions on versions, which log the move."""
+
     list_display = ["kind", "version", "updated_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # move the pointer with the promote / roll back actions, which log the move
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,0 +1,46 @@
+import pytest
+from django.test import Client
+
+from tests import factories
+from webapp.faces.services import annotation_submit
+from webapp.registry import services
+from webapp.registry.models import ActiveVersion, ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(media, staff):
+    staff.is_superuser = True
+    staff.save()
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+def test_face_page_shows_the_annotation_history_read_only(admin_client):
+    face = factories.face()
+    annotation_submit(face=face, author=None, emotion="sad")
+    annotation_submit(face=face, author=None, emotion="happiness")
+    page = admin_client.get(f"/admin/faces/face/{face.pk}/change/").content.decode()
+    assert page.count("human") >= 2 and "sad" in page and "happiness" in page
+    assert admin_client.get("/admin/faces/annotation/add/").status_code == 403
+
+
+def test_promote_and_rollback_admin_actions(admin_client, tiny_exports):
+    import shutil
+
+    baseline = {v.kind: v for v in services.baseline_register()}
+    staging = services.staging_dir("emotion")
+    shutil.rmtree(staging)
+    shutil.copytree(tiny_exports / "emotion", staging)
+    v2 = services.version_register(kind="emotion", export_dir=staging, metrics={}, trained_on={})
+    url = "/admin/registry/modelversion/"
+    admin_client.post(url, {"action": "promote", "_selected_action": [v2.pk]})
+    assert ActiveVersion.objects.get(kind="emotion").version == v2
+    admin_client.post(url, {"action": "rollback_to", "_selected_action": [baseline["emotion"].pk]})
+    assert ActiveVersion.objects.get(kind="emotion").version == baseline["emotion"]
+    response = admin_client.post(
+        url, {"action": "promote", "_selected_action": [v.pk for v in ModelVersion.objects.all()]}, follow=True
+    )
+    assert "Select exactly one version." in response.content.decode()
