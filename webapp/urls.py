@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from webapp.faces import api as faces
+from webapp.faces import datasets_api as datasets
 from webapp.pages.routing import by_method
 from webapp.registry import api as registry
 from webapp.training import api as training
@@ -20,6 +21,8 @@ api = [
     ),
     path("faces/<int:face_id>/predictions/", faces.PredictionRecordApi.as_view(), name="face-predictions"),
     path("queue/next/", faces.QueueNextApi.as_view(), name="queue-next"),
+    path("datasets/import/", datasets.DatasetImportApi.as_view(), name="dataset-import"),
+    path("datasets/export/<str:fmt>/", datasets.DatasetExportApi.as_view(), name="dataset-export"),
     path("models/", registry.VersionListApi.as_view(), name="version-list"),
     path("models/active/", registry.ActiveManifestApi.as_view(), name="manifest"),
     path("models/promotions/", registry.PromotionListApi.as_view(), name="promotion-list"),

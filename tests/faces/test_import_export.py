@@ -102,3 +102,34 @@ def test_skipped_faces_are_left_out_of_exports(tmp_path, capsys):
     out = tmp_path / "out.csv"
     call_command("export_faces", "--format", "kaggle-keypoints", str(out), verbosity=0)
     assert len(read_keypoints_csv(out)) == 2
+
+
+@pytest.mark.parametrize(("role", "expected"), [("anonymous", 403), ("labeler", 403), ("staff", 201)])
+def test_import_over_the_api_is_staff_only(client_for, tmp_path, role, expected):
+    import io
+
+    path = csvs.keypoints_csv(tmp_path / "training.csv", n=3, extra_rows=["1,2"])
+    body = {"format": "kaggle-keypoints", "file": io.BytesIO(path.read_bytes())}
+    response = client_for(role).post("/api/datasets/import/", body, format="multipart")
+    assert response.status_code == expected
+    assert Face.objects.count() == (3 if expected == 201 else 0)
+    if expected == 201:
+        assert response.json()["created"] == 3 and response.json()["errors"] == ["line 5: expected 31 fields, found 2"]
+
+
+def test_import_api_names_a_wrong_file(client_for, tmp_path):
+    import io
+
+    body = {"format": "fer2013", "file": io.BytesIO(b"a,b\n1,2\n")}
+    response = client_for("staff").post("/api/datasets/import/", body, format="multipart")
+    assert response.status_code == 400 and "missing column(s) emotion, pixels, Usage" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("role", "expected"), [("labeler", 403), ("staff", 200)])
+def test_export_over_the_api(client_for, tmp_path, capsys, role, expected):
+    _import("kaggle-keypoints", csvs.keypoints_csv(tmp_path / "in.csv", n=2), capsys)
+    response = client_for(role).get("/api/datasets/export/kaggle-keypoints/")
+    assert response.status_code == expected
+    if expected == 200:
+        text = b"".join(response.streaming_content).decode()
+        assert text.startswith("left_eye_center_x,") and len(text.strip().splitlines()) == 3

@@ -1,0 +1,87 @@
+"""Dataset import and export over the API (staff): the same services the management commands call."""
+
+import tempfile
+from pathlib import Path
+
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from ml.datasets import READERS, DatasetError
+from webapp.faces.formats import WRITERS
+from webapp.faces.services import faces_import
+from webapp.pages.permissions import IsStaff
+
+
+class DatasetImportApi(APIView):
+    permission_classes = [IsStaff]
+    parser_classes = [MultiPartParser]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "uploads"
+
+    @extend_schema_serializer(component_name="DatasetImportInput")
+    class InputSerializer(serializers.Serializer):
+        format = serializers.ChoiceField(choices=list(READERS))
+        file = serializers.FileField(help_text="the CSV, plain or .gz")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: inline_serializer(
+                "ImportReport",
+                {
+                    "created": serializers.IntegerField(),
+                    "duplicates": serializers.IntegerField(),
+                    "excluded": serializers.IntegerField(),
+                    "errors": serializers.ListField(child=serializers.CharField()),
+                    "summary": serializers.CharField(),
+                },
+            )
+        },
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(upload.name).name
+            with path.open("wb") as f:
+                for chunk in upload.chunks():
+                    f.write(chunk)
+            try:
+                report = faces_import(path=path, fmt=data.validated_data["format"], author=request.user)
+            except DatasetError as exc:
+                raise serializers.ValidationError({"file": [str(exc).replace(str(tmp) + "/", "")]}) from exc
+        body = {
+            "created": report.created,
+            "duplicates": report.duplicates,
+            "excluded": report.excluded,
+            "errors": [str(e) for e in report.errors],
+            "summary": report.summary().replace(str(path), upload.name),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class DatasetExportApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("fmt", str, OpenApiParameter.PATH, enum=list(WRITERS))],
+        responses={(200, "application/octet-stream"): bytes},
+    )
+    def get(self, request, fmt: str):
+        if fmt not in WRITERS:
+            raise serializers.ValidationError({"format": [f"must be one of {', '.join(WRITERS)}"]})
+        tmp = Path(tempfile.mkdtemp(prefix="export-"))
+        name = "coco-keypoints.json" if fmt == "coco-keypoints" else f"{fmt}.csv"
+        WRITERS[fmt](tmp / name)
+        if fmt == "coco-keypoints":  # the JSON and its images, as one download
+            import shutil
+
+            archive = shutil.make_archive(str(tmp / "coco-keypoints"), "zip", tmp)
+            return FileResponse(open(archive, "rb"), as_attachment=True, filename="coco-keypoints.zip")
+        return FileResponse((tmp / name).open("rb"), as_attachment=True, filename=name)
