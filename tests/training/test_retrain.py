@@ -187,3 +187,17 @@ def test_retraining_is_staff_only(transactional_db, role, expected):
     assert client.post("/api/training-runs/", {"kind": "keypoints"}, format="json").status_code == expected
     assert client.get("/api/training-runs/").status_code == expected
     assert TrainingRun.objects.count() == 0
+
+
+def test_automatic_retrain_after_n_human_labels(redis_broker, dirs, settings):
+    settings.AUTO_RETRAIN_AFTER_LABELS = 2
+    from webapp.faces.services import annotation_submit
+
+    faces = [factories.face() for _ in range(3)]
+    annotation_submit(face=faces[0], author=None, emotion="sad")
+    assert not TrainingRun.objects.exists()
+    annotation_submit(face=faces[1], author=None, emotion="happiness")
+    run = TrainingRun.objects.get()
+    assert run.kind == "emotion" and run.trigger == "auto" and run.status == "pending"
+    annotation_submit(face=faces[2], points=factories.points(), author=None)
+    assert TrainingRun.objects.count() == 1  # one keypoint label is not enough for keypoints
