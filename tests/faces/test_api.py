@@ -1,5 +1,6 @@
 import io
 
+import numpy as np
 import pytest
 from django.test import Client
 from PIL import Image
@@ -256,3 +257,15 @@ def test_face_list_filters(client_for):
     assert ids("labeled=emotion") == [a.pk]
     assert ids("labeled=unlabeled:emotion") == [b.pk]
     assert set(ids("source=upload")) == {a.pk, b.pk}
+
+
+def test_a_rotated_phone_photo_is_stored_upright_with_its_format(client_for, settings):
+    image = Image.fromarray(np.zeros((60, 120), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif)
+    response = _upload(client_for("labeler"), out.getvalue())
+    assert response.status_code == 201
+    face = Face.objects.get(pk=response.json()["id"])
+    assert face.original.endswith(".jpg")

@@ -13,11 +13,12 @@ from PIL import Image, ImageOps
 
 from ml.schema import IMAGE_SIZE
 
-ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP"}
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+ALLOWED_FORMATS = set(EXTENSIONS)
 
 
-def decode_upload(data: bytes) -> Image.Image:
-    """Bytes of an uploaded file -> a fully decoded RGB/L image, or ValidationError saying what is wrong."""
+def decode_upload(data: bytes) -> tuple[Image.Image, str]:
+    """Bytes of an uploaded file -> (fully decoded image, its format), or ValidationError saying what is wrong."""
     max_bytes, max_pixels = settings.UPLOAD_MAX_BYTES, settings.UPLOAD_MAX_PIXELS
     if not data:
         raise ValidationError({"image": ["The file is empty."]})
@@ -25,9 +26,8 @@ def decode_upload(data: bytes) -> Image.Image:
         raise ValidationError(
             {"image": [f"The file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."]}
         )
-    # Pillow checks the pixel count from the header, before decoding: at our limit it warns (made an error here),
-    # at twice the limit it raises. Either way nothing big is ever decoded.
-    Image.MAX_IMAGE_PIXELS = max_pixels
+    # Pillow checks the pixel count from the header, before decoding: past MAX_IMAGE_PIXELS (set to our limit by
+    # FacesConfig.ready) it warns, made an error here; past twice the limit it raises. Nothing big is ever decoded.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -45,7 +45,8 @@ def decode_upload(data: bytes) -> Image.Image:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValidationError({"image": [f"The file is not a readable JPEG, PNG or WEBP image ({exc})."]}) from None
-    return ImageOps.exif_transpose(image)
+    # exif_transpose returns a copy without .format when it turns the image, so the verified format goes alongside
+    return ImageOps.exif_transpose(image), image.format
 
 
 def to_frame(image: Image.Image) -> np.ndarray:

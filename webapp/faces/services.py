@@ -169,14 +169,13 @@ def split_for(digest: str) -> str:
 
 def face_upload(*, data: bytes, filename: str, author) -> tuple[Face, bool]:
     """Store an uploaded photo and its 96x96 grey frame. Returns (face, created); the same pixels are one face."""
-    image = images.decode_upload(data)
+    image, fmt = images.decode_upload(data)
     frame = images.to_frame(image)
     digest = images.checksum(frame)
     existing = Face.objects.filter(checksum=digest).first()
     if existing:
         return existing, False
-    ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[image.format or "PNG"] if image.format else "png"
-    original = f"originals/{digest[:2]}/{digest}.{ext}"
+    original = f"originals/{digest[:2]}/{digest}.{images.EXTENSIONS[fmt]}"
     path = Path(settings.MEDIA_ROOT) / original
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
