@@ -76,3 +76,26 @@ def test_a_non_image_file_gets_a_clear_message(open_page, tmp_path):
 def test_anonymous_visitors_see_no_send_button_and_labelers_do(open_page, labeler):
     assert open_page("/").locator("#send").count() == 0
     assert open_page("/", user=labeler).locator("#send").count() == 1
+
+
+def test_send_for_labeling_queues_the_crop_with_the_models_predictions(open_page, labeler, tmp_path):
+    from webapp.faces.models import Face, Prediction
+
+    page = open_page("/", user=labeler)
+    _wait_ready(page)
+    photo = tmp_path / "astronaut.png"
+    astronaut(480).save(photo)
+    page.set_input_files("#photo", str(photo))
+    page.wait_for_function("window.studio.last && window.studio.last.faces.length > 0", timeout=30_000)
+    page.click("#send")
+    page.wait_for_function("document.getElementById('toast').textContent.includes('labeling queue')", timeout=20_000)
+    face = Face.objects.get(source="upload")
+    assert face.created_by == labeler and face.source_name == "browser-crop.png"
+    assert sorted(Prediction.objects.filter(face=face).values_list("task", flat=True)) == ["emotion", "keypoints"]
+    assert face.keypoints_uncertainty is not None and 0 <= face.emotion_uncertainty <= 1
+    # the stored frame is exactly the crop the models saw in the browser
+    from webapp.faces.images import read_frame
+
+    stored = read_frame(settings.MEDIA_ROOT / face.image)
+    sent = np.asarray(page.evaluate("window.studio.last.greys[0]"), np.float32).reshape(96, 96)
+    assert np.abs(stored.astype(np.float32) - sent).max() == 0
