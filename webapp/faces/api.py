@@ -20,12 +20,6 @@ from webapp.faces.models import Annotation, Face, Prediction, Task
 from webapp.registry.models import ModelVersion
 
 
-class PointSerializer(serializers.Serializer):
-    x = serializers.FloatField()
-    y = serializers.FloatField()
-    visible = serializers.BooleanField()
-
-
 class AnnotationOutput(serializers.ModelSerializer):
     author = serializers.CharField(source="author.username", default=None)
     emotion_label = serializers.SerializerMethodField()
