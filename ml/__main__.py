@@ -150,7 +150,8 @@ def cmd_bench(args) -> None:
             t0 = time.perf_counter()
             fn(x).numpy()
             times.append((time.perf_counter() - t0) * 1000)
-        size = sum(p.stat().st_size for p in Path(model_dir).iterdir() if p.suffix in (".bin", ".json"))
+        # what the browser downloads: model.json and its weight shards (not the manifest or the metrics)
+        size = sum(p.stat().st_size for p in Path(model_dir).iterdir() if p.suffix == ".bin" or p.name == "model.json")
         results.append(
             {
                 "model": str(model_dir),
