@@ -38,7 +38,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-checks: $(BIN)/.installed
+checks: deps
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') ALLOWED_HOSTS=studio.example \
 	  DJANGO_SETTINGS_MODULE=webapp.settings.production $(BIN)/python manage.py check --deploy --fail-level WARNING
