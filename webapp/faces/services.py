@@ -22,11 +22,11 @@ BATCH = 1000
 # --- validation ------------------------------------------------------------------------------------------------
 
 
-def _number(value, where: str) -> float:
+def _number(value, where: str, field: str = "points") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError({"points": [f"{where} must be a number, got {value!r}"]})
+        raise ValidationError({field: [f"{where} must be a number, got {value!r}"]})
     if not math.isfinite(value):
-        raise ValidationError({"points": [f"{where} must be a finite number, got {value!r}"]})
+        raise ValidationError({field: [f"{where} must be a finite number, got {value!r}"]})
     return float(value)
 
 
@@ -127,12 +127,11 @@ def prediction_record(
     else:
         if not isinstance(probabilities, list) or len(probabilities) != NUM_EMOTIONS:
             raise ValidationError({"probabilities": [f"expected {NUM_EMOTIONS} probabilities"]})
-        values = [_number(p, "probabilities") for p in probabilities]
+        values = [_number(p, "probabilities", field="probabilities") for p in probabilities]
         if any(p < 0 for p in values) or abs(sum(values) - 1) > 1e-3:
             raise ValidationError({"probabilities": ["probabilities must be >= 0 and sum to 1"]})
         probabilities, points = values, None
-    if isinstance(uncertainty, bool) or not isinstance(uncertainty, int | float) or not math.isfinite(uncertainty):
-        raise ValidationError({"uncertainty": ["must be a finite number"]})
+    uncertainty = _number(uncertainty, "uncertainty", field="uncertainty")
     with transaction.atomic():
         prediction = Prediction.objects.create(
             face=face,
@@ -140,7 +139,7 @@ def prediction_record(
             task=task,
             points=points,
             probabilities=probabilities,
-            uncertainty=float(uncertainty),
+            uncertainty=uncertainty,
             author=author,
         )
         Face.objects.filter(pk=face.pk).update(**{f"{task}_uncertainty": float(uncertainty)})
