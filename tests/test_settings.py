@@ -33,3 +33,23 @@ def test_broker_falls_back_to_sqlite_when_no_redis_answers(monkeypatch):
 
     assert base._redis_answers("127.0.0.1", 1) is False  # nothing listens on port 1
     assert base.SQLITE_BROKER_URL.startswith("sqla+sqlite:///")
+
+
+def _setting(name: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", f"from webapp.settings import base; print(repr(base.{name}))"],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_number_settings_read_exponents_and_name_a_bad_value():
+    done = _setting("TRAINING_FINETUNE_LEARNING_RATE", TRAINING_FINETUNE_LEARNING_RATE="1e-4")
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == 1e-4
+    done = _setting("PROMOTION_MARGIN_ACCURACY", PROMOTION_MARGIN_ACCURACY="a lot")
+    assert done.returncode != 0
+    assert "PROMOTION_MARGIN_ACCURACY must be a number such as 0.01 or 1e-4, got 'a lot'" in done.stderr

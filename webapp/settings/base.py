@@ -13,6 +13,17 @@ env = environ.Env(
     ALLOWED_HOSTS=(list, ["127.0.0.1", "localhost", "[::1]", "testserver"]),
 )
 
+
+
+def env_float(name: str, default: float) -> float:
+    """A number setting. Not env.float: django-environ drops the "e" of "1e-4" (a separator guess) and fails."""
+    raw = env.str(name, default=repr(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise environ.ImproperlyConfigured(f"{name} must be a number such as 0.01 or 1e-4, got {raw!r}") from None
+
+
 DEBUG = env("DEBUG")
 # A local, development-only default; production.py refuses to start without a real SECRET_KEY.
 SECRET_KEY = env.str("SECRET_KEY", default="insecure-local-development-key-" + "x" * 20)
@@ -168,10 +179,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 TRAINING_MIN_FACES = env.int("TRAINING_MIN_FACES", default=20)  # labeled faces needed, train + validation
 TRAINING_EPOCHS = env.int("TRAINING_EPOCHS", default=20)
 TRAINING_FINETUNE_EPOCHS = env.int("TRAINING_FINETUNE_EPOCHS", default=6)
+TRAINING_LEARNING_RATE = env_float("TRAINING_LEARNING_RATE", 1e-3)  # from scratch
+TRAINING_FINETUNE_LEARNING_RATE = env_float("TRAINING_FINETUNE_LEARNING_RATE", 3e-4)
 TRAINING_VAL_PERCENT = env.int("TRAINING_VAL_PERCENT", default=15)
 # A new version is promoted only if it beats the active one by this margin (px of RMSE / accuracy points).
-PROMOTION_MARGIN_RMSE_PX = env.float("PROMOTION_MARGIN_RMSE_PX", default=0.0)
-PROMOTION_MARGIN_ACCURACY = env.float("PROMOTION_MARGIN_ACCURACY", default=0.0)
+PROMOTION_MARGIN_RMSE_PX = env_float("PROMOTION_MARGIN_RMSE_PX", 0.0)
+PROMOTION_MARGIN_ACCURACY = env_float("PROMOTION_MARGIN_ACCURACY", 0.0)
 # Start a retrain automatically after this many new human labels of a kind (0: off).
 AUTO_RETRAIN_AFTER_LABELS = env.int("AUTO_RETRAIN_AFTER_LABELS", default=0)
 

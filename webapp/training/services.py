@@ -210,9 +210,8 @@ def run_execute(run_id: int) -> None:
         epochs = settings.TRAINING_EPOCHS if initial is None else settings.TRAINING_FINETUNE_EPOCHS
         mode = "from scratch" if initial is None else f"fine-tuning {parent}"
         say(f"{mode}, up to {epochs} epochs", epochs=epochs)
-        config = TrainConfig(
-            epochs=epochs, learning_rate=1e-3 if initial is None else 3e-4, patience=max(3, epochs // 4)
-        )
+        rate = settings.TRAINING_LEARNING_RATE if initial is None else settings.TRAINING_FINETUNE_LEARNING_RATE
+        config = TrainConfig(epochs=epochs, learning_rate=rate, patience=max(3, epochs // 4))
 
         def on_progress(epoch: int, logs: dict) -> None:
             say(
