@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from instance import DATA, ROOT, instance_env, start_worker
+
 OUT = ROOT / "bench" / "out" / "retrain"
-DATA = ROOT.parent / "shared" / "data"
 
 
 def main() -> None:
@@ -29,13 +27,7 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=["keypoints:finetune", "keypoints:scratch", "emotion:finetune"])
     parser.add_argument("--keep", action="store_true", help="reuse the instance of an earlier run (skip the imports)")
     args = parser.parse_args()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "webapp.settings.base",
-        "VAR_DIR": str(OUT),
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = instance_env(OUT, redis_db=14)
     manage = [sys.executable, str(ROOT / "manage.py")]
     run = lambda *a, **k: subprocess.run([*manage, *a], env=env, cwd=ROOT, check=True, **k)  # noqa: E731
     setup = {}
@@ -48,20 +40,9 @@ def main() -> None:
             t0 = time.monotonic()
             run("import_faces", "--format", fmt, str(DATA / name), "-v0")
             setup[f"import_{fmt}_s"] = round(time.monotonic() - t0, 1)
-    import redis
-
-    redis.Redis.from_url(env["CELERY_BROKER_URL"]).flushdb()
-    log = (OUT / "worker.log").open("w")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "training,celery", "-c", "1", "-l", "INFO"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(env, OUT)
     results = []
     try:
-        time.sleep(5)
         for spec in args.runs:
             kind, mode = spec.split(":")
             t0 = time.monotonic()

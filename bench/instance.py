@@ -1,0 +1,39 @@
+"""A throwaway instance for the benchmarks: its own SQLite database and files, a Redis db, a real worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def instance_env(out: Path, redis_db: int) -> dict[str, str]:
+    """The environment of an instance whose database, faces and models all live under ``out``."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "webapp.settings.base",
+        "VAR_DIR": str(out),
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def start_worker(env: dict[str, str], out: Path) -> subprocess.Popen:
+    """One real Celery worker on an emptied broker db, logging to ``out``/worker.log; stop it with terminate()."""
+    import redis
+
+    redis.Redis.from_url(env["CELERY_BROKER_URL"]).flushdb()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "training,celery", "-c", "1", "-l", "INFO"],
+        env=env,
+        cwd=ROOT,
+        stdout=(out / "worker.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(5)  # let it connect before the first request
+    return worker
