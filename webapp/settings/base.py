@@ -14,7 +14,6 @@ env = environ.Env(
 )
 
 
-
 def env_float(name: str, default: float) -> float:
     """A number setting. Not env.float: django-environ drops the "e" of "1e-4" (a separator guess) and fails."""
     raw = env.str(name, default=repr(default))
@@ -180,7 +179,7 @@ TRAINING_MIN_FACES = env.int("TRAINING_MIN_FACES", default=20)  # labeled faces 
 TRAINING_EPOCHS = env.int("TRAINING_EPOCHS", default=20)
 TRAINING_FINETUNE_EPOCHS = env.int("TRAINING_FINETUNE_EPOCHS", default=6)
 TRAINING_LEARNING_RATE = env_float("TRAINING_LEARNING_RATE", 1e-3)  # from scratch
-TRAINING_FINETUNE_LEARNING_RATE = env_float("TRAINING_FINETUNE_LEARNING_RATE", 3e-4)
+TRAINING_FINETUNE_LEARNING_RATE = env_float("TRAINING_FINETUNE_LEARNING_RATE", 1e-4)
 TRAINING_VAL_PERCENT = env.int("TRAINING_VAL_PERCENT", default=15)
 # A new version is promoted only if it beats the active one by this margin (px of RMSE / accuracy points).
 PROMOTION_MARGIN_RMSE_PX = env_float("PROMOTION_MARGIN_RMSE_PX", 0.0)
