@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import math
 import sys
@@ -296,14 +297,26 @@ def block_split(n: int, val_fraction: float = 0.15, blocks: int = 20, seed: int 
     return mask
 
 
+def checksum(frame: np.ndarray) -> str:
+    """A face's identity is its pixels: the same frame read twice is one face (the web app keys faces by this too)."""
+    return hashlib.sha256(np.ascontiguousarray(frame, np.uint8).tobytes()).hexdigest()
+
+
 def split(data: FaceData, val_fraction: float = 0.15) -> tuple[FaceData, FaceData]:
-    """The standard train/validation split of a file: PublicTest rows for emotion, contiguous blocks for keypoints."""
+    """The standard train/validation split of a file: PublicTest rows for emotion, contiguous blocks for keypoints.
+
+    A validation row whose pixels repeat a training row stays out of validation: FER2013 repeats faces across its
+    Usage groups (211 of the five-class PublicTest rows are Training faces), and a face the model trained on says
+    nothing about unseen ones.
+    """
     if data.task == "emotion" and data.usage is not None and np.any(data.usage == "PublicTest"):
         val = data.usage == "PublicTest"
         train = data.usage == "Training"
     else:
         val = block_split(len(data), val_fraction)
         train = ~val
+    seen = {checksum(frame) for frame in data.images[train]}
+    val &= np.array([not (held and checksum(frame) in seen) for held, frame in zip(val, data.images, strict=True)])
     return data.subset(train), data.subset(val)
 
 

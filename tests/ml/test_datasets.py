@@ -91,6 +91,10 @@ def test_standard_split_uses_publictest_rows_and_contiguous_keypoint_blocks(tmp_
     rows = [csvs.fer_row(0, i, "PublicTest" if i % 3 == 0 else "Training") for i in range(9)]
     train, val = split(read_fer2013_csv(csvs.write(tmp_path / "f.csv", csvs.FER_HEADER, rows)))
     assert set(val.usage) == {"PublicTest"} and set(train.usage) == {"Training"} and len(val) == 3
+    # line 11 repeats the pixels of Training row 1 (line 3): a face the model trains on, so in neither split
+    repeat = csvs.fer_row(3, 1, "PublicTest")
+    train, val = split(read_fer2013_csv(csvs.write(tmp_path / "r.csv", csvs.FER_HEADER, [*rows, repeat])))
+    assert len(train) == 6 and len(val) == 3 and 11 not in val.lines.tolist() + train.lines.tolist()
     kp = read_keypoints_csv(csvs.keypoints_csv(tmp_path / "k.csv", n=40))
     train, val = split(kp)
     assert len(train) + len(val) == 40 and 0 < len(val) < 40

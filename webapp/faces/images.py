@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 
@@ -58,11 +57,6 @@ def to_frame(image: Image.Image) -> np.ndarray:
     if side != IMAGE_SIZE:
         grey = grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX if side > IMAGE_SIZE else Image.BICUBIC)
     return np.asarray(grey, np.uint8)
-
-
-def checksum(frame: np.ndarray) -> str:
-    """Faces are keyed by their pixels: the same frame imported twice is one face."""
-    return hashlib.sha256(np.ascontiguousarray(frame, np.uint8).tobytes()).hexdigest()
 
 
 def png_bytes(frame: np.ndarray) -> bytes:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from ml.datasets import checksum
 from ml.schema import EMOTIONS, IMAGE_SIZE, NUM_EMOTIONS, NUM_KEYPOINTS
 from webapp.faces import images
 from webapp.faces.models import Annotation, Face, Prediction, Task
@@ -170,7 +171,7 @@ def face_upload(*, data: bytes, filename: str, author) -> tuple[Face, bool]:
     """Store an uploaded photo and its 96x96 grey frame. Returns (face, created); the same pixels are one face."""
     image, fmt = images.decode_upload(data)
     frame = images.to_frame(image)
-    digest = images.checksum(frame)
+    digest = checksum(frame)
     existing = Face.objects.filter(checksum=digest).first()
     if existing:
         return existing, False
@@ -226,7 +227,7 @@ def faces_import(
         held_out = block_split(len(data), settings.TRAINING_VAL_PERCENT / 100)  # frames of one video stay together
     else:
         held_out = np.isin(data.usage, ["PublicTest", "PrivateTest"])
-    digests = [images.checksum(frame) for frame in data.images]
+    digests = [checksum(frame) for frame in data.images]
     existing: set[str] = set()
     for start in range(0, len(digests), BATCH):
         chunk = digests[start : start + BATCH]
