@@ -30,7 +30,9 @@ def prepare(n_kp: int, n_em: int) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
     from skimage import data as skdata
 
+    from ml.align import FACE_FRAMING, framing_of, reframe
     from ml.datasets import read_faces, split
+    from ml.export import read_manifest
 
     OUT.mkdir(parents=True, exist_ok=True)
     kp_val = split(read_faces(DATA / "keypoints.csv.gz"))[1]
@@ -39,12 +41,25 @@ def prepare(n_kp: int, n_em: int) -> tuple[np.ndarray, np.ndarray]:
     kp_idx = np.sort(rng.choice(len(kp_val), min(n_kp, len(kp_val)), replace=False))
     em_idx = np.sort(rng.choice(len(em_val), min(n_em, len(em_val)), replace=False))
     (OUT / "keypoints.bin").write_bytes(kp_val.images[kp_idx].tobytes())
+    # our keypoint model reads its own framing (its manifest): the same faces, re-cut for it
+    framing = framing_of(read_manifest(ROOT / "models" / "baseline" / "keypoints"))
+    reframed, _ = reframe(kp_val.images[kp_idx], None, FACE_FRAMING, framing)
+    (OUT / "keypoints_model.bin").write_bytes(reframed.tobytes())
     (OUT / "emotion.bin").write_bytes(em_val.images[em_idx].tobytes())
     (OUT / "faces.json").write_text(json.dumps({"keypoints": {"n": len(kp_idx)}, "emotion": {"n": len(em_idx)}}))
     frame = Image.new("RGB", (640, 480))
     frame.paste(Image.fromarray(skdata.astronaut()).resize((480, 480)), (80, 0))
     frame.save(OUT / "frame.png")
     return kp_val.points[kp_idx], em_val.labels[em_idx]
+
+
+def to_face_frame(points) -> np.ndarray:
+    """Points our model gave in its own framing -> the 96x96 face frame the truth is in."""
+    from ml.align import FACE_FRAMING, apply, framing_of, invert, reframe_matrix
+    from ml.export import read_manifest
+
+    framing = framing_of(read_manifest(ROOT / "models" / "baseline" / "keypoints"))
+    return apply(invert(reframe_matrix(FACE_FRAMING, framing)), np.asarray(points).reshape(-1, 15, 2))
 
 
 def rmse(pred, true) -> float:
@@ -92,7 +107,7 @@ def main() -> None:
                 accuracy = lambda predicted: round(float(np.mean(np.array(predicted) == labels)), 4)  # noqa: E731
                 report["accuracy"] = {
                     "keypoints_rmse_px": {
-                        "ours": rmse(kp["ours"], points),
+                        "ours": rmse(to_face_frame(kp["ours"]), points),
                         "face-api 68->15": rmse(kp["faceapi"], points),
                     },
                     "emotion_accuracy_5class": {"ours": accuracy(em["ours"]), "face-api 7->5": accuracy(em["faceapi"])},

@@ -81,6 +81,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    from ml.align import framing_of
     from ml.datasets import split
     from ml.evaluate import evaluate_model
     from ml.export import load_tfjs, read_manifest
@@ -93,7 +94,7 @@ def cmd_evaluate(args) -> None:
         data = data.subset(data.usage == args.usage)
     if args.split == "val":
         data = split(data)[1]
-    metrics = evaluate_model(load_tfjs(args.model), data)
+    metrics = evaluate_model(load_tfjs(args.model), data, framing_of(read_manifest(args.model)))
     metrics.update(model=str(args.model), data=str(args.data), usage=args.usage, split=args.split)
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -110,6 +111,7 @@ def cmd_evaluate(args) -> None:
 def cmd_export(args) -> None:
     """Re-export (optionally quantized), keeping the training history and provenance; with --data, score the new
     files on the standard validation split so metrics.json describes exactly what will be served."""
+    from ml.align import framing_of
     from ml.datasets import split
     from ml.evaluate import evaluate_model
     from ml.export import export_tfjs, load_tfjs, read_manifest
@@ -118,16 +120,55 @@ def cmd_export(args) -> None:
     task = manifest["task"]
     source_metrics = Path(args.model) / "metrics.json"
     metrics = json.loads(source_metrics.read_text()) if source_metrics.is_file() else None
-    history = {"history": manifest.get("history", {})}
-    out = export_tfjs(load_tfjs(args.model), args.out, task=task, quantize=args.quantize, extra=history)
+    framing = framing_of(manifest)
+    extra = {"history": manifest.get("history", {}), "framing": framing.to_dict()}
+    out = export_tfjs(load_tfjs(args.model), args.out, task=task, quantize=args.quantize, extra=extra)
     if args.data:
-        scored = evaluate_model(load_tfjs(out), split(_read(args.data, None, task))[1])
+        scored = evaluate_model(load_tfjs(out), split(_read(args.data, None, task))[1], framing)
         metrics = {**(metrics or {}), **scored, "quantization": args.quantize or "float32"}
     if metrics is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"exported {args.model} -> {out} ({args.quantize or 'float32'})")
     if args.data:
         print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict | list)}, indent=2))
+
+
+def cmd_framing(args) -> None:
+    """Where the anchors sit in a data set's faces: from its points (keypoint files), or by running the aligned
+    keypoint path of --model on its faces (files without points, e.g. FER2013)."""
+    import numpy as np
+    from PIL import Image
+
+    from ml import align
+
+    data = _read(args.data, args.format, None)
+    rng = np.random.default_rng(0)
+    data = data.subset(np.sort(rng.choice(len(data), min(args.faces, len(data)), replace=False)))
+    if data.points is not None and not args.model:
+        points, how = data.points, "the file's points"
+    else:
+        if not args.model:
+            sys.exit("error: this file has no points; give --model (a keypoint export) to find them")
+        from ml.pipeline import Analyzer, LoadedModel
+
+        analyzer = Analyzer(LoadedModel.from_dir(args.model), detector=False)
+        seed = align.reframe_matrix(align.FACE_FRAMING, analyzer.keypoints.framing)
+        points = np.stack([analyzer.align(Image.fromarray(image), [seed])[0] for image in data.images])
+        how = f"the aligned keypoint path of {args.model}"
+    eye, lip = align.anchors(points)
+    mid, distance = (eye + lip) / 2, np.linalg.norm(lip - eye, axis=1)
+    tilt = np.degrees(np.arctan2(points[:, 0, 1] - points[:, 1, 1], points[:, 0, 0] - points[:, 1, 0]))
+    report = {
+        "data": str(args.data),
+        "faces": len(points),
+        "points_from": how,
+        "center_median": np.median(mid, 0).round(2).tolist(),
+        "center_iqr": (np.percentile(mid, 75, 0) - np.percentile(mid, 25, 0)).round(2).tolist(),
+        "distance_median": round(float(np.median(distance)), 2),
+        "distance_iqr": round(float(np.percentile(distance, 75) - np.percentile(distance, 25)), 2),
+        "eye_line_tilt_deg_mean_sd": [round(float(tilt.mean()), 2), round(float(tilt.std()), 2)],
+    }
+    print(json.dumps(report, indent=2))
 
 
 def cmd_bench(args) -> None:
@@ -203,6 +244,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quantize", choices=["uint8", "float16"])
     p.add_argument("--data", help="score the export on this CSV's standard validation split")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("framing", help="measure where the eyes and lips sit in a data set's faces")
+    p.add_argument("--data", required=True)
+    p.add_argument("--format", choices=formats)
+    p.add_argument("--model", help="a keypoint export, to find the points of faces that have none (FER2013)")
+    p.add_argument("--faces", type=int, default=3000, help="how many faces, drawn with a fixed seed")
+    p.set_defaults(func=cmd_framing)
 
     p = sub.add_parser("bench", help="inference time and size of exported models")
     p.add_argument("--model", nargs="+", required=True)

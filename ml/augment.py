@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from ml.align import KEYPOINT_ZOOM_RANGE
 from ml.schema import FLIP_PERMUTATION, IMAGE_SIZE, NUM_KEYPOINTS, PIXEL_SCALE
 
 CENTER = (IMAGE_SIZE - 1) / 2.0  # pixel centres sit on integers, so a mirror maps x to 95 - x
@@ -26,6 +27,16 @@ class AugmentConfig:
     max_shift_px: float = 4.0
     max_brightness: float = 0.15
     max_contrast: float = 0.25  # contrast factor drawn from [1 - c, 1 + c]
+    # Zoom-in augmentation (keypoints): the scale is drawn from this range (>= 1) and the shift stays inside the
+    # zoomed-in margin, so no border ever shows. A shifted face with a border beside it tells the model how far it
+    # was moved; a model that learns that reads the border instead of the face and, on real crops (no border), falls
+    # back to the average face. Its crops are then the training framing zoomed by the range's middle.
+    zoom: tuple[float, float] | None = None
+
+
+# Keypoint crops come from alignment that is still correcting itself, so the keypoint model learns to find the
+# features wherever they sit (zoomed in, shifted inside the margin); emotion crops are already aligned.
+TASK_AUGMENT = {"keypoints": AugmentConfig(zoom=KEYPOINT_ZOOM_RANGE), "emotion": AugmentConfig()}
 
 
 def flip_points(points: np.ndarray) -> np.ndarray:
@@ -45,8 +56,18 @@ def random_affine(batch: int, cfg: AugmentConfig, seed: tf.Tensor) -> tuple[tf.T
     uniform = lambda i, lo, hi: tf.random.stateless_uniform([batch], seeds[i], lo, hi)  # noqa: E731
     flip = uniform(0, 0.0, 1.0) < (0.5 if cfg.flip else 0.0)
     angle = uniform(1, -1.0, 1.0) * (cfg.max_rotation_deg * math.pi / 180.0)
-    scale = uniform(2, 1.0 - cfg.max_scale, 1.0 + cfg.max_scale)
-    shift = tf.reshape(tf.random.stateless_uniform([batch * 2], seeds[3], -1.0, 1.0), [batch, 2]) * cfg.max_shift_px
+    shift = tf.reshape(tf.random.stateless_uniform([batch * 2], seeds[3], -1.0, 1.0), [batch, 2])
+    if cfg.zoom is None:
+        scale = uniform(2, 1.0 - cfg.max_scale, 1.0 + cfg.max_scale)
+        shift = shift * cfg.max_shift_px
+    else:
+        # The turned, zoomed window must stay inside the picture: a turn by a needs a zoom >= |cos a| + |sin a|,
+        # and what zoom is left over is the room to shift.
+        scale = uniform(2, *cfg.zoom)
+        max_angle = tf.asin(tf.minimum(scale / math.sqrt(2.0), 1.0)) - math.pi / 4
+        angle = tf.clip_by_value(angle, -max_angle, max_angle)
+        room = scale - tf.abs(tf.cos(angle)) - tf.abs(tf.sin(angle))
+        shift = shift * (tf.maximum(room, 0.0) * CENTER)[:, None]
     sign = tf.where(flip, -1.0, 1.0)
     cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
     # M = scale * R(angle) @ diag(sign, 1)

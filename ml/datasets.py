@@ -322,3 +322,66 @@ def split(data: FaceData, val_fraction: float = 0.15) -> tuple[FaceData, FaceDat
 
 def emotion_name(code: int) -> str:
     return EMOTIONS[code]
+
+
+# --- whole frames with 68-point ground truth (the pipeline's benchmark and calibration set) ----------------------
+
+# iBUG 68 -> the 15 Kaggle points (subject's left = image right): eye centres are the means of each eye contour.
+MAP68: tuple[tuple[int, ...], ...] = (
+    (42, 43, 44, 45, 46, 47),
+    (36, 37, 38, 39, 40, 41),
+    (42,),
+    (45,),
+    (39,),
+    (36,),
+    (22,),
+    (26,),
+    (21,),
+    (17,),
+    (30,),
+    (54,),
+    (48,),
+    (51,),
+    (57,),
+)
+
+
+@dataclass
+class Frames:
+    """Whole images and their 15 ground-truth points in image pixels."""
+
+    directory: Path
+    names: list[str]
+    persons: np.ndarray  # (N,) str: the file name without its trailing _NN.jpg
+    points: np.ndarray  # (N, 15, 2) float64
+
+    def subset(self, mask: np.ndarray) -> Frames:
+        keep = np.flatnonzero(mask)
+        return Frames(self.directory, [self.names[i] for i in keep], self.persons[keep], self.points[keep])
+
+    def path(self, i: int) -> Path:
+        return self.directory / "images" / self.names[i]
+
+
+def points68_to_15(points68: np.ndarray) -> np.ndarray:
+    points68 = np.asarray(points68, np.float64)
+    return np.stack([points68[..., list(idx), :].mean(-2) for idx in MAP68], -2)
+
+
+def read_frames(directory: str | Path) -> Frames:
+    """``frames/``: ``frames.csv.gz`` (image, x0, y0, ..., x67, y67) and ``images/``."""
+    directory = Path(directory)
+    names, rows = [], []
+    for line, row in _rows(directory / "frames.csv.gz", ("image", "x0", "y67"), "image,x0,y0,...,x67,y67"):
+        try:
+            rows.append([float(row[f"{a}{i}"]) for i in range(68) for a in ("x", "y")])
+        except (KeyError, TypeError, ValueError):
+            raise DatasetError(f"{directory}/frames.csv.gz line {line}: 136 numbers expected") from None
+        names.append(row["image"])
+    persons = np.array([name.rsplit("_", 1)[0] for name in names])
+    return Frames(directory, names, persons, points68_to_15(np.array(rows).reshape(-1, 68, 2)))
+
+
+def person_split(persons: np.ndarray) -> np.ndarray:
+    """Boolean mask of the benchmark half, by person (a stable hash of the name), never by frame."""
+    return np.array([hashlib.sha256(p.encode()).digest()[0] % 2 == 1 for p in persons])

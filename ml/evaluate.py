@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml import align
 from ml.datasets import FaceData
 from ml.schema import EMOTIONS, IMAGE_SIZE, KEYPOINTS, NUM_EMOTIONS, NUM_KEYPOINTS
 
@@ -54,13 +55,36 @@ def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-def evaluate_model(model, data: FaceData) -> dict:
+def _outputs(model, data: FaceData, framing: align.Framing | None) -> np.ndarray:
+    """Keypoints in pixels of the data's frame, or probabilities; a model that reads another ``framing`` than the
+    data's gets each face re-cut into its framing, and its points are mapped back."""
     from ml.train import predict  # late: keeps evaluate importable without building a training graph
 
-    outputs = predict(model, data.images)
+    source = align.DATA_FRAMINGS[data.task]
+    framing = framing or source
+    images, _ = align.reframe(data.images, None, source, framing)
+    outputs = predict(model, images)
     if data.task == "keypoints":
-        return keypoint_metrics(outputs.reshape(-1, NUM_KEYPOINTS, 2) * IMAGE_SIZE, data.points)
+        points = outputs.reshape(-1, NUM_KEYPOINTS, 2) * IMAGE_SIZE
+        return align.apply(align.invert(align.reframe_matrix(source, framing)), points)
+    return outputs
+
+
+def evaluate_model(model, data: FaceData, framing: align.Framing | None = None) -> dict:
+    """Score ``model`` on ``data``; errors stay in pixels of the data's (training) frame whatever the model reads."""
+    outputs = _outputs(model, data, framing)
+    if data.task == "keypoints":
+        return keypoint_metrics(outputs, data.points)
     return emotion_metrics(outputs, data.labels)
+
+
+def face_scores(model, data: FaceData, framing: align.Framing | None = None) -> np.ndarray:
+    """One number per face, for paired comparisons (ml.stats): squared keypoint error (mean over the 30
+    coordinates), or 1/0 for a right/wrong emotion."""
+    outputs = _outputs(model, data, framing)
+    if data.task == "keypoints":
+        return ((outputs - data.points) ** 2).mean(axis=(1, 2))
+    return (np.asarray(outputs).argmax(axis=1) == data.labels).astype(np.float64)
 
 
 def primary_metric(metrics: dict) -> tuple[str, float, bool]:

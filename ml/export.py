@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ml.align import MODEL_FRAMINGS
 from ml.schema import manifest_fields
 
 QUANTIZATIONS = {"float16": "float16", "uint8": "uint8"}
@@ -46,6 +47,7 @@ def export_tfjs(
         weight_bytes = sum(p.stat().st_size for p in tmp.glob("*.bin"))
         manifest = {
             **manifest_fields(task),
+            "framing": MODEL_FRAMINGS[task].to_dict(),
             "model": "model.json",
             "quantization": quantize or "float32",
             "weight_bytes": weight_bytes,

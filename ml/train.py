@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from ml.augment import AugmentConfig, make_dataset
+from ml import align
+from ml.augment import TASK_AUGMENT, make_dataset
 from ml.datasets import FaceData
 from ml.evaluate import evaluate_model
 from ml.models import BUILDERS
@@ -120,7 +121,9 @@ def train(
         # Start at the mean face rather than at (0, 0): the first epochs then refine instead of travel.
         head = model.get_layer("points")
         kernel, _ = head.get_weights()
-        head.set_weights([kernel, train_data.points.reshape(len(train_data), -1).mean(0) / IMAGE_SIZE])
+        to_model = align.reframe_matrix(align.DATA_FRAMINGS[task], align.MODEL_FRAMINGS[task])
+        mean_face = align.apply(to_model, train_data.points.mean(0))
+        head.set_weights([kernel, mean_face.reshape(-1).astype(np.float32) / IMAGE_SIZE])
     compile_model(model, task, config.learning_rate)
 
     weights = None
@@ -131,12 +134,16 @@ def train(
         _targets(train_data),
         task=task,
         batch_size=config.batch_size,
-        augment=AugmentConfig() if config.augment else None,
+        augment=TASK_AUGMENT[task] if config.augment else None,
         shuffle=True,
         seed=config.seed,
         sample_weights=weights,
     )
-    val_ds = make_dataset(val_data.images, _targets(val_data), task=task, batch_size=256)
+    # The model reads its own framing (ml.align.MODEL_FRAMINGS); the data comes in the data framing.
+    framing = align.MODEL_FRAMINGS[task]
+    val_images, val_points = align.reframe(val_data.images, val_data.points, align.DATA_FRAMINGS[task], framing)
+    val_targets = val_points if task == "keypoints" else _targets(val_data)
+    val_ds = make_dataset(val_images, val_targets, task=task, batch_size=256)
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()
 
@@ -160,7 +167,7 @@ def train(
         verbose=0,
     ).history
     val_loss = history.get("val_loss", [0.0])
-    metrics = evaluate_model(model, val_data)
+    metrics = evaluate_model(model, val_data, framing)
     return TrainResult(
         task=task,
         model=model,

@@ -34,7 +34,7 @@ def png(seed: int = 0, size: tuple[int, int] = (96, 96), mode: str = "L", fmt: s
 
 def face(seed: int | None = None, author=None):
     seed = next(_counter) if seed is None else seed
-    return face_upload(data=png(seed), filename=f"face{seed}.png", author=author)[0]
+    return face_upload(data=png(seed), filename=f"face{seed}.png", author=author)[0][0]
 
 
 def points(seed: int = 0) -> list[dict]:

@@ -1,14 +1,11 @@
 import { api, toast } from "./api.js";
-import {
-  FRAME, cropSquare, detectFaces, drawSkeleton, greyFrame, greyPng, initBackend, loadDetector, loadManifest,
-  loadModels, predict, uncertainty,
-} from "./inference.js";
+import { createAnalyzer, drawSkeleton, geometry, greyPng, uncertainty } from "./inference.js";
 
 const $ = (id) => document.getElementById(id);
 const view = $("view");
 const context = view.getContext("2d");
 const video = $("video");
-const state = { models: null, detector: null, source: null, live: false, last: null, busy: false };
+const state = { analyzer: null, models: null, source: null, live: false, last: null, busy: false };
 window.studio = state; // read by the browser tests and handy in the console
 
 function setStatus(text, kind = "muted") {
@@ -39,31 +36,33 @@ function renderFaces(faces, labels) {
   }).join("");
 }
 
-async function analyse(source, width, height) {
-  const t0 = performance.now();
-  const boxes = await detectFaces(source, state.detector);
-  const t1 = performance.now();
-  const crops = boxes.map(cropSquare);
-  const greys = crops.map((crop) => greyFrame(source, crop));
-  const result = greys.length ? predict(state.models, greys) : { faces: [], ms: { keypoints: 0, emotion: 0 } };
+async function analyse(source, width, height, { video = false } = {}) {
+  const { faces, ms } = await state.analyzer.analyze(source, { video });
   const scale = view.width / width;
   context.drawImage(source, 0, 0, view.width, view.height);
   const { skeleton } = state.models.manifest.keypoints;
-  result.faces.forEach((face, i) => {
-    const crop = crops[i];
-    const toCanvas = ([x, y]) => [(crop.x + (x / FRAME) * crop.side) * scale, (crop.y + (y / FRAME) * crop.side) * scale];
+  const toCanvas = ([x, y]) => [x * scale, y * scale];
+  faces.forEach((face) => {
+    // the crop the keypoint model read, and its points in the picture
+    const square = geometry.sourceSquare(face.crop.matrix, 96);
     context.strokeStyle = "rgba(255,255,255,0.6)";
-    context.strokeRect(crop.x * scale, crop.y * scale, crop.side * scale, crop.side * scale);
-    drawSkeleton(context, face.points, skeleton, toCanvas, { radius: Math.max(2, (crop.side * scale) / 60) });
+    context.strokeRect(square.x * scale, square.y * scale, square.side * scale, square.side * scale);
+    drawSkeleton(context, face.points, skeleton, toCanvas, { radius: Math.max(2.5, (square.side * scale) / 60) });
   });
-  renderFaces(result.faces, state.models.manifest.emotion.labels);
-  const total = performance.now() - t0;
-  state.last = { boxes, crops, greys: greys.map((g) => Array.from(g)), faces: result.faces, ms: { ...result.ms, detect: t1 - t0, frame: total } };
-  $("ms-detect").textContent = `${(t1 - t0).toFixed(1)} ms`;
-  $("ms-keypoints").textContent = `${result.ms.keypoints.toFixed(1)} ms / face`;
-  $("ms-emotion").textContent = `${result.ms.emotion.toFixed(1)} ms / face`;
-  $("ms-frame").textContent = `${total.toFixed(1)} ms (${(1000 / total).toFixed(0)} fps)`;
-  if ($("send")) $("send").disabled = !result.faces.length;
+  renderFaces(faces, state.models.manifest.emotion.labels);
+  state.last = {
+    faces: faces.map((f) => ({ box: f.box, points: f.points, probabilities: f.probabilities })),
+    greys: faces.map((f) => Array.from(f.crop.grey)),
+    cropPoints: faces.map((f) => f.crop.points),
+    emotionGreys: faces.map((f) => Array.from(f.emotionCrop.grey)),
+    stored: faces.map((f) => ({ grey: Array.from(f.stored.grey), points: f.stored.points })),
+    ms,
+  };
+  $("ms-detect").textContent = ms.detect ? `${ms.detect.toFixed(1)} ms` : "followed";
+  $("ms-keypoints").textContent = `${ms.keypoints.toFixed(1)} ms / face`;
+  $("ms-emotion").textContent = `${ms.emotion.toFixed(1)} ms / face`;
+  $("ms-frame").textContent = `${ms.frame.toFixed(1)} ms (${(1000 / ms.frame).toFixed(0)} fps)`;
+  if ($("send")) $("send").disabled = !faces.length;
   return state.last;
 }
 
@@ -72,7 +71,7 @@ async function loop() {
   if (video.readyState >= 2 && !state.busy) {
     state.busy = true;
     try {
-      await analyse(video, video.videoWidth, video.videoHeight);
+      await analyse(video, video.videoWidth, video.videoHeight, { video: true });
     } catch (err) {
       console.error(err);
       setStatus(`Could not analyse the frame: ${err.message}`, "error");
@@ -107,6 +106,7 @@ async function startCamera() {
   }
   fitCanvas(video.videoWidth, video.videoHeight);
   $("hint").hidden = true;
+  state.analyzer.reset();
   state.live = true;
   state.source = "camera";
   $("camera").textContent = "Stop webcam";
@@ -148,29 +148,37 @@ async function openPhoto(file) {
     last.faces.length ? "ok" : "error");
 }
 
+// Every face of the picture goes to the queue, each as the crop stored faces have (the face framing), with what
+// both models said about it.
 async function sendForLabeling() {
   const last = state.last;
   if (!last?.faces.length) return;
   $("send").disabled = true;
+  const manifest = state.models.manifest;
   try {
-    const grey = Float32Array.from(last.greys[0]);
-    const form = new FormData();
-    form.append("image", await greyPng(grey), "browser-crop.png");
-    const { data: face } = await api("/api/faces/upload/", { method: "POST", form });
-    const unsure = uncertainty(state.models, grey, last.faces[0]);
-    const manifest = state.models.manifest;
-    await api(`/api/faces/${face.id}/predictions/`, { method: "POST", json: {
-      version: manifest.keypoints.id, points: last.faces[0].points.map(([x, y]) => ({ x, y, visible: true })),
-      uncertainty: unsure.keypoints } });
-    await api(`/api/faces/${face.id}/predictions/`, { method: "POST", json: {
-      version: manifest.emotion.id, probabilities: last.faces[0].probabilities, uncertainty: unsure.emotion } });
-    toast(`Face ${face.id} is in the labeling queue.`, "ok");
+    const ids = [];
+    for (let i = 0; i < last.faces.length; i++) {
+      const form = new FormData();
+      form.append("image", await greyPng(Float32Array.from(last.stored[i].grey)), "browser-crop.png");
+      const { data } = await api("/api/faces/upload/", { method: "POST", form });
+      const face = data.faces[0];
+      const unsure = uncertainty(state.models, Float32Array.from(last.greys[i]), { points: last.cropPoints[i], probabilities: last.faces[i].probabilities });
+      const points = last.stored[i].points.map(([x, y]) => ({ x: clampFrame(x), y: clampFrame(y), visible: true }));
+      await api(`/api/faces/${face.id}/predictions/`, { method: "POST", json: {
+        version: manifest.keypoints.id, points, uncertainty: unsure.keypoints } });
+      await api(`/api/faces/${face.id}/predictions/`, { method: "POST", json: {
+        version: manifest.emotion.id, probabilities: last.faces[i].probabilities, uncertainty: unsure.emotion } });
+      ids.push(face.id);
+    }
+    toast(`${ids.length === 1 ? `Face ${ids[0]} is` : `Faces ${ids.join(", ")} are`} in the labeling queue.`, "ok");
   } catch (err) {
     toast(`Could not send the face: ${err.message}`, "error");
   } finally {
     $("send").disabled = false;
   }
 }
+
+const clampFrame = (v) => Math.min(95.99, Math.max(0, v));
 
 async function main() {
   $("camera").addEventListener("click", startCamera);
@@ -181,10 +189,10 @@ async function main() {
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); openPhoto(e.dataTransfer.files[0]); });
   try {
-    const backend = await initBackend(new URLSearchParams(location.search).get("backend") || "wasm");
-    $("backend").textContent = backend;
-    const manifest = await loadManifest();
-    [state.models, state.detector] = await Promise.all([loadModels(manifest), loadDetector()]);
+    state.analyzer = await createAnalyzer({ backend: new URLSearchParams(location.search).get("backend") || "wasm" });
+    $("backend").textContent = state.analyzer.backend;
+    state.models = state.analyzer.models;
+    const { manifest } = state.analyzer;
     $("versions").textContent = `keypoints v${manifest.keypoints.version}, emotion v${manifest.emotion.version}`;
     setStatus("Ready");
     state.ready = true;

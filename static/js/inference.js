@@ -6,11 +6,11 @@ import * as faceapi from "face-api";
 
 import { api } from "./api.js";
 
-export { tf, faceapi };
+import * as geometry from "./geometry.js";
+
+export { tf, faceapi, geometry };
 const VENDOR = window.STUDIO.vendor;
 export const FRAME = 96;
-// Detector box -> the square crop the models were trained on (eyes near y=38, mouth near y=76 of 96).
-const FRAMING = { scale: 1.45, dy: -0.08 };
 
 export async function initBackend(preferred = "wasm") {
   setWasmPaths(`${VENDOR}@tensorflow/tfjs-backend-wasm/dist/`);
@@ -49,34 +49,59 @@ export async function loadModels(manifest) {
   return { keypoints, emotion, manifest };
 }
 
-export async function loadDetector() {
+// The detector and its settings come from the manifest's `pipeline` (ml/align.py), like the models' framing.
+export async function loadDetector(pipeline) {
+  const settings = pipeline.detector;
+  if (settings.name !== "tiny_face_detector") throw new Error(`unknown detector ${settings.name}`);
   await faceapi.nets.tinyFaceDetector.loadFromUri(`${VENDOR}@vladmandic/face-api/model`);
-  return new faceapi.TinyFaceDetectorOptions({ inputSize: 320, scoreThreshold: 0.45 });
+  return {
+    settings,
+    options: new faceapi.TinyFaceDetectorOptions({ inputSize: settings.input_size, scoreThreshold: settings.score_threshold }),
+  };
 }
 
-export async function detectFaces(source, options) {
-  const found = await faceapi.detectAllFaces(source, options);
-  return found.map((d) => ({ x: d.box.x, y: d.box.y, width: d.box.width, height: d.box.height, score: d.score }));
+const padCanvas = document.createElement("canvas");
+
+// Faces that fill the picture are what the tiny detector misses most, small faces are what a border costs: the
+// detector runs on the picture as it is and, when it finds nothing, once more inside a black border of `pad` x its
+// longer side (bench/pipeline.py measures the recall).
+export async function detectFaces(source, detector) {
+  const toBoxes = (found, off) => found.map((d) => ({ x: d.box.x - off, y: d.box.y - off, width: d.box.width, height: d.box.height, score: d.score }));
+  const plain = await faceapi.detectAllFaces(source, detector.options);
+  const { width, height } = sourceSize(source);
+  const off = Math.round(detector.settings.pad * Math.max(width, height));
+  if (plain.length || off <= 0) return toBoxes(plain, 0);
+  padCanvas.width = width + 2 * off;
+  padCanvas.height = height + 2 * off;
+  const context = padCanvas.getContext("2d");
+  context.fillStyle = "black";
+  context.fillRect(0, 0, padCanvas.width, padCanvas.height);
+  context.drawImage(source, off, off, width, height);
+  return toBoxes(await faceapi.detectAllFaces(padCanvas, detector.options), off);
 }
 
-export function cropSquare(box) {
-  const side = FRAMING.scale * Math.max(box.width, box.height);
-  const cx = box.x + box.width / 2;
-  const cy = box.y + box.height / 2 + FRAMING.dy * box.height;
-  return { x: cx - side / 2, y: cy - side / 2, side };
+export function sourceSize(source) {
+  return {
+    width: source.videoWidth || source.naturalWidth || source.width,
+    height: source.videoHeight || source.naturalHeight || source.height,
+  };
 }
 
 const cropCanvas = document.createElement("canvas");
 cropCanvas.width = cropCanvas.height = FRAME;
 const cropContext = cropCanvas.getContext("2d", { willReadFrequently: true });
 
-// Source region -> the 96x96 grey frame as integers 0..255 (ITU-R 601 luma, as the server computes it).
-export function greyFrame(source, crop) {
-  cropContext.imageSmoothingEnabled = true;
-  cropContext.imageSmoothingQuality = "high";
+// The crop a 2x3 source->crop matrix describes, as the 96x96 grey frame of integers 0..255 (ITU-R 601 luma, as the
+// server computes it); outside the source is black.
+export function greyFrame(source, matrix) {
+  cropContext.setTransform(1, 0, 0, 1, 0, 0);
   cropContext.fillStyle = "black";
   cropContext.fillRect(0, 0, FRAME, FRAME);
-  cropContext.drawImage(source, crop.x, crop.y, crop.side, crop.side, 0, 0, FRAME, FRAME);
+  cropContext.imageSmoothingEnabled = true;
+  cropContext.imageSmoothingQuality = "high";
+  cropContext.setTransform(...geometry.canvasTransform(matrix));
+  cropContext.drawImage(source, 0, 0);
+  cropContext.setTransform(1, 0, 0, 1, 0, 0);
   const rgba = cropContext.getImageData(0, 0, FRAME, FRAME).data;
   const grey = new Float32Array(FRAME * FRAME);
   for (let i = 0; i < grey.length; i++) {
@@ -106,26 +131,152 @@ function mirror(grey) {
   return out;
 }
 
-// Run both models on a batch of grey frames. Returns per face {points: [[x, y] x15] in the 96 frame, probabilities}.
-export function predict(models, greys) {
-  const { manifest } = models;
-  const scale = manifest.keypoints.normalization.pixel_scale;
+function run(model, greys, scale) {
   const n = greys.length;
   const input = new Float32Array(n * FRAME * FRAME);
   greys.forEach((g, i) => input.set(g, i * FRAME * FRAME));
+  return tf.tidy(() => model.predict(tf.tensor4d(input, [n, FRAME, FRAME, 1]).mul(scale)).dataSync());
+}
+
+// Keypoint model on a batch of grey frames -> per face 15 [x, y] in the 96 frame.
+export function predictPoints(models, greys) {
+  const { keypoints } = models.manifest;
+  const flat = run(models.keypoints, greys, keypoints.normalization.pixel_scale);
+  const count = keypoints.keypoint_names.length;
+  const k = keypoints.keypoint_scale;
+  return greys.map((_, i) => Array.from({ length: count }, (_, j) => [flat[i * 2 * count + 2 * j] * k, flat[i * 2 * count + 2 * j + 1] * k]));
+}
+
+// Emotion model on a batch of grey frames -> per face the probabilities in the manifest's label order.
+export function predictEmotion(models, greys) {
+  const { emotion } = models.manifest;
+  const probs = run(models.emotion, greys, emotion.normalization.pixel_scale);
+  const labels = emotion.labels.length;
+  return greys.map((_, i) => Array.from(probs.slice(i * labels, (i + 1) * labels)));
+}
+
+// Both models on the same grey frames (the label page's stored crops). Returns per face {points, probabilities}.
+export function predict(models, greys) {
   const t0 = performance.now();
-  const flat = tf.tidy(() => models.keypoints.predict(tf.tensor4d(input, [n, FRAME, FRAME, 1]).mul(scale)).dataSync());
+  const points = predictPoints(models, greys);
   const t1 = performance.now();
-  const probs = tf.tidy(() => models.emotion.predict(tf.tensor4d(input, [n, FRAME, FRAME, 1]).mul(scale)).dataSync());
+  const probabilities = predictEmotion(models, greys);
   const t2 = performance.now();
-  const k = manifest.keypoints.keypoint_scale;
-  const count = manifest.keypoints.keypoint_names.length;
-  const labels = manifest.emotion.labels.length;
-  const faces = greys.map((_, i) => ({
-    points: Array.from({ length: count }, (_, j) => [flat[i * 2 * count + 2 * j] * k, flat[i * 2 * count + 2 * j + 1] * k]),
-    probabilities: Array.from(probs.slice(i * labels, (i + 1) * labels)),
-  }));
-  return { faces, ms: { keypoints: (t1 - t0) / n, emotion: (t2 - t1) / n } };
+  const faces = greys.map((_, i) => ({ points: points[i], probabilities: probabilities[i] }));
+  return { faces, ms: { keypoints: (t1 - t0) / greys.length, emotion: (t2 - t1) / greys.length } };
+}
+
+// The one path every picture takes: detector -> first crop from the detector box -> keypoint model -> re-crop on the
+// predicted anchors (pipeline.detector.align_steps times) -> keypoints in source pixels -> the emotion model's own
+// crop from the same anchors. Framings, detector settings and the box prior come from the manifest (ml/align.py).
+export async function createAnalyzer({ backend = "wasm", detector: withDetector = true } = {}) {
+  const backendName = await initBackend(backend);
+  const manifest = await loadManifest();
+  const [models, detector] = await Promise.all([
+    loadModels(manifest), withDetector ? loadDetector(manifest.pipeline) : null,
+  ]);
+  const indices = geometry.anchorIndices(manifest.keypoints.keypoint_names);
+  const { pipeline } = manifest;
+  const kpFraming = manifest.keypoints.framing;
+  const emFraming = manifest.emotion.framing;
+  const faceFraming = pipeline.face_framing; // how stored faces are cut
+  let tracks = []; // the previous video frame's faces: their points seed the next frame's crops
+  let framesSinceDetection = Infinity;
+
+  // Crops from seed matrices -> aligned faces. Batches every face of the frame through each model call.
+  function align(source, matrices, ms) {
+    let points = [];
+    let greys = [];
+    for (let step = 0; step <= pipeline.detector.align_steps; step++) {
+      if (step > 0) matrices = points.map((p) => geometry.matrixFromPoints(p, indices, kpFraming));
+      greys = matrices.map((m) => greyFrame(source, m));
+      const t = performance.now();
+      const crop = matrices.length ? predictPoints(models, greys) : [];
+      ms.keypoints += performance.now() - t;
+      points = crop.map((p, i) => geometry.apply(geometry.invert(matrices[i]), p));
+    }
+    return { points, greys, matrices };
+  }
+
+  function finish(source, aligned, boxes, ms) {
+    const emMatrices = aligned.points.map((p) => geometry.matrixFromPoints(p, indices, emFraming));
+    const emGreys = emMatrices.map((m) => greyFrame(source, m));
+    const t = performance.now();
+    const probabilities = emGreys.length ? predictEmotion(models, emGreys) : [];
+    ms.emotion += performance.now() - t;
+    return aligned.points.map((points, i) => {
+      const stored = geometry.matrixFromPoints(points, indices, faceFraming);
+      return {
+        box: boxes[i],
+        points,
+        probabilities: probabilities[i],
+        crop: { matrix: aligned.matrices[i], grey: aligned.greys[i], points: geometry.apply(aligned.matrices[i], points) },
+        emotionCrop: { matrix: emMatrices[i], grey: emGreys[i] },
+        stored: { matrix: stored, grey: greyFrame(source, stored), points: geometry.apply(stored, points) },
+      };
+    });
+  }
+
+  function boxOf(points) {
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    const x = Math.min(...xs);
+    const y = Math.min(...ys);
+    return { x, y, width: Math.max(...xs) - x, height: Math.max(...ys) - y };
+  }
+
+  // analyze(source, {video: true}) reuses the previous frame's faces and runs the detector only every
+  // pipeline.redetect_every frames (or when no face is being followed).
+  async function analyze(source, { video = false } = {}) {
+    const t0 = performance.now();
+    const ms = { detect: 0, keypoints: 0, emotion: 0 };
+    const { width, height } = sourceSize(source);
+    let seeds = [];
+    let boxes = [];
+    const detect = !video || !tracks.length || framesSinceDetection + 1 >= pipeline.redetect_every;
+    if (detect) {
+      const found = await detectFaces(source, detector);
+      ms.detect = performance.now() - t0;
+      framesSinceDetection = 0;
+      // A detection that lies on a followed face keeps that face's alignment (it is better than a box guess).
+      for (const box of found) {
+        const cx = box.x + box.width / 2;
+        const cy = box.y + box.height / 2;
+        const track = video && tracks.find((t) => cx > t.box.x && cx < t.box.x + t.box.width && cy > t.box.y && cy < t.box.y + t.box.height);
+        seeds.push(track ? geometry.matrixFromPoints(track.points, indices, kpFraming) : geometry.matrixFromBox(box, pipeline.detector.box_prior, kpFraming));
+        boxes.push(box);
+      }
+    } else {
+      framesSinceDetection += 1;
+      seeds = tracks.map((t) => geometry.matrixFromPoints(t.points, indices, kpFraming));
+      boxes = tracks.map((t) => t.box);
+    }
+    const aligned = align(source, seeds, ms);
+    const faces = finish(source, aligned, boxes, ms).filter((face) => {
+      // A followed face that left the picture (or collapsed) is dropped; the detector finds it again.
+      const b = boxOf(face.points);
+      return b.width > 2 && b.x + b.width > 0 && b.y + b.height > 0 && b.x < width && b.y < height;
+    });
+    tracks = video ? faces.map((f) => ({ points: f.points, box: detect ? f.box : boxOf(f.points) })) : [];
+    if (video && !detect) faces.forEach((f, i) => { f.box = tracks[i].box; });
+    const n = Math.max(1, faces.length);
+    return { faces, detected: detect, ms: { ...ms, keypoints: ms.keypoints / n, emotion: ms.emotion / n, frame: performance.now() - t0 } };
+  }
+
+  // For a picture that is already a face cut in the face framing (the label page's stored faces): the same
+  // alignment, seeded with that framing instead of a detector box. Points come back in the stored crop's pixels.
+  function analyzeCrop(source) {
+    const ms = { detect: 0, keypoints: 0, emotion: 0 };
+    const seed = geometry.cropMatrix(faceFraming.center, faceFraming.distance, 0, kpFraming);
+    return finish(source, align(source, [seed], ms), [{ x: 0, y: 0, width: FRAME, height: FRAME }], ms)[0];
+  }
+
+  function reset() {
+    tracks = [];
+    framesSinceDetection = Infinity;
+  }
+
+  return { backend: backendName, manifest, models, detector, analyze, analyzeCrop, reset };
 }
 
 // How unsure the models are about one face: emotion = 1 - top probability; keypoints = mean distance (px) between

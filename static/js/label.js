@@ -1,5 +1,5 @@
 import { api, toast } from "./api.js";
-import { FRAME, drawSkeleton, initBackend, loadManifest, loadModels, predict, uncertainty } from "./inference.js";
+import { FRAME, createAnalyzer, drawSkeleton, uncertainty } from "./inference.js";
 
 const $ = (id) => document.getElementById(id);
 const board = $("board");
@@ -71,21 +71,13 @@ function setMessage(text, kind = "error") {
   $("message").className = `message ${kind}`;
 }
 
-function greyOf(image) {
-  const canvas = document.createElement("canvas");
-  canvas.width = canvas.height = FRAME;
-  const c = canvas.getContext("2d", { willReadFrequently: true });
-  c.drawImage(image, 0, 0, FRAME, FRAME);
-  const rgba = c.getImageData(0, 0, FRAME, FRAME).data;
-  return Float32Array.from({ length: FRAME * FRAME }, (_, i) => rgba[4 * i]); // stored frames are grey already
-}
-
-async function recordPredictions(face, grey, prediction) {
+async function recordPredictions(face, analyzed) {
   const manifest = state.models.manifest;
-  const unsure = uncertainty(state.models, grey, prediction);
+  // uncertainty is measured in the crop the keypoint model read
+  const unsure = uncertainty(state.models, analyzed.crop.grey, { points: analyzed.crop.points, probabilities: analyzed.probabilities });
   const posts = [
-    ["keypoints", { version: manifest.keypoints.id, points: prediction.points.map(([x, y]) => ({ x, y, visible: true })), uncertainty: unsure.keypoints }],
-    ["emotion", { version: manifest.emotion.id, probabilities: prediction.probabilities, uncertainty: unsure.emotion }],
+    ["keypoints", { version: manifest.keypoints.id, points: analyzed.points.map(([x, y]) => ({ x: clamp(x), y: clamp(y), visible: true })), uncertainty: unsure.keypoints }],
+    ["emotion", { version: manifest.emotion.id, probabilities: analyzed.probabilities, uncertainty: unsure.emotion }],
   ];
   for (const [kind, json] of posts) {
     try {
@@ -125,8 +117,8 @@ async function next() {
     setMessage(`The image of face ${face.id} could not be loaded.`);
     return;
   }
-  const grey = greyOf(image);
-  const prediction = predict(state.models, [grey]).faces[0];
+  const analyzed = state.analyzer.analyzeCrop(image);
+  const prediction = { points: analyzed.points, probabilities: analyzed.probabilities };
   Object.assign(state, {
     face, image, undo: [], redo: [], selected: 0, predictionIds: {}, prediction,
     points: prediction.points.map(([x, y]) => [clamp(x), clamp(y), true]),
@@ -141,7 +133,7 @@ async function next() {
   $("current").textContent = current.emotion != null ? `Current label: ${labels[current.emotion]}${face.human_emotion ? " (by a person)" : " (imported)"}.` : "";
   render();
   board.focus();
-  recordPredictions(face, grey, prediction);
+  recordPredictions(face, analyzed);
 }
 
 const clamp = (v) => Math.min(FRAME - 0.01, Math.max(0, v));
@@ -257,8 +249,8 @@ async function main() {
   $("redo").addEventListener("click", redo);
   $("task").addEventListener("change", () => { state.skipped = []; next(); });
   try {
-    await initBackend("wasm");
-    state.models = await loadModels(await loadManifest());
+    state.analyzer = await createAnalyzer({ backend: "wasm", detector: false });
+    state.models = state.analyzer.models;
   } catch (err) {
     setMessage(`The models could not load: ${err.message}`);
     return;

@@ -17,9 +17,11 @@ def _keras_outputs(greys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _assert_same_as_keras(last: dict) -> None:
+    """The browser's models give what Keras gives on the very crops the browser cut (keypoint and emotion crops)."""
     greys = np.asarray(last["greys"], np.float32)
-    points, probabilities = _keras_outputs(greys)
-    browser_points = np.asarray([f["points"] for f in last["faces"]], np.float32).reshape(len(greys), -1)
+    points, _ = _keras_outputs(greys)
+    _, probabilities = _keras_outputs(np.asarray(last["emotionGreys"], np.float32))
+    browser_points = np.asarray(last["cropPoints"], np.float32).reshape(len(greys), -1)
     browser_probs = np.asarray([f["probabilities"] for f in last["faces"]], np.float32)
     assert np.abs(browser_points / 96 - points / 96).max() < 1e-3
     assert np.abs(browser_probs - probabilities).max() < 1e-3
@@ -60,6 +62,12 @@ def test_live_webcam_with_a_fake_camera(open_page):
     )
     last = page.evaluate("window.studio.last")
     _assert_same_as_keras(last)
+    # between detector runs the face is followed: the previous frame's points seed the next crop
+    page.wait_for_function(
+        "window.studio.last.ms.detect === 0 && window.studio.last.faces.length === 1"
+        " && document.getElementById('ms-detect').textContent === 'followed'",
+        timeout=30_000,
+    )
     assert page.locator("#camera").inner_text() == "Stop webcam"
     assert "fps" in page.locator("#ms-frame").inner_text()
 
@@ -97,5 +105,35 @@ def test_send_for_labeling_queues_the_crop_with_the_models_predictions(open_page
     from webapp.faces.images import read_frame
 
     stored = read_frame(settings.MEDIA_ROOT / face.image)
-    sent = np.asarray(page.evaluate("window.studio.last.greys[0]"), np.float32).reshape(96, 96)
+    sent = np.asarray(page.evaluate("window.studio.last.stored[0].grey"), np.float32).reshape(96, 96)
     assert np.abs(stored.astype(np.float32) - sent).max() == 0
+
+
+def test_a_whole_photo_gets_all_15_points_where_they_belong(open_page, tmp_path, repo_root):
+    """A frame with 68-point ground truth (../shared/data/frames, a person of the benchmark half), pasted into a
+    640x480 picture as a webcam would show it: every one of the 15 points lands within a few pixels of the truth."""
+    from PIL import Image
+
+    from ml.align import frame_scale
+    from ml.datasets import person_split, read_frames
+
+    frames_dir = repo_root.parent / "shared" / "data" / "frames"
+    assert frames_dir.is_dir(), f"{frames_dir} is missing: the shared data lies beside the repository"
+    frames = read_frames(frames_dir)
+    frames = frames.subset(person_split(frames.persons))
+    i = 0
+    frame = Image.open(frames.path(i)).convert("RGB")
+    scale = 300 / frame.height
+    scene = Image.new("RGB", (640, 480), (40, 60, 80))
+    scene.paste(frame.resize((round(frame.width * scale), 300), Image.Resampling.LANCZOS), (170, 90))
+    truth = frames.points[i] * scale + [170, 90]
+    photo = tmp_path / "scene.png"
+    scene.save(photo)
+
+    page = open_page("/")
+    _wait_ready(page)
+    page.set_input_files("#photo", str(photo))
+    page.wait_for_function("window.studio.last && window.studio.last.faces.length > 0", timeout=30_000)
+    points = np.asarray(page.evaluate("window.studio.last.faces[0].points"))
+    error = np.linalg.norm(points - truth, axis=1) * frame_scale(truth)  # in training-frame pixels
+    assert error.max() < 5, error.round(2)

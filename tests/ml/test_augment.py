@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import tensorflow as tf
 
@@ -75,3 +77,19 @@ def test_a_mirror_alone_is_exact_and_swaps_the_pairs():
     i = mirrored[0]
     np.testing.assert_allclose(out.numpy()[i, :, :, 0], images.numpy()[i, :, ::-1, 0], atol=1e-6)
     np.testing.assert_allclose(moved.numpy()[i], flip_points(points), atol=1e-4)
+
+
+def test_zoom_augmentation_never_shows_a_border():
+    """A border beside a shifted face tells the model how far it was moved; the zoom mode never makes one."""
+    from ml.augment import TASK_AUGMENT
+
+    cfg = TASK_AUGMENT["keypoints"]
+    assert cfg.zoom is not None
+    white = tf.ones([256, 96, 96, 1])
+    points = tf.constant(np.tile([[[48.0, 57.0]] * 15], (256, 1, 1)), tf.float32)
+    out, moved = augment_batch(
+        white, points, replace(cfg, max_brightness=0, max_contrast=0), tf.constant([7, 11], tf.int64)
+    )
+    # bilinear sampling right at the edge may blend half a pixel; a border would be whole rows of fill
+    assert float(tf.reduce_min(out)) > 0.99
+    assert np.isfinite(moved.numpy()).all()

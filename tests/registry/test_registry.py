@@ -29,8 +29,13 @@ def _new_version(kind: str, tiny_exports, tmp_path) -> ModelVersion:
 
 def test_manifest_shape(client_for, baseline):
     body = client_for("anonymous").get("/api/models/active/").json()
-    assert set(body) == {"keypoints", "emotion"}
+    assert set(body) == {"keypoints", "emotion", "pipeline"}
     kp, em = body["keypoints"], body["emotion"]
+    # the crop each model reads is the model's own: in its manifest, never a constant in the browser
+    assert set(kp["framing"]) >= {"center", "distance", "rotate"} and set(em["framing"]) >= {"center", "distance"}
+    detector = body["pipeline"]["detector"]
+    assert detector["name"] == "tiny_face_detector" and set(detector["box_prior"]) == {"dx", "dy", "k"}
+    assert detector["align_steps"] >= 1 and body["pipeline"]["face_framing"]["distance"] > 0
     assert kp["version"] == 1 and kp["model_url"] == "/model-files/keypoints/v1/model.json"
     assert kp["input_shape"] == [96, 96, 1] and len(kp["keypoint_names"]) == 15 and kp["skeleton"]
     assert kp["normalization"]["pixel_scale"] == pytest.approx(1 / 255) and kp["keypoint_scale"] == 96
@@ -42,7 +47,8 @@ def test_manifest_shape(client_for, baseline):
 
 
 def test_manifest_is_null_for_a_kind_with_no_active_version(client_for):
-    assert client_for("anonymous").get("/api/models/active/").json() == {"keypoints": None, "emotion": None}
+    body = client_for("anonymous").get("/api/models/active/").json()
+    assert body["keypoints"] is None and body["emotion"] is None
 
 
 def test_promote_and_rollback_move_the_pointer_and_walk_back(baseline, tiny_exports, tmp_path):

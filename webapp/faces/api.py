@@ -6,7 +6,13 @@ from pathlib import Path
 from django.conf import settings
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -16,7 +22,9 @@ from rest_framework.views import APIView
 
 from ml.schema import EMOTIONS
 from webapp.faces import selectors, services
+from webapp.faces.detection import UnprocessableImage
 from webapp.faces.models import Annotation, Face, Prediction, Task
+from webapp.pages.errors import ErrorOutput, Unprocessable
 from webapp.registry.models import ModelVersion
 
 
@@ -106,13 +114,30 @@ class FaceUploadApi(APIView):
     class InputSerializer(serializers.Serializer):
         image = serializers.FileField(help_text="JPEG, PNG or WEBP; at most 10 MB and 40 megapixels")
 
-    @extend_schema(request=InputSerializer, responses={201: FaceOutput, 200: FaceOutput})
+    @extend_schema_serializer(component_name="FaceUploadOutput")
+    class OutputSerializer(serializers.Serializer):
+        faces = FaceOutput(many=True, help_text="one per face found (a 96x96 picture is one face already cut)")
+        created = serializers.IntegerField(help_text="how many of them are new")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            200: OpenApiResponse(OutputSerializer, description="every face was already stored"),
+            422: OpenApiResponse(ErrorOutput, description="the picture holds no face"),
+        },
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["image"]
-        face, created = services.face_upload(data=upload.read(), filename=upload.name, author=request.user)
-        return Response(FaceOutput(face).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        try:
+            results = services.face_upload(data=upload.read(), filename=upload.name, author=request.user)
+        except UnprocessableImage as exc:
+            raise Unprocessable(str(exc)) from None
+        created = sum(1 for _, new in results if new)
+        body = self.OutputSerializer({"faces": [face for face, _ in results], "created": created}).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class FaceDetailApi(APIView):

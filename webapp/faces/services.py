@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -167,28 +168,44 @@ def split_for(digest: str) -> str:
     return Face.Split.VAL if int(digest[:8], 16) % 100 < settings.TRAINING_VAL_PERCENT else Face.Split.TRAIN
 
 
-def face_upload(*, data: bytes, filename: str, author) -> tuple[Face, bool]:
-    """Store an uploaded photo and its 96x96 grey frame. Returns (face, created); the same pixels are one face."""
+def face_upload(*, data: bytes, filename: str, author) -> list[tuple[Face, bool]]:
+    """Store an uploaded photo as one face per face in it. Returns [(face, created)]; the same pixels are one face.
+
+    A 96x96 picture is taken as a face already cut in the product's framing (what the browser sends); any other
+    picture goes through detection and alignment (faces.detection), and one with no face raises UnprocessableImage.
+    """
     image, fmt = images.decode_upload(data)
-    frame = images.to_frame(image)
-    digest = checksum(frame)
-    existing = Face.objects.filter(checksum=digest).first()
-    if existing:
-        return existing, False
-    original = f"originals/{digest[:2]}/{digest}.{images.EXTENSIONS[fmt]}"
-    path = Path(settings.MEDIA_ROOT) / original
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    face = Face.objects.create(
-        checksum=digest,
-        image=_write_frame(frame, digest),
-        original=original,
-        source=Face.Source.UPLOAD,
-        source_name=Path(filename or "upload").name[:200],
-        split=split_for(digest),
-        created_by=author,
-    )
-    return face, True
+    if image.size == (IMAGE_SIZE, IMAGE_SIZE):
+        frames = [images.to_frame(image)]
+    else:
+        from webapp.faces.detection import face_crops
+
+        frames = face_crops(image)
+    original = None
+    results = []
+    for frame in frames:
+        digest = checksum(frame)
+        existing = Face.objects.filter(checksum=digest).first()
+        if existing:
+            results.append((existing, False))
+            continue
+        if original is None:
+            file_digest = hashlib.sha256(data).hexdigest()
+            original = f"originals/{file_digest[:2]}/{file_digest}.{images.EXTENSIONS[fmt]}"
+            path = Path(settings.MEDIA_ROOT) / original
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        face = Face.objects.create(
+            checksum=digest,
+            image=_write_frame(frame, digest),
+            original=original,
+            source=Face.Source.UPLOAD,
+            source_name=Path(filename or "upload").name[:200],
+            split=split_for(digest),
+            created_by=author,
+        )
+        results.append((face, True))
+    return results
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """One error shape for the whole API: {"detail": "...", "errors": {field: [messages]}} with a fitting status."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -11,6 +11,19 @@ class ServiceUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "A service this request needs is not available; try again later."
     default_code = "service_unavailable"
+
+
+class Unprocessable(APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The request was understood but holds nothing that can be processed."
+    default_code = "unprocessable"
+
+
+class ErrorOutput(serializers.Serializer):
+    """The API's error body (documented for the responses that are errors by design)."""
+
+    detail = serializers.CharField()
+    errors = serializers.DictField(required=False)
 
 
 class Conflict(APIException):

@@ -111,7 +111,13 @@ class ActiveManifestApi(APIView):
 
     @extend_schema(
         responses={
-            200: inline_serializer("ActiveManifest", {k: serializers.DictField(allow_null=True) for k in Task.values})
+            200: inline_serializer(
+                "ActiveManifest",
+                {
+                    **{k: serializers.DictField(allow_null=True) for k in Task.values},
+                    "pipeline": serializers.DictField(help_text="detector, box prior, alignment steps, face framing"),
+                },
+            )
         }
     )
     def get(self, request):

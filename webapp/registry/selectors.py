@@ -6,6 +6,8 @@ from pathlib import Path
 from django.conf import settings
 from django.urls import reverse
 
+from ml.align import DATA_FRAMINGS, pipeline_manifest
+from ml.schema import TASKS
 from webapp.registry.models import ActiveVersion, ModelVersion
 
 
@@ -23,6 +25,7 @@ def version_manifest(version: ModelVersion) -> dict:
     path = version_dir(version) / "manifest.json"
     exported = json.loads(path.read_text()) if path.is_file() else {}
     exported.pop("history", None)
+    exported.setdefault("framing", DATA_FRAMINGS[version.kind].to_dict())  # exports from before framings
     return {
         **exported,
         "id": version.pk,
@@ -43,4 +46,5 @@ def version_history(version: ModelVersion) -> dict:
 def active_manifest() -> dict:
     """GET /api/models/active/: per kind, the served version's manifest (null when none is active)."""
     pointers = {p.kind: p.version for p in ActiveVersion.objects.select_related("version")}
-    return {kind: (version_manifest(pointers[kind]) if kind in pointers else None) for kind in ("keypoints", "emotion")}
+    manifests = {kind: (version_manifest(pointers[kind]) if kind in pointers else None) for kind in TASKS}
+    return {**manifests, "pipeline": pipeline_manifest()}

@@ -107,7 +107,7 @@ MEDIA_URL = "/media/"  # face images are served through the API (labelers only),
 # Exported model versions: models/<kind>/v<N>/, each written once and never modified.
 MODELS_ROOT = Path(env.str("MODELS_ROOT", default=str(VAR_DIR / "models")))
 # The small baseline exports that ship in the repository, registered as v1 on a fresh install.
-BASELINE_MODELS_DIR = BASE_DIR / "models" / "baseline"
+BASELINE_MODELS_DIR = Path(env.str("BASELINE_MODELS_DIR", default=str(BASE_DIR / "models" / "baseline")))
 
 # Uploads: JPEG/PNG/WEBP only, decoded to check; the pixel limit also lowers Pillow's bomb guard.
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
@@ -184,6 +184,10 @@ TRAINING_VAL_PERCENT = env.int("TRAINING_VAL_PERCENT", default=15)
 # A new version is promoted only if it beats the active one by this margin (px of RMSE / accuracy points).
 PROMOTION_MARGIN_RMSE_PX = env_float("PROMOTION_MARGIN_RMSE_PX", 0.0)
 PROMOTION_MARGIN_ACCURACY = env_float("PROMOTION_MARGIN_ACCURACY", 0.0)
+# Automatic promotion needs this many validation faces (and, for emotion, every class among them), and the paired
+# bootstrap interval of the improvement (at this confidence) above the margin; else the run stays a candidate.
+PROMOTION_MIN_FACES = env.int("PROMOTION_MIN_FACES", default=200)
+PROMOTION_CONFIDENCE = env_float("PROMOTION_CONFIDENCE", 0.95)
 # Start a retrain automatically after this many new human labels of a kind (0: off).
 AUTO_RETRAIN_AFTER_LABELS = env.int("AUTO_RETRAIN_AFTER_LABELS", default=0)
 

@@ -1,0 +1,262 @@
+"""Face alignment: where a face must sit in the 96x96 crop a model reads, and how to cut that crop from any image.
+
+A *framing* is owned by a model (it is written into its manifest): the midpoint between the eye-centre midpoint and
+the lip-centre midpoint lands on ``center``, those two anchors lie ``distance`` pixels apart, and the crop is either
+upright (``rotate=False``: the head keeps its tilt, as in the training faces) or turned so the eye-lip axis is
+vertical. A crop is therefore a similarity transform ``crop = A @ [x, y, 1]`` (2x3), computed from the anchors of
+15 keypoints in source-image pixels. The browser (``static/js/geometry.js``) computes the same matrix; tests check
+that both agree.
+
+The path every image takes (browser, server and benchmarks):
+detector box -> first crop (a per-detector prior of where the anchors sit in its box) -> keypoint model -> re-crop
+on the predicted anchors (``Detector.align_steps`` times) -> final keypoints in source pixels -> the emotion model's
+own crop from the same anchors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ml.schema import IMAGE_SIZE, KEYPOINTS
+
+EYES = (KEYPOINTS.index("left_eye_center"), KEYPOINTS.index("right_eye_center"))
+LIPS = (KEYPOINTS.index("mouth_center_top_lip"), KEYPOINTS.index("mouth_center_bottom_lip"))
+
+
+@dataclass(frozen=True)
+class Framing:
+    center: tuple[float, float]  # crop pixel where the eye/lip anchor midpoint lands
+    distance: float  # eye-midpoint to lip-midpoint distance in crop pixels
+    rotate: bool = False  # level the eye-lip axis (False: keep the head's tilt, as the training faces do)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "center": list(self.center), "anchors": "eye-centre midpoint, lip-centre midpoint"}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Framing:
+        return cls(
+            center=tuple(float(v) for v in data["center"]),
+            distance=float(data["distance"]),
+            rotate=bool(data.get("rotate", False)),
+        )
+
+    def zoomed(self, zoom: float) -> Framing:
+        """The same framing with the picture scaled by ``zoom`` about the crop's centre."""
+        c = (IMAGE_SIZE - 1) / 2.0
+        x, y = self.center
+        return Framing(
+            center=(c + zoom * (x - c), c + zoom * (y - c)), distance=self.distance * zoom, rotate=self.rotate
+        )
+
+
+# The framing of every stored face: the Kaggle keypoint set's. Measured on keypoints.csv.gz (all 3,450 faces): the
+# anchor midpoint sits at (48.00, 57.00) +- 0.00 and the anchors are 38.00 +- 0.00 px apart, while the eye line tilts
+# -0.6 +- 7.7 degrees: the faces were scaled and shifted, not turned (``python -m ml framing`` re-measures it).
+FACE_FRAMING = Framing(center=(48.0, 57.0), distance=38.0, rotate=False)
+KEYPOINT_FRAMING = FACE_FRAMING  # what error figures are expressed in: training-frame pixels
+
+# The keypoint model reads faces zoomed in by 1.1-1.5 around this (ml.augment), so its own framing is the face
+# framing zoomed by KEYPOINT_ZOOM: no training crop ever shows a border (see AugmentConfig.zoom).
+KEYPOINT_ZOOM = 1.2
+KEYPOINT_ZOOM_RANGE = (KEYPOINT_ZOOM - 0.12, KEYPOINT_ZOOM + 0.12)
+KEYPOINT_MODEL_FRAMING = FACE_FRAMING.zoomed(KEYPOINT_ZOOM)
+
+# FER2013's faces, measured by running the aligned keypoint path on 3,000 of them (``python -m ml framing --data
+# fer2013.csv.gz --model <keypoint export>``): anchor midpoint (48.58, 57.14), IQR 5.0 / 5.1 px; distance 37.89, IQR
+# 4.9 px; tilt 0.1 +- 9.7 degrees. Within 0.6 px of the stored faces' framing, so one stored crop serves both tasks.
+EMOTION_FRAMING = Framing(center=(48.6, 57.1), distance=37.9, rotate=False)
+
+# What a model trained by ml.train now reads (written into its manifest by ml.export).
+MODEL_FRAMINGS = {"keypoints": KEYPOINT_MODEL_FRAMING, "emotion": EMOTION_FRAMING}
+# The framing of the faces in the data files and the database, per task; exports made before manifests carried a
+# framing were trained on exactly these.
+DATA_FRAMINGS = {"keypoints": FACE_FRAMING, "emotion": EMOTION_FRAMING}
+
+
+def framing_of(manifest: dict) -> Framing:
+    """The framing a model's manifest declares (older exports: the framing of the data they were trained on)."""
+    if "framing" in manifest:
+        return Framing.from_dict(manifest["framing"])
+    return DATA_FRAMINGS[manifest["task"]]
+
+
+@dataclass(frozen=True)
+class BoxPrior:
+    """Where a detector's box puts the anchors: midpoint = box centre + (dx, dy) * box side, distance = k * side."""
+
+    dx: float
+    dy: float
+    k: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A face detector's settings and where its boxes put the anchors (fitted by ``fit_box_prior``)."""
+
+    name: str
+    box_prior: BoxPrior
+    pad: float  # black border (fraction of the longer side) for a second try when the picture as it is gives no face
+    score_threshold: float
+    input_size: int
+    # re-crops after the first crop from the box: a detector whose boxes sit less steadily on the face needs more
+    # (bench/pipeline.py: BlazeFace 1.56 px with none, 1.50 with one; the tiny detector 1.62 with one, 1.50 with two)
+    align_steps: int
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "box_prior": self.box_prior.to_dict()}
+
+
+# Fitted on the calibration half of the whole frames (bench/pipeline.py --calibrate prints both priors).
+DETECTORS = {
+    # MediaPipe BlazeFace full range, server side (ml.detect).
+    "blazeface": Detector(
+        "blazeface",
+        BoxPrior(dx=0.0164, dy=0.0497, k=0.4412),
+        pad=0.25,
+        score_threshold=0.5,
+        input_size=192,
+        align_steps=1,
+    ),
+    # face-api's tiny face detector, in the browser.
+    "tiny_face_detector": Detector(
+        "tiny_face_detector",
+        BoxPrior(dx=0.0419, dy=-0.0345, k=0.3965),
+        pad=0.25,
+        score_threshold=0.4,
+        input_size=320,
+        align_steps=2,
+    ),
+}
+REDETECT_EVERY = 10  # video: frames between detector runs while faces are followed
+
+
+def pipeline_manifest() -> dict:
+    """What the browser needs besides the models: its detector and the alignment steps."""
+    return {
+        "detector": DETECTORS["tiny_face_detector"].to_dict(),
+        "redetect_every": REDETECT_EVERY,
+        "face_framing": FACE_FRAMING.to_dict(),
+    }
+
+
+def fit_box_prior(boxes: np.ndarray, points: np.ndarray) -> BoxPrior:
+    """Median placement of the true anchors in (N, 4) detector boxes; (N, 15, 2) true points."""
+    boxes = np.asarray(boxes, np.float64)
+    side = np.sqrt(boxes[:, 2] * boxes[:, 3])
+    eye, lip = anchors(points)
+    mid = (eye + lip) / 2
+    dx = (mid[:, 0] - boxes[:, 0] - boxes[:, 2] / 2) / side
+    dy = (mid[:, 1] - boxes[:, 1] - boxes[:, 3] / 2) / side
+    k = np.linalg.norm(lip - eye, axis=1) / side
+    return BoxPrior(
+        dx=round(float(np.median(dx)), 4), dy=round(float(np.median(dy)), 4), k=round(float(np.median(k)), 4)
+    )
+
+
+def anchors(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 15, 2) points -> (eye midpoint, lip midpoint), each (..., 2)."""
+    points = np.asarray(points, np.float64)
+    return points[..., EYES, :].mean(-2), points[..., LIPS, :].mean(-2)
+
+
+def frame_scale(points: np.ndarray) -> np.ndarray:
+    """Training-frame pixels per source pixel: 38 / eye-lip distance (how errors are made comparable)."""
+    eye, lip = anchors(points)
+    return KEYPOINT_FRAMING.distance / np.linalg.norm(lip - eye, axis=-1)
+
+
+def crop_matrix(mid: np.ndarray, distance: float, angle: float, framing: Framing) -> np.ndarray:
+    """Similarity 2x3 mapping source pixels to crop pixels.
+
+    ``mid`` is the anchor midpoint in the source, ``distance`` the anchors' distance there, ``angle`` the eye-lip
+    axis angle from vertical in radians (used only when the framing rotates).
+    """
+    scale = framing.distance / distance
+    theta = -angle if framing.rotate else 0.0
+    cos, sin = scale * math.cos(theta), scale * math.sin(theta)
+    linear = np.array([[cos, -sin], [sin, cos]])
+    offset = np.asarray(framing.center, np.float64) - linear @ np.asarray(mid, np.float64)
+    return np.hstack([linear, offset[:, None]])
+
+
+def matrix_from_points(points: np.ndarray, framing: Framing) -> np.ndarray:
+    """The crop that puts these 15 source points' anchors where ``framing`` wants them."""
+    eye, lip = anchors(points)
+    axis = lip - eye
+    return crop_matrix((eye + lip) / 2, float(np.hypot(*axis)), math.atan2(-axis[0], axis[1]), framing)
+
+
+def matrix_from_box(box: tuple[float, float, float, float], prior: BoxPrior, framing: Framing) -> np.ndarray:
+    """The first crop, from a detector box (x, y, width, height) and that detector's prior."""
+    x, y, w, h = box
+    side = math.sqrt(w * h)
+    mid = (x + w / 2 + prior.dx * side, y + h / 2 + prior.dy * side)
+    return crop_matrix(mid, prior.k * side, 0.0, framing)
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    linear_inv = np.linalg.inv(matrix[:, :2])
+    return np.hstack([linear_inv, (-linear_inv @ matrix[:, 2])[:, None]])
+
+
+def reframe_matrix(source: Framing, target: Framing) -> np.ndarray:
+    """Crop-to-crop matrix: a face in the ``source`` framing -> the same face in the ``target`` framing (upright)."""
+    return crop_matrix(np.asarray(source.center), source.distance, 0.0, target)
+
+
+def reframe(images: np.ndarray, points: np.ndarray | None, source: Framing, target: Framing):
+    """(N, 96, 96) uint8 faces (and their (N, 15, 2) points) from one framing into another."""
+    if source == target:
+        return images, points
+    from PIL import Image
+
+    matrix = reframe_matrix(source, target)
+    out = np.stack([warp(Image.fromarray(image), matrix) for image in images]) if len(images) else images
+    return out, (None if points is None else apply(matrix, points).astype(np.float32))
+
+
+def warp(image, matrix: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Cut the (size, size) grey crop ``matrix`` describes from a PIL image; outside the image is black.
+
+    An upright crop is a box resize, which Pillow antialiases when it shrinks (as the browser's drawImage does); a
+    turned crop first shrinks the image by an integer factor so the bilinear warp never skips source pixels.
+    """
+    from PIL import Image
+
+    grey = image.convert("L")
+    inverse = invert(matrix)
+    linear = matrix[:, :2]
+    # Crop pixel i covers crop coordinates [i - 0.5, i + 0.5]; source coordinates are read as Pillow's (and canvas's)
+    # edge coordinates. Measured against the training crops on the whole frames: with this convention the shipped
+    # model's anchors sit -0.2/+0.3 px from the truth in a perfectly framed crop, with source centres at +0.5 they sit
+    # -0.7/-0.25 px off, and RMSE rises from 1.53 to 1.59 px.
+    if abs(linear[0, 1]) < 1e-9 and abs(linear[1, 0]) < 1e-9:
+        x0, y0 = apply(inverse, [-0.5, -0.5])
+        x1, y1 = apply(inverse, [size - 0.5, size - 0.5])
+        pad = math.ceil(max(0.0, -x0, -y0, x1 - grey.width, y1 - grey.height))
+        if pad:
+            padded = Image.new("L", (grey.width + 2 * pad, grey.height + 2 * pad), 0)
+            padded.paste(grey, (pad, pad))
+            grey, x0, y0, x1, y1 = padded, x0 + pad, y0 + pad, x1 + pad, y1 + pad
+        crop = grey.resize((size, size), Image.Resampling.BILINEAR, box=(x0, y0, x1, y1))
+        return np.asarray(crop, np.uint8)
+    factor = max(1, int(1.0 / math.sqrt(abs(np.linalg.det(linear)))))
+    if factor > 1:
+        grey = grey.reduce(factor)
+    # Pillow's AFFINE data maps an output pixel's centre (edge coordinates, +0.5) to input edge coordinates.
+    a = inverse[:, :2] / factor
+    c = (inverse[:, 2] - inverse[:, :2] @ np.array([0.5, 0.5])) / factor
+    data = (a[0, 0], a[0, 1], c[0], a[1, 0], a[1, 1], c[1])
+    crop = grey.transform((size, size), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR, fillcolor=0)
+    return np.asarray(crop, np.uint8)

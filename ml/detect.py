@@ -1,0 +1,146 @@
+"""Face detection on the server: MediaPipe's BlazeFace, run with TensorFlow's own TFLite interpreter.
+
+The model files ship in the npm package ``@mediapipe/face_detection`` that the web app already installs (no download
+at run time). The decoding follows MediaPipe's face detection graphs: SSD anchors on a square input, boxes and 6
+landmarks relative to the anchors, sigmoid scores, weighted non-maximum suppression at IoU 0.3. The picture is
+letterboxed into a square first, as MediaPipe does.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "node_modules" / "@mediapipe" / "face_detection"
+
+
+@dataclass(frozen=True)
+class Variant:
+    file: str
+    input: int
+    strides: tuple[int, ...]
+    anchors_per_layer: int
+
+
+# short range: faces that fill much of the picture (a selfie); full range: faces down to a few % of it (a group).
+VARIANTS = {
+    "short": Variant("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 2),
+    "full": Variant("face_detection_full_range.tflite", 192, (4,), 1),
+}
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]  # x, y, width, height in source pixels
+    score: float
+    landmarks: np.ndarray  # (6, 2): right eye, left eye, nose tip, mouth centre, right ear, left ear (image pixels)
+
+
+def _anchors(variant: Variant) -> np.ndarray:
+    """(N, 2) anchor centres in [0, 1]; layers of one stride share a grid (short range: 2 anchors a cell at stride
+    8, 6 at 16: 896; full range: one a cell at stride 4: 2,304)."""
+    centres = []
+    layer = 0
+    strides = variant.strides
+    while layer < len(strides):
+        stride = strides[layer]
+        same = sum(1 for s in strides[layer:] if s == stride)
+        per_cell = variant.anchors_per_layer * same
+        grid = variant.input // stride
+        ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+        cells = np.stack([(xs.ravel() + 0.5) / grid, (ys.ravel() + 0.5) / grid], 1)
+        centres.append(np.repeat(cells, per_cell, axis=0))
+        layer += same
+    return np.concatenate(centres).astype(np.float32)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+
+
+def _weighted_nms(scores: np.ndarray, raw: np.ndarray, threshold: float) -> list[tuple[float, np.ndarray]]:
+    """MediaPipe's weighted NMS: overlapping candidates are averaged by score instead of dropped."""
+    order = np.argsort(-scores)
+    corners = np.stack(
+        [raw[:, 0] - raw[:, 2] / 2, raw[:, 1] - raw[:, 3] / 2, raw[:, 0] + raw[:, 2] / 2, raw[:, 1] + raw[:, 3] / 2], 1
+    )
+    kept = []
+    while order.size:
+        overlap = _iou(corners[order[0]], corners[order]) > threshold
+        group = order[overlap]
+        weights = scores[group][:, None]
+        kept.append((float(scores[order[0]]), (raw[group] * weights).sum(0) / weights.sum()))
+        order = order[~overlap]
+    return kept
+
+
+class FaceDetector:
+    """``FaceDetector().detect(pil_image)`` -> detections, best first. Thread-safe (one interpreter, a lock)."""
+
+    def __init__(self, variant: str = "full", *, min_score: float = 0.5, pad: float = 0.25):
+        import tensorflow as tf
+
+        self.variant = VARIANTS[variant]
+        self.anchors = _anchors(self.variant)
+        path = MODELS_DIR / self.variant.file
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: BlazeFace model missing (it comes with `npm ci`: @mediapipe/face_detection)"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter announces its move to ai_edge_litert
+            self._interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=1)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        # two outputs: boxes and landmarks (N, 16) and scores (N, 1), told apart by their width
+        outputs = {int(o["shape"][-1]): o["index"] for o in self._interpreter.get_output_details()}
+        self._regressors, self._scores = outputs[16], outputs[1]
+        self._lock = threading.Lock()
+        self.min_score = min_score
+        # faces that fill the picture are found more often inside a black border (this fraction of the longer side),
+        # small ones less often: the border is a second try when the picture as it is gives nothing
+        self.pad = pad
+
+    def detect(self, image) -> list[Detection]:
+        rgb = image.convert("RGB")
+        return self._detect(rgb, 0.0) or (self._detect(rgb, self.pad) if self.pad > 0 else [])
+
+    def _detect(self, rgb, pad: float) -> list[Detection]:
+        from PIL import Image
+
+        side = round(max(rgb.size) * (1 + 2 * pad))
+        ox, oy = (side - rgb.width) // 2, (side - rgb.height) // 2
+        square = Image.new("RGB", (side, side))
+        square.paste(rgb, (ox, oy))
+        size = self.variant.input
+        x = np.asarray(square.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0), np.float32)
+        x = x[None] / 127.5 - 1.0
+        with self._lock:
+            self._interpreter.set_tensor(self._input, x)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._regressors)[0].copy()
+            logits = self._interpreter.get_tensor(self._scores)[0, :, 0].copy()
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -100, 100)))
+        keep = scores >= self.min_score
+        if not keep.any():
+            return []
+        raw, scores, anchors = raw[keep] / size, scores[keep], self.anchors[keep]
+        raw[:, 0:2] += anchors
+        raw[:, 4:] += np.tile(anchors, 6)
+        found = []
+        for score, r in _weighted_nms(scores, raw, 0.3):
+            r = r * side  # square pixels; the source sits at (ox, oy) in the square
+            cx, cy, w, h = r[0] - ox, r[1] - oy, r[2], r[3]
+            box = (float(cx - w / 2), float(cy - h / 2), float(w), float(h))
+            found.append(Detection(box=box, score=score, landmarks=r[4:].reshape(6, 2) - [ox, oy]))
+        return found

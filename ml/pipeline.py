@@ -1,0 +1,91 @@
+"""The path a whole picture takes on the server and in the benchmarks: the twin of ``analyze`` (static/js/inference.js).
+
+detector -> first crop from the box (the detector's prior) -> keypoint model -> re-crop on the predicted anchors
+(the detector's ``align_steps`` times) -> 15 points in source pixels -> the emotion model's own crop from the same
+anchors; plus each face cut in ``FACE_FRAMING``, the framing every stored face has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ml import align
+from ml.schema import IMAGE_SIZE
+
+
+@dataclass
+class AnalyzedFace:
+    box: tuple[float, float, float, float]
+    score: float
+    points: np.ndarray  # (15, 2) source pixels
+    probabilities: np.ndarray | None  # in the emotion manifest's label order (None without an emotion model)
+    face: np.ndarray  # (96, 96) uint8 in FACE_FRAMING: what is stored
+    face_points: np.ndarray  # (15, 2) the points in that crop
+
+
+@dataclass
+class LoadedModel:
+    model: object  # a tf_keras model
+    framing: align.Framing
+    manifest: dict
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path) -> LoadedModel:
+        from ml.export import load_tfjs, read_manifest
+
+        manifest = read_manifest(model_dir)
+        return cls(load_tfjs(model_dir), align.framing_of(manifest), manifest)
+
+    def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
+        x = np.stack(crops).astype(np.float32)[..., None] * self.manifest["normalization"]["pixel_scale"]
+        return np.asarray(self.model(x, training=False))
+
+
+class Analyzer:
+    def __init__(
+        self,
+        keypoints: LoadedModel,
+        emotion: LoadedModel | None = None,
+        detector=None,
+        *,
+        settings: align.Detector = align.DETECTORS["blazeface"],
+        align_steps: int | None = None,
+    ):
+        self.keypoints, self.emotion = keypoints, emotion
+        if detector is None:
+            from ml.detect import FaceDetector
+
+            detector = FaceDetector()
+        self.detector = detector  # False: align() only, on given seeds
+        self.box_prior = settings.box_prior
+        self.align_steps = settings.align_steps if align_steps is None else align_steps
+
+    def align(self, image, seeds: list[np.ndarray]) -> list[np.ndarray]:
+        """Seed matrices -> the 15 points of each face in source pixels (every face batched per model call)."""
+        matrices, points = list(seeds), []
+        framing = self.keypoints.framing
+        scale = self.keypoints.manifest.get("keypoint_scale", IMAGE_SIZE)
+        for step in range(self.align_steps + 1):
+            if step:
+                matrices = [align.matrix_from_points(p, framing) for p in points]
+            crops = [align.warp(image, m) for m in matrices]
+            flat = self.keypoints(crops).reshape(len(crops), -1, 2) * scale
+            points = [align.apply(align.invert(m), p) for m, p in zip(matrices, flat, strict=True)]
+        return points
+
+    def analyze(self, image) -> list[AnalyzedFace]:
+        detections = self.detector.detect(image)
+        seeds = [align.matrix_from_box(d.box, self.box_prior, self.keypoints.framing) for d in detections]
+        points = self.align(image, seeds) if seeds else []
+        probabilities = [None] * len(points)
+        if self.emotion is not None and points:
+            crops = [align.warp(image, align.matrix_from_points(p, self.emotion.framing)) for p in points]
+            probabilities = list(self.emotion(crops))
+        faces = []
+        for d, p, probs in zip(detections, points, probabilities, strict=True):
+            m = align.matrix_from_points(p, align.FACE_FRAMING)
+            faces.append(AnalyzedFace(d.box, d.score, p, probs, align.warp(image, m), align.apply(m, p)))
+        return faces

@@ -1,0 +1,91 @@
+"""POST /api/faces/upload/ with whole photos: detected and aligned on the server, one stored face per face."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml import align
+from tests.e2e.conftest import astronaut
+from tests.ml.test_detect import group_photo
+from webapp.faces.images import read_frame
+from webapp.faces.models import Face
+
+pytestmark = pytest.mark.usefixtures("media")
+
+
+@pytest.fixture
+def shipped_models(settings, repo_root, db):
+    """The real shipped models active, as on a fresh `make run`: alignment needs a keypoint model that works."""
+    from webapp.registry.services import baseline_register
+
+    settings.BASELINE_MODELS_DIR = repo_root / "models" / "baseline"
+    return {v.kind: v for v in baseline_register()}
+
+
+def _upload(client, image: Image.Image, fmt: str = "JPEG", name: str = "photo.jpg"):
+    out = io.BytesIO()
+    image.save(out, fmt)
+    out.seek(0)
+    out.name = name
+    return client.post("/api/faces/upload/", {"image": out}, format="multipart")
+
+
+def _anchors_in_stored(face: Face) -> np.ndarray:
+    """Where the shipped keypoint model, run through the same alignment, puts the eye/lip anchor midpoint."""
+    from ml.pipeline import LoadedModel
+    from webapp.registry.selectors import active_version, version_dir
+
+    model = LoadedModel.from_dir(version_dir(active_version(kind="keypoints")))
+    crop = Image.fromarray(read_frame(_path(face)))
+    seed = align.reframe_matrix(align.FACE_FRAMING, model.framing)
+    points = model([align.warp(crop, seed)]).reshape(15, 2) * 96
+    eye, lip = align.anchors(align.apply(align.invert(seed), points))
+    return (eye + lip) / 2, np.linalg.norm(lip - eye)
+
+
+def _path(face):
+    from django.conf import settings
+
+    return settings.MEDIA_ROOT / face.image
+
+
+def test_a_photo_with_two_faces_stores_two_aligned_faces(client_for, shipped_models):
+    response = _upload(client_for("labeler"), group_photo())
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["created"] == 2 and len(body["faces"]) == 2
+    faces = Face.objects.filter(pk__in=[f["id"] for f in body["faces"]])
+    assert faces.count() == 2 and len({f.checksum for f in faces}) == 2
+    for face in faces:
+        frame = read_frame(_path(face))
+        assert frame.shape == (96, 96) and frame.std() > 20  # a face, not a blank crop
+        mid, distance = _anchors_in_stored(face)
+        # cut in the stored faces' framing: anchors near (48, 57), 38 px apart
+        assert np.abs(mid - align.FACE_FRAMING.center).max() < 4 and abs(distance - 38) < 4
+    again = _upload(client_for("labeler"), group_photo())
+    assert again.status_code == 200 and again.json()["created"] == 0
+
+
+def test_a_photo_without_a_face_gets_a_422_and_stores_nothing(client_for, shipped_models):
+    from skimage import data
+
+    response = _upload(client_for("labeler"), Image.fromarray(data.rocket()))
+    assert response.status_code == 422, response.content
+    assert "No face found" in response.json()["detail"]
+    assert Face.objects.count() == 0
+
+
+def test_a_pre_cropped_face_is_stored_as_it_is(client_for, shipped_models):
+    crop = astronaut().crop((150, 40, 310, 200)).convert("L").resize((96, 96))
+    response = _upload(client_for("labeler"), crop, "PNG", "crop.png")
+    assert response.status_code == 201, response.content
+    (face,) = Face.objects.all()
+    assert np.array_equal(read_frame(_path(face)), np.asarray(crop))
+
+
+def test_without_an_active_keypoint_model_the_detector_box_frames_the_face(client_for):
+    response = _upload(client_for("labeler"), astronaut())
+    assert response.status_code == 201, response.content
+    assert response.json()["created"] == 1
