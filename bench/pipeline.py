@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=300)
     parser.add_argument("--models", type=Path, default=ROOT / "models" / "baseline")
     parser.add_argument("--server", action="store_true", help="also the server's path (BlazeFace + ml.pipeline)")
+    parser.add_argument("--no-frames", action="store_true", help="skip the whole frames (scenes and FER only)")
     args = parser.parse_args()
 
     from PIL import Image
@@ -201,28 +202,31 @@ def main() -> None:
             report["backend"] = page.evaluate("window.studio.analyzer.backend")
             run_pages(page, [{"src": data_url(Image.open(frames.path(0)).convert("RGB"))}])  # warm-up
 
-            pictures = [{"src": data_url(Image.open(frames.path(i)).convert("RGB"))} for i in range(len(frames.names))]
-            truths = list(frames.points)
-            app = summarise(
-                "this app (tiny detector -> alignment -> keypoint model)", truths, run_pages(page, pictures)
-            )
-            faceapi = summarise(
-                "face-api's own (tiny detector -> landmark68 -> 15)", truths, run_pages(page, pictures, "faceapi")
-            )
-            both = [
-                i
-                for i, (a, b) in enumerate(zip(app["errors"], faceapi["errors"], strict=True))
-                if a is not None and b is not None
-            ]
-            rmse = lambda r: round(float(np.sqrt(np.mean([r["errors"][i] for i in both]))), 3)  # noqa: E731
-            report["whole_frames"] = [app["summary"], faceapi["summary"]]
-            per_frame = {"names": frames.names, "app": app["errors"], "faceapi": faceapi["errors"]}
-            (OUT / "per_frame.json").write_text(json.dumps(per_frame))
-            report["whole_frames_both_found"] = {
-                "frames": len(both),
-                "app_rmse_px": rmse(app),
-                "faceapi_rmse_px": rmse(faceapi),
-            }
+            if not args.no_frames:
+                pictures = [
+                    {"src": data_url(Image.open(frames.path(i)).convert("RGB"))} for i in range(len(frames.names))
+                ]
+                truths = list(frames.points)
+                app = summarise(
+                    "this app (tiny detector -> alignment -> keypoint model)", truths, run_pages(page, pictures)
+                )
+                faceapi = summarise(
+                    "face-api's own (tiny detector -> landmark68 -> 15)", truths, run_pages(page, pictures, "faceapi")
+                )
+                both = [
+                    i
+                    for i, (a, b) in enumerate(zip(app["errors"], faceapi["errors"], strict=True))
+                    if a is not None and b is not None
+                ]
+                rmse = lambda r: round(float(np.sqrt(np.mean([r["errors"][i] for i in both]))), 3)  # noqa: E731
+                report["whole_frames"] = [app["summary"], faceapi["summary"]]
+                per_frame = {"names": frames.names, "app": app["errors"], "faceapi": faceapi["errors"]}
+                (OUT / "per_frame.json").write_text(json.dumps(per_frame))
+                report["whole_frames_both_found"] = {
+                    "frames": len(both),
+                    "app_rmse_px": rmse(app),
+                    "faceapi_rmse_px": rmse(faceapi),
+                }
 
             if args.scenes:
                 report["scenes"] = scene_report(page, frames, args.scenes)

@@ -134,6 +134,7 @@ DETECTORS = {
     ),
 }
 REDETECT_EVERY = 10  # video: frames between detector runs while faces are followed
+FOLLOW_ALIGN_STEPS = 0  # video: re-crops of a followed face (its seed is the last frame's alignment)
 
 
 def pipeline_manifest() -> dict:
@@ -141,6 +142,7 @@ def pipeline_manifest() -> dict:
     return {
         "detector": DETECTORS["tiny_face_detector"].to_dict(),
         "redetect_every": REDETECT_EVERY,
+        "follow_align_steps": FOLLOW_ALIGN_STEPS,
         "face_framing": FACE_FRAMING.to_dict(),
     }
 

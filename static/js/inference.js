@@ -184,10 +184,10 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
   let framesSinceDetection = Infinity;
 
   // Crops from seed matrices -> aligned faces. Batches every face of the frame through each model call.
-  function align(source, matrices, ms) {
+  function align(source, matrices, ms, steps) {
     let points = [];
     let greys = [];
-    for (let step = 0; step <= pipeline.detector.align_steps; step++) {
+    for (let step = 0; step <= steps; step++) {
       if (step > 0) matrices = points.map((p) => geometry.matrixFromPoints(p, indices, kpFraming));
       greys = matrices.map((m) => greyFrame(source, m));
       const t = performance.now();
@@ -251,7 +251,8 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
       seeds = tracks.map((t) => geometry.matrixFromPoints(t.points, indices, kpFraming));
       boxes = tracks.map((t) => t.box);
     }
-    const aligned = align(source, seeds, ms);
+    // A followed face's seed is last frame's alignment: one pass refines it (each frame is another step).
+    const aligned = align(source, seeds, ms, detect ? pipeline.detector.align_steps : pipeline.follow_align_steps);
     const faces = finish(source, aligned, boxes, ms).filter((face) => {
       // A followed face that left the picture (or collapsed) is dropped; the detector finds it again.
       const b = boxOf(face.points);
@@ -268,7 +269,8 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
   function analyzeCrop(source) {
     const ms = { detect: 0, keypoints: 0, emotion: 0 };
     const seed = geometry.cropMatrix(faceFraming.center, faceFraming.distance, 0, kpFraming);
-    return finish(source, align(source, [seed], ms), [{ x: 0, y: 0, width: FRAME, height: FRAME }], ms)[0];
+    const steps = pipeline.detector.align_steps;
+    return finish(source, align(source, [seed], ms, steps), [{ x: 0, y: 0, width: FRAME, height: FRAME }], ms)[0];
   }
 
   function reset() {
