@@ -14,6 +14,17 @@ function metricText(version) {
   return m.accuracy != null ? `acc ${fmt(m.accuracy)} · F1 ${fmt(m.macro_f1)}` : "–";
 }
 
+// Candidate and active scored on the same validation faces in the run that made the candidate: like with like.
+function comparisonText(version) {
+  const c = version.metrics?.comparison;
+  if (!c) return "";
+  const unit = c.metric === "rmse_px" ? " px" : "";
+  const name = c.metric === "rmse_px" ? "RMSE" : "accuracy";
+  const ci = `${Math.round(100 * c.confidence)} % CI [${c.ci_low >= 0 ? "+" : ""}${fmt(c.ci_low, 4)}, ${c.ci_high >= 0 ? "+" : ""}${fmt(c.ci_high, 4)}]`;
+  return `<div class="comparison muted">on the same ${c.n} validation faces: ${name} v${version.number} ${fmt(c.candidate, 4)}${unit}` +
+    ` vs ${c.against} ${fmt(c.active, 4)}${unit}; ${c.improvement >= 0 ? "better" : "worse"} by ${fmt(Math.abs(c.improvement), 4)}${unit}, ${ci}</div>`;
+}
+
 function card(kind) {
   return document.querySelector(`.card[data-kind="${kind}"]`);
 }
@@ -28,7 +39,7 @@ async function loadVersions() {
       <tr class="${v.active ? "active" : ""}" data-id="${v.id}">
         <td><a href="#" class="show" data-id="${v.id}">v${v.number}</a> ${v.active ? '<span class="badge">active</span>' : ""}
           <div class="muted">${v.note || ""}${v.parent_number ? ` · from v${v.parent_number}` : ""}</div></td>
-        <td>${metricText(v)}</td>
+        <td>${metricText(v)}${comparisonText(v)}</td>
         <td>${v.trained_on.faces ?? "–"} faces${v.trained_on.human_labels != null ? ` · ${v.trained_on.human_labels} human` : ""}</td>
         <td>${when(v.created_at)}</td>
         <td>${v.active ? "" : `<button class="promote" data-id="${v.id}" data-number="${v.number}">Promote</button>`}</td>
@@ -119,7 +130,10 @@ async function retrain(kind) {
 }
 
 async function promote(id, number, kind) {
-  if (!confirm(`Serve ${kind} v${number} to every user from now on?`)) return;
+  const version = state.versions.find((v) => String(v.id) === String(id));
+  const c = version?.metrics?.comparison;
+  const figures = c ? `\n\n${c.decision || ""}` : "";
+  if (!confirm(`Serve ${kind} v${number} to every user from now on?${figures}`)) return;
   try {
     await api(`/api/models/${id}/promote/`, { method: "POST" });
     toast(`${kind} v${number} is now active.`, "ok");

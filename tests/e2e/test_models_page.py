@@ -23,6 +23,14 @@ def test_staff_retrains_and_watches_the_run_to_a_new_version(open_page, staff, f
         assert "epoch 1/1" in run_text and "registered keypoints v2" in run_text
         page.wait_for_selector('.card[data-kind="keypoints"] tr[data-id] >> text=v2')
         assert ModelVersion.objects.filter(kind="keypoints").count() == 2
+        # like with like: the new version and the one it was compared with, on the same faces, with the n
+        v2 = ModelVersion.objects.get(kind="keypoints", number=2)
+        n = v2.metrics["comparison"]["n"]
+        row = page.locator(f'.card[data-kind="keypoints"] tr[data-id="{v2.pk}"] .comparison').inner_text()
+        assert f"on the same {n} validation faces" in row and "vs keypoints v1" in row and "95 % CI" in row
+        assert (
+            f"{v2.metrics['comparison']['candidate']:.4f}" in row and f"{v2.metrics['comparison']['active']:.4f}" in row
+        )
         page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "models.png"), full_page=True)
     finally:
         worker.stop()

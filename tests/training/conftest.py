@@ -36,7 +36,9 @@ def process_env(broker: str, dirs: Path, **env: str) -> dict[str, str]:
         "MEDIA_ROOT": str(dirs / "media"),
         "MODELS_ROOT": str(dirs / "models"),
         "VAR_DIR": str(dirs),
-        # Deterministic promotion decisions: keypoints must only improve, emotion can never beat a 2.0 margin.
+        # Deterministic promotion decisions on a few dozen faces: keypoints must only improve beyond noise (a
+        # trained model against the untrained baseline does), emotion can never beat a 2.0 margin.
+        "PROMOTION_MIN_FACES": "1",
         "PROMOTION_MARGIN_RMSE_PX": "0",
         "PROMOTION_MARGIN_ACCURACY": "2.0",
         **env,

@@ -49,6 +49,23 @@ def test_labels_retrain_register_promote_and_flip_the_manifest(start_worker, red
     assert ActiveVersion.objects.get(kind="emotion").version.number == 1
 
 
+def test_a_retrain_on_a_few_faces_stays_a_candidate_with_the_reason(
+    start_worker, redis_broker, labeled_faces, staff_client
+):
+    """The default rule: at least 200 validation faces to promote automatically, whatever the figures say."""
+    start_worker(PROMOTION_MIN_FACES="200")
+    response = staff_client.post("/api/training-runs/", {"kind": "keypoints", "from_scratch": True}, format="json")
+    run = wait_for(response.json()["id"])
+    assert run.status == "succeeded", run.log + run.error
+    assert not run.promoted and "at least 200 needed to promote automatically" in run.decision
+    assert ActiveVersion.objects.get(kind="keypoints").version == labeled_faces["keypoints"]
+    comparison = run.version.metrics["comparison"]
+    # both models' figures on the same validation faces, and how sure the difference is
+    assert comparison["n"] == run.version.metrics["n"] and comparison["n"] < 200
+    assert comparison["active"] > 0 and comparison["candidate"] > 0 and comparison["ci_low"] <= comparison["ci_high"]
+    assert comparison["against"] == str(labeled_faces["keypoints"])
+
+
 def test_concurrent_requests_start_one_run(start_worker, redis_broker, labeled_faces, staff_client):
     def request(_):
         try:

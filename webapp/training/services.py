@@ -8,6 +8,7 @@ import threading
 import traceback
 from datetime import timedelta
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -157,24 +158,41 @@ def _claim(run_id: int) -> TrainingRun | None:
     return None
 
 
-def _compare(kind: str, new: dict, old: dict | None) -> tuple[bool, str]:
-    from ml.evaluate import primary_metric
+def _decide(kind: str, candidate: np.ndarray, active: np.ndarray | None, labels: np.ndarray | None):
+    """Promote automatically only on enough validation faces and a difference beyond noise (ml.stats).
 
-    name, value, higher = primary_metric(new)
-    if old is None:
-        return True, f"no active {kind} model: promoted"
-    _, old_value, _ = primary_metric(old)
-    margin = settings.PROMOTION_MARGIN_ACCURACY if higher else settings.PROMOTION_MARGIN_RMSE_PX
-    better = value > old_value + margin if higher else value < old_value - margin
-    verb = "promoted" if better else "kept as a candidate"
-    return better, f"{name} {value:.4f} vs active {old_value:.4f} (margin {margin}) on the same validation set: {verb}"
+    ``candidate`` / ``active``: per-face scores on the same validation faces (``ml.evaluate.face_scores``).
+    Returns (promote, the decision in words, the comparison as a dict or None).
+    """
+    from ml.schema import EMOTIONS
+    from ml.stats import paired_bootstrap
+
+    if active is None:
+        return True, f"no active {kind} model: promoted", None
+    metric = "rmse_px" if kind == "keypoints" else "accuracy"
+    comparison = paired_bootstrap(candidate, active, metric=metric, confidence=settings.PROMOTION_CONFIDENCE)
+    margin = settings.PROMOTION_MARGIN_RMSE_PX if kind == "keypoints" else settings.PROMOTION_MARGIN_ACCURACY
+    missing = [] if labels is None else [name for i, name in enumerate(EMOTIONS) if not (labels == i).any()]
+    if comparison.n < settings.PROMOTION_MIN_FACES:
+        reason = (
+            f"{comparison.n} validation faces; at least {settings.PROMOTION_MIN_FACES} needed to promote automatically"
+        )
+    elif missing:
+        reason = f"no validation face of {', '.join(missing)}; every class is needed to promote automatically"
+    elif comparison.ci_low <= margin:
+        reason = "within noise" if comparison.ci_high > margin else "not better"
+        reason += f" (margin {margin:g})" if margin else ""
+    else:
+        return True, f"promoted: {comparison.describe()}", comparison.to_dict()
+    return False, f"kept as a candidate: {reason}; {comparison.describe()}", comparison.to_dict()
 
 
 def run_execute(run_id: int) -> None:
     """The body of training.tasks.retrain. Safe to run twice: only a pending run is claimed."""
+    from ml.align import MODEL_FRAMINGS, framing_of
     from ml.datasets import FaceData
-    from ml.evaluate import evaluate_model
-    from ml.export import export_tfjs, load_tfjs
+    from ml.evaluate import face_scores
+    from ml.export import export_tfjs, load_tfjs, read_manifest
     from ml.train import TrainConfig, train
     from webapp.faces.selectors import training_set
     from webapp.registry.selectors import active_version, version_dir
@@ -232,11 +250,19 @@ def run_execute(run_id: int) -> None:
             TrainingRun.objects.filter(pk=run.pk).update(status=Status.CANCELLED, finished_at=timezone.now())
             say("cancelled: stopped after the current epoch; no version registered")
             return
-        old_metrics = evaluate_model(load_tfjs(version_dir(parent)), val_data) if parent else None
-        promote, decision = _compare(run.kind, result.metrics, old_metrics)
+        # both models scored face by face on this run's validation faces, each in its own framing
+        active_scores = None
+        if parent:
+            parent_dir = version_dir(parent)
+            active_scores = face_scores(load_tfjs(parent_dir), val_data, framing_of(read_manifest(parent_dir)))
+        candidate_scores = face_scores(result.model, val_data, MODEL_FRAMINGS[run.kind])
+        labels = val_data.labels if run.kind == "emotion" else None
+        promote, decision, comparison = _decide(run.kind, candidate_scores, active_scores, labels)
         staging = staging_dir(run.kind)
         shutil.rmtree(staging)
         report = {**result.metrics, "train_seconds": round(result.seconds, 1), "epochs_run": result.epochs_run}
+        if comparison is not None:
+            report["comparison"] = {**comparison, "against": str(parent), "decision": decision}
         export_tfjs(result.model, staging, task=run.kind, metrics=report, extra={"history": result.history})
         version = version_register(
             kind=run.kind,
