@@ -18,10 +18,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The browser's face detector: BlazeFace from the npm package, rebuilt as a TF.js model (python -m ml detector).
+build/detector/model.json: $(BIN)/.installed node_modules/.installed ml/detect.py
+	$(BIN)/python -m ml detector --out build/detector
+
 /usr/bin/chromium:
 	apt-get update -qq && apt-get install -y -qq chromium
 
-deps: $(BIN)/.installed node_modules/.installed
+deps: $(BIN)/.installed node_modules/.installed build/detector/model.json
 
 setup: deps
 	$(BIN)/python manage.py migrate --noinput
@@ -54,4 +58,4 @@ pytest-postgres: deps
 test: lint checks pytest pytest-postgres
 
 clean:
-	rm -rf $(VENV) node_modules var
+	rm -rf $(VENV) node_modules var build

@@ -4,7 +4,10 @@
   const { faceapi, predictEmotion } = await import("/static/js/inference.js");
   if (mode === "faceapi" && !faceapi.nets.faceLandmark68Net.isLoaded) {
     await faceapi.nets.faceLandmark68Net.loadFromUri(window.STUDIO.vendor + "@vladmandic/face-api/model");
+    await faceapi.nets.tinyFaceDetector.loadFromUri(window.STUDIO.vendor + "@vladmandic/face-api/model");
   }
+  // face-api's own path: its tiny detector (input 320, score 0.4, a bordered second try) and its landmark net
+  const tiny = { pad: 0.25, options: new faceapi.TinyFaceDetectorOptions({ inputSize: 320, scoreThreshold: 0.4 }) };
   const MAP68 = [[42, 43, 44, 45, 46, 47], [36, 37, 38, 39, 40, 41], [42], [45], [39], [36], [22], [26], [21], [17], [30], [54], [48], [51], [57]];
   const out = [];
   for (const picture of pictures) {
@@ -12,16 +15,15 @@
     image.src = picture.src;
     await image.decode();
     if (mode === "faceapi") {
-      const { detector } = analyzer;
       // the same detection as the app's (plain, then inside a border when nothing is found)
-      let found = await faceapi.detectAllFaces(image, detector.options).withFaceLandmarks();
+      let found = await faceapi.detectAllFaces(image, tiny.options).withFaceLandmarks();
       let off = 0;
       if (!found.length) {
-        off = Math.round(detector.settings.pad * Math.max(image.width, image.height));
+        off = Math.round(tiny.pad * Math.max(image.width, image.height));
         const canvas = document.createElement("canvas");
         canvas.width = image.width + 2 * off; canvas.height = image.height + 2 * off;
         const c = canvas.getContext("2d"); c.fillStyle = "black"; c.fillRect(0, 0, canvas.width, canvas.height); c.drawImage(image, off, off);
-        found = await faceapi.detectAllFaces(canvas, detector.options).withFaceLandmarks();
+        found = await faceapi.detectAllFaces(canvas, tiny.options).withFaceLandmarks();
       }
       out.push(found.map((f) => ({ points: MAP68.map((idx) => [
         idx.reduce((s, j) => s + f.landmarks.positions[j].x, 0) / idx.length - off,

@@ -208,7 +208,7 @@ def main() -> None:
                 ]
                 truths = list(frames.points)
                 app = summarise(
-                    "this app (tiny detector -> alignment -> keypoint model)", truths, run_pages(page, pictures)
+                    "this app (BlazeFace -> alignment -> keypoint model)", truths, run_pages(page, pictures)
                 )
                 faceapi = summarise(
                     "face-api's own (tiny detector -> landmark68 -> 15)", truths, run_pages(page, pictures, "faceapi")

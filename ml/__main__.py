@@ -171,6 +171,13 @@ def cmd_framing(args) -> None:
     print(json.dumps(report, indent=2))
 
 
+def cmd_detector(args) -> None:
+    """Write the browser's face detector (BlazeFace from the npm package, rebuilt for TF.js)."""
+    from ml.detect import export_tfjs
+
+    print(f"wrote {export_tfjs(args.out)}")
+
+
 def cmd_bench(args) -> None:
     """Keras inference time per face at batch 1, model size, and (given data) accuracy of the float vs quantized."""
     import numpy as np
@@ -251,6 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", help="a keypoint export, to find the points of faces that have none (FER2013)")
     p.add_argument("--faces", type=int, default=3000, help="how many faces, drawn with a fixed seed")
     p.set_defaults(func=cmd_framing)
+
+    p = sub.add_parser("detector", help="export the browser's BlazeFace detector to TF.js (make deps runs it)")
+    p.add_argument("--out", default="build/detector")
+    p.set_defaults(func=cmd_detector)
 
     p = sub.add_parser("bench", help="inference time and size of exported models")
     p.add_argument("--model", nargs="+", required=True)

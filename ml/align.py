@@ -105,7 +105,7 @@ class Detector:
     score_threshold: float
     input_size: int
     # re-crops after the first crop from the box: a detector whose boxes sit less steadily on the face needs more
-    # (bench/pipeline.py: BlazeFace 1.56 px with none, 1.50 with one; the tiny detector 1.62 with one, 1.50 with two)
+    # (bench/pipeline.py: BlazeFace 1.56 px with none, 1.50 with one, 1.52 with two)
     align_steps: int
 
     def to_dict(self) -> dict:
@@ -114,7 +114,8 @@ class Detector:
 
 # Fitted on the calibration half of the whole frames (bench/pipeline.py --calibrate prints both priors).
 DETECTORS = {
-    # MediaPipe BlazeFace full range, server side (ml.detect).
+    # MediaPipe BlazeFace full range: the server runs the TFLite file (ml.detect), the browser the same network
+    # rebuilt for TF.js (python -m ml detector; static/js/blazeface.js).
     "blazeface": Detector(
         "blazeface",
         BoxPrior(dx=0.0164, dy=0.0497, k=0.4412),
@@ -122,15 +123,6 @@ DETECTORS = {
         score_threshold=0.5,
         input_size=192,
         align_steps=1,
-    ),
-    # face-api's tiny face detector, in the browser.
-    "tiny_face_detector": Detector(
-        "tiny_face_detector",
-        BoxPrior(dx=0.0419, dy=-0.0345, k=0.3965),
-        pad=0.25,
-        score_threshold=0.4,
-        input_size=320,
-        align_steps=2,
     ),
 }
 REDETECT_EVERY = 10  # video: frames between detector runs while faces are followed
@@ -140,7 +132,7 @@ FOLLOW_ALIGN_STEPS = 0  # video: re-crops of a followed face (its seed is the la
 def pipeline_manifest() -> dict:
     """What the browser needs besides the models: its detector and the alignment steps."""
     return {
-        "detector": DETECTORS["tiny_face_detector"].to_dict(),
+        "detector": DETECTORS["blazeface"].to_dict(),
         "redetect_every": REDETECT_EVERY,
         "follow_align_steps": FOLLOW_ALIGN_STEPS,
         "face_framing": FACE_FRAMING.to_dict(),

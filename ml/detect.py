@@ -144,3 +144,122 @@ class FaceDetector:
             box = (float(cx - w / 2), float(cy - h / 2), float(w), float(h))
             found.append(Detection(box=box, score=score, landmarks=r[4:].reshape(6, 2) - [ox, oy]))
         return found
+
+
+def half_pixel_upsampling(layers):
+    """UpSampling2D under its own name. TensorFlow and TFLite resize with half-pixel centres, TF.js's UpSampling2D
+    without them (a quarter-pixel shift that moved BlazeFace's boxes by 1.4 % of the picture); static/js/blazeface.js
+    registers a layer of this name that resizes with half-pixel centres."""
+
+    class HalfPixelUpSampling2D(layers.UpSampling2D):
+        pass
+
+    return HalfPixelUpSampling2D
+
+
+def keras_model(variant: str = "full"):
+    """The same network as a tf_keras model (for TF.js: the browser runs it), rebuilt op by op from the TFLite graph.
+
+    BlazeFace is convolutions, depthwise convolutions, ReLUs, additions, max pools, paddings and (full range) bilinear
+    upsampling; strides and paddings follow from the tensor shapes, weights are read from the file. A channel padding
+    (the residual of a block that widens) becomes a fixed 1x1 convolution that copies the channels and adds zeros.
+    ``tests/ml/test_detect.py`` checks that both variants give what the TFLite file gives.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+    from tf_keras import layers
+
+    resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(
+            model_path=str(MODELS_DIR / VARIANTS[variant].file), experimental_op_resolver_type=resolver
+        )
+    interpreter.allocate_tensors()
+    shapes = {t["index"]: tuple(int(v) for v in t["shape"][1:]) for t in interpreter.get_tensor_details()}
+    size = VARIANTS[variant].input
+    source = interpreter.get_input_details()[0]["index"]
+    tensors = {source: keras.Input((size, size, 3), name="image")}
+    consts: dict[int, np.ndarray] = {}
+    for op in interpreter._get_ops_details():  # the graph is only readable this way
+        name, ins, out = op["op_name"], [i for i in op["inputs"] if i >= 0], op["outputs"][0]
+        const = lambda i: consts[i] if i in consts else interpreter.get_tensor(i)  # noqa: E731
+        if name == "DEQUANTIZE":  # float16 weights
+            consts[out] = interpreter.get_tensor(ins[0]).astype(np.float32)
+            continue
+        x = tensors.get(ins[0])
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            kernel, bias = const(ins[1]), const(ins[2])
+            stride = x.shape[1] // shapes[out][0]
+            padding = "same" if shapes[out][0] == -(-x.shape[1] // stride) and kernel.shape[1] > 1 else "valid"
+            if kernel.shape[1] > 1 and (x.shape[1] - kernel.shape[1]) // stride + 1 == shapes[out][0]:
+                padding = "valid"  # an explicit PAD op came first
+            kind = (
+                layers.Conv2D(kernel.shape[0], kernel.shape[1:3], strides=stride, padding=padding)
+                if name == "CONV_2D"
+                else layers.DepthwiseConv2D(kernel.shape[1:3], strides=stride, padding=padding)
+            )
+            y = kind(x)
+            kind.set_weights([kernel.transpose(1, 2, 3, 0), bias])
+        elif name == "RELU":
+            y = layers.ReLU()(x)
+        elif name == "ADD":
+            y = layers.Add()([x, tensors[ins[1]]])
+        elif name == "MAX_POOL_2D":
+            stride = x.shape[1] // shapes[out][0]
+            y = layers.MaxPooling2D(stride, stride)(x)
+        elif name == "PAD":
+            pads = const(ins[1]).astype(int)
+            y = x
+            if pads[1:3].any():
+                y = layers.ZeroPadding2D((tuple(pads[1]), tuple(pads[2])))(y)
+            if pads[3].any():
+                widen = layers.Conv2D(int(y.shape[-1] + pads[3].sum()), 1, use_bias=False)
+                channels = int(y.shape[-1])
+                y = widen(y)
+                copy = np.zeros((1, 1, channels, widen.filters), np.float32)
+                copy[0, 0, np.arange(channels), pads[3][0] + np.arange(channels)] = 1.0
+                widen.set_weights([copy])
+        elif name == "RESIZE_BILINEAR":
+            y = half_pixel_upsampling(layers)(shapes[out][0] // x.shape[1], interpolation="bilinear")(x)
+        elif name == "RESHAPE":
+            y = layers.Reshape(shapes[out])(x)
+        elif name == "CONCATENATION":
+            y = layers.Concatenate(axis=1)([tensors[i] for i in ins])
+        else:
+            raise NotImplementedError(f"BlazeFace {variant}: the {name} op has no Keras counterpart here")
+        tensors[out] = y
+    outputs = {int(o["shape"][-1]): o["index"] for o in interpreter.get_output_details()}
+    return keras.Model(tensors[source], [tensors[outputs[16]], tensors[outputs[1]]], name=f"blazeface_{variant}")
+
+
+def export_tfjs(out_dir: str | Path, variant: str = "full") -> Path:
+    """The browser's detector: BlazeFace as a TF.js layers model (float16 weights) plus its anchor settings."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    import tensorflowjs as tfjs
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        spec = VARIANTS[variant]
+        tfjs.converters.save_keras_model(keras_model(variant), str(tmp), quantization_dtype_map={"float16": "*"})
+        settings = {
+            "variant": variant,
+            "input": spec.input,
+            "strides": list(spec.strides),
+            "anchors_per_layer": spec.anchors_per_layer,
+            "source": spec.file,
+        }
+        (tmp / "detector.json").write_text(json.dumps(settings, indent=2) + "\n")
+        os.chmod(tmp, 0o755)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -6,6 +6,7 @@ import * as faceapi from "face-api";
 
 import { api } from "./api.js";
 
+import { detectBlazeFace, loadBlazeFace } from "./blazeface.js";
 import * as geometry from "./geometry.js";
 
 export { tf, faceapi, geometry };
@@ -52,32 +53,18 @@ export async function loadModels(manifest) {
 // The detector and its settings come from the manifest's `pipeline` (ml/align.py), like the models' framing.
 export async function loadDetector(pipeline) {
   const settings = pipeline.detector;
-  if (settings.name !== "tiny_face_detector") throw new Error(`unknown detector ${settings.name}`);
-  await faceapi.nets.tinyFaceDetector.loadFromUri(`${VENDOR}@vladmandic/face-api/model`);
-  return {
-    settings,
-    options: new faceapi.TinyFaceDetectorOptions({ inputSize: settings.input_size, scoreThreshold: settings.score_threshold }),
-  };
+  if (settings.name !== "blazeface") throw new Error(`unknown detector ${settings.name}`);
+  return { settings, blazeface: await loadBlazeFace(settings.model_url) };
 }
 
-const padCanvas = document.createElement("canvas");
-
-// Faces that fill the picture are what the tiny detector misses most, small faces are what a border costs: the
-// detector runs on the picture as it is and, when it finds nothing, once more inside a black border of `pad` x its
-// longer side (bench/pipeline.py measures the recall).
+// Faces that fill the picture are found more often inside a black border, small ones less often: the detector runs on
+// the picture as it is and, when it finds nothing, once more inside a border of `pad` x its longer side.
 export async function detectFaces(source, detector) {
-  const toBoxes = (found, off) => found.map((d) => ({ x: d.box.x - off, y: d.box.y - off, width: d.box.width, height: d.box.height, score: d.score }));
-  const plain = await faceapi.detectAllFaces(source, detector.options);
   const { width, height } = sourceSize(source);
-  const off = Math.round(detector.settings.pad * Math.max(width, height));
-  if (plain.length || off <= 0) return toBoxes(plain, 0);
-  padCanvas.width = width + 2 * off;
-  padCanvas.height = height + 2 * off;
-  const context = padCanvas.getContext("2d");
-  context.fillStyle = "black";
-  context.fillRect(0, 0, padCanvas.width, padCanvas.height);
-  context.drawImage(source, off, off, width, height);
-  return toBoxes(await faceapi.detectAllFaces(padCanvas, detector.options), off);
+  const { settings } = detector;
+  const run = (pad) => detectBlazeFace(detector.blazeface, source, width, height, { pad, minScore: settings.score_threshold });
+  const plain = run(0);
+  return plain.length || settings.pad <= 0 ? plain : run(settings.pad);
 }
 
 export function sourceSize(source) {

@@ -44,6 +44,13 @@ def test_photo_upload_finds_the_face_and_matches_keras(open_page, tmp_path):
     assert page.locator("#faces .face meter").count() == 5
     assert "face(s) in astronaut.jpg" in page.locator("#status").inner_text()
     _assert_same_as_keras(last)
+    # the browser's detector is the server's BlazeFace rebuilt for TF.js: the same box, up to resampling
+    from ml.detect import FaceDetector
+
+    (server,) = FaceDetector().detect(astronaut())
+    browser = last["faces"][0]["box"]
+    got = np.array([browser["x"], browser["y"], browser["width"], browser["height"]])
+    assert np.abs(got - np.array(server.box)).max() < 0.05 * server.box[2], (got, server.box)
     # the skeleton is drawn: the canvas has the bright green of the points somewhere
     green = page.evaluate(
         """() => { const c = document.getElementById('view'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

@@ -46,3 +46,21 @@ def test_a_face_that_fills_the_picture_is_found_on_the_second_try(detector):
     x, y, w, h = found.box  # back in the picture's own pixels, not the bordered one's
     assert -20 < x < 20 and -20 < y < 20 and 70 < w < 140 and 70 < h < 140
     assert np.isfinite(found.landmarks).all()
+
+
+@pytest.mark.parametrize("variant", ["short", "full"])
+def test_the_browser_copy_of_blazeface_computes_what_the_tflite_file_computes(variant):
+    """python -m ml detector rebuilds the network for TF.js op by op; on the same input both give the same outputs."""
+    import tensorflow as tf
+
+    from ml.detect import MODELS_DIR, VARIANTS, keras_model
+
+    spec = VARIANTS[variant]
+    interpreter = tf.lite.Interpreter(model_path=str(MODELS_DIR / spec.file))
+    interpreter.allocate_tensors()
+    x = np.random.default_rng(4).uniform(-1, 1, (1, spec.input, spec.input, 3)).astype(np.float32)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    expected = {int(d["shape"][-1]): interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
+    boxes, scores = keras_model(variant).predict(x, verbose=0)
+    assert np.abs(boxes - expected[16]).max() < 1e-3 and np.abs(scores - expected[1]).max() < 1e-3

@@ -34,7 +34,8 @@ def test_manifest_shape(client_for, baseline):
     # the crop each model reads is the model's own: in its manifest, never a constant in the browser
     assert set(kp["framing"]) >= {"center", "distance", "rotate"} and set(em["framing"]) >= {"center", "distance"}
     detector = body["pipeline"]["detector"]
-    assert detector["name"] == "tiny_face_detector" and set(detector["box_prior"]) == {"dx", "dy", "k"}
+    assert detector["name"] == "blazeface" and set(detector["box_prior"]) == {"dx", "dy", "k"}
+    assert detector["model_url"].endswith("/detector/model.json")
     assert detector["align_steps"] >= 1 and body["pipeline"]["face_framing"]["distance"] > 0
     assert kp["version"] == 1 and kp["model_url"] == "/model-files/keypoints/v1/model.json"
     assert kp["input_shape"] == [96, 96, 1] and len(kp["keypoint_names"]) == 15 and kp["skeleton"]

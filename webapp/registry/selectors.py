@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from django.conf import settings
+from django.templatetags.static import static
 from django.urls import reverse
 
 from ml.align import DATA_FRAMINGS, pipeline_manifest
@@ -47,4 +48,6 @@ def active_manifest() -> dict:
     """GET /api/models/active/: per kind, the served version's manifest (null when none is active)."""
     pointers = {p.kind: p.version for p in ActiveVersion.objects.select_related("version")}
     manifests = {kind: (version_manifest(pointers[kind]) if kind in pointers else None) for kind in TASKS}
-    return {**manifests, "pipeline": pipeline_manifest()}
+    pipeline = pipeline_manifest()
+    pipeline["detector"]["model_url"] = static("detector/model.json")
+    return {**manifests, "pipeline": pipeline}

@@ -101,7 +101,9 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static", ("vendor", BASE_DIR / "node_modules")]
+# The browser's face detector, built from an npm package by `python -m ml detector` (make deps does it).
+DETECTOR_DIR = Path(env.str("DETECTOR_DIR", default=str(BASE_DIR / "build" / "detector")))
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor", BASE_DIR / "node_modules"), ("detector", DETECTOR_DIR)]
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"  # face images are served through the API (labelers only), never from here
 # Exported model versions: models/<kind>/v<N>/, each written once and never modified.
