@@ -275,3 +275,30 @@ def test_a_rotated_phone_photo_is_stored_upright_with_its_format(client_for, set
     assert response.status_code == 201, response.content  # found: the face was turned upright before detection
     face = Face.objects.get(pk=response.json()["faces"][0]["id"])
     assert face.original.endswith(".jpg")
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("/api/faces/?labeled=bogus", "labeled"),
+        ("/api/faces/?labeled=keypoints:", "labeled"),
+        ("/api/faces/?labeled=unlabeled:bogus", "labeled"),
+        ("/api/faces/?limit=100000000000000000000", "limit"),
+        ("/api/faces/?limit=", "limit"),
+        ("/api/faces/?limit=-3", "limit"),
+        ("/api/faces/?offset=100000000000000000000", "offset"),
+        ("/api/queue/next/?task=emotion&exclude=99999999999999999999", "exclude"),
+        ("/api/queue/next/?task=emotion&exclude=-4", "exclude"),
+    ],
+)
+def test_absurd_query_parameters_get_a_400_naming_the_parameter(client_for, url, field):
+    response = client_for("labeler").get(url)
+    assert response.status_code == 400, response.content
+    assert field in response.json()["errors"]
+
+
+def test_a_large_limit_is_cut_to_the_maximum_and_paging_still_works(client_for):
+    for _ in range(3):
+        factories.face()
+    body = client_for("labeler").get("/api/faces/?limit=5000&offset=1").json()
+    assert body["count"] == 3 and len(body["results"]) == 2

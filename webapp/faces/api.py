@@ -267,6 +267,8 @@ class QueueNextApi(APIView):
             raise serializers.ValidationError({"task": [f"must be one of {', '.join(Task.values)}"]})
         try:
             exclude = [int(x) for x in request.query_params.get("exclude", "").split(",") if x.strip()][:1000]
+            if any(not 0 < x < 2**63 for x in exclude):  # beyond any database's integer: not a face id
+                raise ValueError
         except ValueError:
             raise serializers.ValidationError({"exclude": ["must be comma-separated face ids"]}) from None
         face = selectors.queue_next(task=task, exclude=exclude)

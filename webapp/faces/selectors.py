@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import F, QuerySet
 
 from webapp.faces.images import read_frame
@@ -24,6 +25,9 @@ def face_list(*, source: str | None = None, split: str | None = None, labeled: s
         qs = qs.filter(split=split)
     if labeled:
         negate, _, task = labeled.rpartition(":")
+        if task not in Task.values or negate not in ("", "unlabeled"):
+            choices = [*Task.values, *(f"unlabeled:{t}" for t in Task.values)]
+            raise ValidationError({"labeled": [f"must be one of {', '.join(choices)}, got {labeled!r}"]})
         qs = qs.filter(**{f"human_{task}": not negate})
     return qs
 

@@ -124,7 +124,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["webapp.pages.permissions.IsLabeler"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "webapp.pages.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {
         "uploads": env.str("THROTTLE_UPLOADS", default="30/minute"),
