@@ -90,6 +90,15 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(stream, encoding="utf-8", newline="")
 
 
+def count_lines(path: str | Path) -> int:
+    """Lines in a CSV (plain or gzipped), for a progress bar; a file that is not readable text raises DatasetError."""
+    try:
+        with _open_text(Path(path)) as f:
+            return sum(1 for _ in f)
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
+        raise DatasetError(f"{path}: not a readable CSV ({exc}); expected UTF-8 text, plain or gzipped") from exc
+
+
 def parse_pixels(text: str, side: int) -> np.ndarray:
     """Space-separated 0-255 values -> (side, side) uint8, or RowSkip saying what is wrong."""
     expected = side * side

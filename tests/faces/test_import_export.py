@@ -56,6 +56,24 @@ def test_a_file_in_the_wrong_format_fails_with_a_clear_message(tmp_path):
     assert Face.objects.count() == 0
 
 
+@pytest.mark.parametrize("kind", ["latin-1 csv", "png", "truncated gz"])
+def test_a_file_that_is_not_utf8_csv_text_fails_with_a_clear_message(tmp_path, kind):
+    import gzip
+
+    path = tmp_path / "faces.csv"
+    good = csvs.write(tmp_path / "good.csv", csvs.FER_HEADER, [csvs.fer_row(0, 1, "Training")]).read_bytes()
+    if kind == "latin-1 csv":
+        path.write_bytes(good.replace(b"Training", "Entra\u00eenement".encode("latin-1")))
+    elif kind == "png":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    else:
+        path = tmp_path / "faces.csv.gz"
+        path.write_bytes(gzip.compress(good * 50)[:200])
+    with pytest.raises(CommandError, match=r"not a readable CSV .*expected UTF-8 text"):
+        call_command("import_faces", "--format", "fer2013", str(path), verbosity=0)
+    assert Face.objects.count() == 0
+
+
 def test_kaggle_export_round_trip_carries_the_newest_human_label(tmp_path, capsys):
     source = csvs.keypoints_csv(tmp_path / "in.csv", n=4)
     _import("kaggle-keypoints", source, capsys)

@@ -1,15 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ml.datasets import READERS, DatasetError
+from ml.datasets import READERS, DatasetError, count_lines
 from webapp.faces.services import faces_import
-
-
-def _count_lines(path: str) -> int:
-    from ml.datasets import _open_text
-
-    with _open_text(path) as f:
-        return sum(1 for _ in f)
 
 
 class Command(BaseCommand):
@@ -22,9 +15,11 @@ class Command(BaseCommand):
     def handle(self, *args, path, format, **options):
         quiet = options["verbosity"] == 0
         try:
-            total = _count_lines(path)
+            total = count_lines(path)
         except OSError as exc:
             raise CommandError(f"{path}: {exc}") from exc
+        except DatasetError as exc:
+            raise CommandError(str(exc)) from exc
         read_bar = tqdm(total=total, desc="reading", unit="row", disable=quiet, mininterval=0.5)
         write_bar = None
 
