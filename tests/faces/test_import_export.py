@@ -151,3 +151,18 @@ def test_export_over_the_api(client_for, tmp_path, capsys, role, expected):
     if expected == 200:
         text = b"".join(response.streaming_content).decode()
         assert text.startswith("left_eye_center_x,") and len(text.strip().splitlines()) == 3
+        assert response["Content-Type"].startswith("text/csv")
+
+
+@pytest.mark.parametrize("fmt", ["kaggle-keypoints", "coco-keypoints"])
+def test_an_export_leaves_nothing_behind(client_for, tmp_path, capsys, monkeypatch, fmt):
+    import tempfile
+
+    _import("kaggle-keypoints", csvs.keypoints_csv(tmp_path / "in.csv", n=2), capsys)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    response = client_for("staff").get(f"/api/datasets/export/{fmt}/")
+    assert response.status_code == 200 and len(b"".join(response.streaming_content)) > 100
+    response.close()
+    assert list(scratch.iterdir()) == []

@@ -1,5 +1,6 @@
 """Dataset import and export over the API (staff): the same services the management commands call."""
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -71,17 +72,22 @@ class DatasetExportApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, OpenApiParameter.PATH, enum=list(WRITERS))],
-        responses={(200, "application/octet-stream"): bytes},
+        responses={(200, "text/csv"): bytes, (200, "application/zip"): bytes},
     )
     def get(self, request, fmt: str):
         if fmt not in WRITERS:
             raise serializers.ValidationError({"format": [f"must be one of {', '.join(WRITERS)}"]})
-        tmp = Path(tempfile.mkdtemp(prefix="export-"))
-        name = "coco-keypoints.json" if fmt == "coco-keypoints" else f"{fmt}.csv"
-        WRITERS[fmt](tmp / name)
-        if fmt == "coco-keypoints":  # the JSON and its images, as one download
-            import shutil
-
-            archive = shutil.make_archive(str(tmp / "coco-keypoints"), "zip", tmp)
-            return FileResponse(open(archive, "rb"), as_attachment=True, filename="coco-keypoints.zip")
-        return FileResponse((tmp / name).open("rb"), as_attachment=True, filename=name)
+        # Written in a directory removed at once; what is sent is an unlinked temporary file (gone when closed).
+        download = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it after sending
+        with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+            tmp = Path(tmp)
+            name = "coco-keypoints.json" if fmt == "coco-keypoints" else f"{fmt}.csv"
+            WRITERS[fmt](tmp / name)
+            if fmt == "coco-keypoints":  # the JSON and its images, as one download
+                result, name = Path(shutil.make_archive(str(tmp / "coco-keypoints"), "zip", tmp)), "coco-keypoints.zip"
+            else:
+                result = tmp / name
+            with result.open("rb") as f:
+                shutil.copyfileobj(f, download, 1024 * 1024)
+        download.seek(0)
+        return FileResponse(download, as_attachment=True, filename=name)
