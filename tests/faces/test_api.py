@@ -1,5 +1,6 @@
 import io
 
+import numpy as np
 import pytest
 from django.test import Client
 from PIL import Image
@@ -302,3 +303,27 @@ def test_a_large_limit_is_cut_to_the_maximum_and_paging_still_works(client_for):
         factories.face()
     body = client_for("labeler").get("/api/faces/?limit=5000&offset=1").json()
     assert body["count"] == 3 and len(body["results"]) == 2
+
+
+def test_a_16_bit_png_is_scaled_not_clipped(client_for, settings):
+    """A 16-bit grey gradient keeps its tones (Pillow's own conversion would store it almost all white)."""
+    ramp = (np.linspace(0, 65535, 96 * 96).reshape(96, 96)).astype(np.uint16)
+    out = io.BytesIO()
+    Image.fromarray(ramp).save(out, "PNG")  # a uint16 array is a 16-bit grey picture
+    response = _upload(client_for("labeler"), out.getvalue())
+    assert response.status_code == 201, response.content
+    face = Face.objects.get(pk=response.json()["faces"][0]["id"])
+    stored = np.asarray(Image.open(settings.MEDIA_ROOT / face.image), np.float64)
+    assert abs(stored.mean() - 127.5) < 2 and stored.min() < 3 and stored.max() > 252
+
+
+def test_a_phone_mpo_photo_is_accepted_as_the_jpeg_it_holds(client_for, settings):
+    first = Image.fromarray(np.full((96, 96, 3), 90, np.uint8))
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[Image.new("RGB", (96, 96), (200, 10, 10))])
+    assert Image.open(io.BytesIO(out.getvalue())).format == "MPO"
+    response = _upload(client_for("labeler"), out.getvalue())
+    assert response.status_code == 201, response.content
+    face = Face.objects.get(pk=response.json()["faces"][0]["id"])
+    assert face.original.endswith(".jpg")
+    assert abs(np.asarray(Image.open(settings.MEDIA_ROOT / face.image), np.float64).mean() - 90) < 3

@@ -12,7 +12,8 @@ from PIL import Image, ImageOps
 
 from ml.schema import IMAGE_SIZE
 
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+# MPO: the multi-picture JPEG many phones save; its first picture is the photo.
+EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp"}
 ALLOWED_FORMATS = set(EXTENSIONS)
 
 
@@ -45,7 +46,18 @@ def decode_upload(data: bytes) -> tuple[Image.Image, str]:
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValidationError({"image": [f"The file is not a readable JPEG, PNG or WEBP image ({exc})."]}) from None
     # exif_transpose returns a copy without .format when it turns the image, so the verified format goes alongside
-    return ImageOps.exif_transpose(image), image.format
+    return ImageOps.exif_transpose(_eight_bit(image)), image.format
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey pictures scaled to 0..255 (Pillow's own conversion clips them to white)."""
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return image
+    values = np.asarray(image, np.float64)
+    top = 65535.0 if image.mode.startswith("I") and values.max() > 255 else max(255.0, float(values.max()))
+    scaled = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8), "L")
+    scaled.info = dict(image.info)  # keeps the EXIF orientation
+    return scaled
 
 
 def to_frame(image: Image.Image) -> np.ndarray:
