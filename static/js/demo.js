@@ -24,7 +24,9 @@ function fitCanvas(width, height) {
 function renderFaces(faces, labels) {
   const box = $("faces");
   if (!faces.length) {
-    box.innerHTML = '<p class="muted">No face found. Face the camera, with light on your face.</p>';
+    box.innerHTML = state.source === "camera"
+      ? '<p class="muted">No face found. Face the camera, with light on your face.</p>'
+      : '<p class="muted">No face found in this photo. Faces turned far away, covered or only a few pixels high are missed; try a photo where the face looks toward the camera.</p>';
     return;
   }
   box.innerHTML = faces.map((face, i) => {

@@ -144,3 +144,17 @@ def test_a_whole_photo_gets_all_15_points_where_they_belong(open_page, tmp_path,
     points = np.asarray(page.evaluate("window.studio.last.faces[0].points"))
     error = np.linalg.norm(points - truth, axis=1) * frame_scale(truth)  # in training-frame pixels
     assert error.max() < 5, error.round(2)
+
+
+def test_a_photo_without_a_face_says_so_without_webcam_advice(open_page, tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    page = open_page("/")
+    _wait_ready(page)
+    photo = tmp_path / "rocket.png"
+    Image.fromarray(data.rocket()).save(photo)
+    page.set_input_files("#photo", str(photo))
+    page.wait_for_function("document.getElementById('status').textContent.includes('No face found')", timeout=30_000)
+    advice = page.locator("#faces").inner_text()
+    assert "No face found in this photo" in advice and "camera, with light" not in advice
