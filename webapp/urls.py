@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.authtoken.views import ObtainAuthToken
 
 from webapp.faces import api as faces
 from webapp.faces import datasets_api as datasets
+from webapp.pages.parsers import PARSERS
 from webapp.pages.routing import by_method
 from webapp.registry import api as registry
 from webapp.training import api as training
@@ -32,7 +33,7 @@ api = [
     path("training-runs/", by_method(get=training.RunListApi, post=training.RunCreateApi), name="run-list"),
     path("training-runs/<int:run_id>/", training.RunDetailApi.as_view(), name="run-detail"),
     path("training-runs/<int:run_id>/cancel/", training.RunCancelApi.as_view(), name="run-cancel"),
-    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("auth/token/", ObtainAuthToken.as_view(parser_classes=PARSERS), name="auth-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

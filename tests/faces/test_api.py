@@ -327,3 +327,18 @@ def test_a_phone_mpo_photo_is_accepted_as_the_jpeg_it_holds(client_for, settings
     face = Face.objects.get(pk=response.json()["faces"][0]["id"])
     assert face.original.endswith(".jpg")
     assert abs(np.asarray(Image.open(settings.MEDIA_ROOT / face.image), np.float64).mean() - 90) < 3
+
+
+@pytest.mark.parametrize("url", ["/api/auth/token/", "/api/training-runs/"])
+def test_json_nested_past_any_real_payload_is_a_400(client_for, url):
+    body = '{"username": ' + "[" * 990 + "]" * 990 + ', "password": "x", "kind": "keypoints"}'
+    response = client_for("staff").post(url, body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert "nested deeper than 64 levels" in response.json()["detail"]
+
+
+def test_ordinary_json_still_parses(client_for):
+    face = factories.face()
+    nested = {"emotion": "sad", "note": [[[["fine"]]]]}
+    response = client_for("labeler").post(f"/api/faces/{face.pk}/annotations/", nested, format="json")
+    assert response.status_code == 201, response.content
