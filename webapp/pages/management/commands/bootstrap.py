@@ -1,4 +1,6 @@
+import re
 import secrets
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -7,6 +9,16 @@ from django.core.management.base import BaseCommand
 
 from webapp.pages.permissions import LABELERS_GROUP
 from webapp.registry.services import baseline_register
+
+
+def credentials_path() -> Path:
+    """Where the first admin password is kept: admin-password.txt for the default database (SQLite in VAR_DIR),
+    a file named after the database for any other, so a test or second instance never overwrites the default's."""
+    db = settings.DATABASES["default"]
+    if str(db["NAME"]) == str(settings.VAR_DIR / "db.sqlite3"):
+        return settings.VAR_DIR / "admin-password.txt"
+    where = "-".join(str(part) for part in (db.get("HOST") or "local", Path(str(db["NAME"])).name) if part)
+    return settings.VAR_DIR / f"admin-password-{re.sub(r'[^A-Za-z0-9._-]+', '_', where)}.txt"
 
 
 class Command(BaseCommand):
@@ -20,11 +32,9 @@ class Command(BaseCommand):
         if not User.objects.filter(is_superuser=True).exists():
             password = secrets.token_urlsafe(12)
             User.objects.create_superuser("admin", "admin@localhost", password)
-            credentials = settings.VAR_DIR / "admin-password.txt"
+            credentials = credentials_path()
             credentials.write_text(f"admin\n{password}\n")
             credentials.chmod(0o600)
             self.stdout.write(f"created the local admin: user 'admin', password '{password}' (saved in {credentials})")
         else:
-            self.stdout.write(
-                f"admin account exists (first password kept in {settings.VAR_DIR / 'admin-password.txt'})"
-            )
+            self.stdout.write(f"admin account exists (first password kept in {credentials_path()})")
