@@ -89,3 +89,33 @@ def test_without_an_active_keypoint_model_the_detector_box_frames_the_face(clien
     response = _upload(client_for("labeler"), astronaut())
     assert response.status_code == 201, response.content
     assert response.json()["created"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_new_picture_sent_at_once_by_several_clients_is_one_face_and_no_error():
+    import concurrent.futures
+
+    from django.core.cache import cache
+    from django.db import connections
+    from rest_framework.test import APIClient
+
+    from tests import factories
+
+    cache.clear()  # upload throttles count per user across tests
+    labelers = [factories.user("labeler") for _ in range(4)]
+    crop = astronaut().crop((150, 40, 310, 200)).convert("L").resize((96, 96))
+
+    def send(i):
+        try:
+            client = APIClient()
+            client.force_authenticate(labelers[i])
+            return _upload(client, crop, "PNG", "crop.png")
+        finally:
+            connections.close_all()
+
+    for _ in range(4):  # rounds: a race is a matter of timing
+        Face.objects.all().delete()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            responses = list(pool.map(send, range(4)))
+        assert sorted(r.status_code for r in responses) in ([200, 200, 200, 201],), [r.content for r in responses]
+        assert len({r.json()["faces"][0]["id"] for r in responses}) == 1 and Face.objects.count() == 1

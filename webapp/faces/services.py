@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from ml.datasets import checksum
 from ml.schema import EMOTIONS, IMAGE_SIZE, NUM_EMOTIONS, NUM_KEYPOINTS
@@ -151,15 +153,25 @@ def prediction_record(
 # --- faces -----------------------------------------------------------------------------------------------------
 
 
+def _write_once(path: Path, data: bytes) -> None:
+    """Content-addressed, so an existing file already holds these bytes; a new one appears whole (a private temporary
+    file renamed into place), also when several requests write it at once."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _write_frame(frame: np.ndarray, digest: str) -> str:
-    """Content-addressed: the same pixels always land on the same path, so re-writing is harmless."""
     relative = f"faces/{digest[:2]}/{digest}.png"
-    path = Path(settings.MEDIA_ROOT) / relative
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(images.png_bytes(frame))
-        tmp.replace(path)
+    _write_once(Path(settings.MEDIA_ROOT) / relative, images.png_bytes(frame))
     return relative
 
 
@@ -192,18 +204,21 @@ def face_upload(*, data: bytes, filename: str, author) -> list[tuple[Face, bool]
         if original is None:
             file_digest = hashlib.sha256(data).hexdigest()
             original = f"originals/{file_digest[:2]}/{file_digest}.{images.EXTENSIONS[fmt]}"
-            path = Path(settings.MEDIA_ROOT) / original
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        face = Face.objects.create(
-            checksum=digest,
-            image=_write_frame(frame, digest),
-            original=original,
-            source=Face.Source.UPLOAD,
-            source_name=Path(filename or "upload").name[:200],
-            split=split_for(digest),
-            created_by=author,
-        )
+            _write_once(Path(settings.MEDIA_ROOT) / original, data)
+        try:
+            with transaction.atomic():
+                face = Face.objects.create(
+                    checksum=digest,
+                    image=_write_frame(frame, digest),
+                    original=original,
+                    source=Face.Source.UPLOAD,
+                    source_name=Path(filename or "upload").name[:200],
+                    split=split_for(digest),
+                    created_by=author,
+                )
+        except IntegrityError:  # the same picture sent at the same moment by someone else: one face, theirs
+            results.append((Face.objects.get(checksum=digest), False))
+            continue
         results.append((face, True))
     return results
 
