@@ -171,6 +171,40 @@ def cmd_framing(args) -> None:
     print(json.dumps(report, indent=2))
 
 
+def cmd_calibrate(args) -> None:
+    """Fit the server/browser detector's box prior on the calibration half of the whole frames (by person)."""
+    import numpy as np
+    from PIL import Image
+
+    from ml.align import DETECTORS, anchors, fit_box_prior
+    from ml.datasets import person_split, read_frames
+    from ml.detect import FaceDetector
+
+    frames = read_frames(args.frames)
+    frames = frames.subset(~person_split(frames.persons))
+    detector, boxes, points = FaceDetector(), [], []
+    for i in range(len(frames.names)):
+        eye, lip = anchors(frames.points[i])
+        for found in detector.detect(Image.open(frames.path(i))):
+            x, y, w, h = found.box
+            if x <= eye[0] <= x + w and y <= lip[1] <= y + h:  # the detection of this frame's annotated face
+                boxes.append(found.box)
+                points.append(frames.points[i])
+                break
+    fitted = fit_box_prior(np.array(boxes), np.array(points))
+    print(
+        json.dumps(
+            {
+                "frames": len(frames.names),
+                "matched": len(boxes),
+                "fitted": fitted.to_dict(),
+                "shipped": DETECTORS["blazeface"].box_prior.to_dict(),
+            },
+            indent=2,
+        )
+    )
+
+
 def cmd_detector(args) -> None:
     """Write the browser's face detector (BlazeFace from the npm package, rebuilt for TF.js)."""
     from ml.detect import export_tfjs
@@ -258,6 +292,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", help="a keypoint export, to find the points of faces that have none (FER2013)")
     p.add_argument("--faces", type=int, default=3000, help="how many faces, drawn with a fixed seed")
     p.set_defaults(func=cmd_framing)
+
+    p = sub.add_parser("calibrate", help="fit the face detector's box prior on the calibration half of whole frames")
+    p.add_argument("--frames", required=True, help="a frames/ folder: frames.csv.gz and images/")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("detector", help="export the browser's BlazeFace detector to TF.js (make deps runs it)")
     p.add_argument("--out", default="build/detector")

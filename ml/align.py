@@ -56,9 +56,8 @@ class Framing:
 # anchor midpoint sits at (48.00, 57.00) +- 0.00 and the anchors are 38.00 +- 0.00 px apart, while the eye line tilts
 # -0.6 +- 7.7 degrees: the faces were scaled and shifted, not turned (``python -m ml framing`` re-measures it).
 FACE_FRAMING = Framing(center=(48.0, 57.0), distance=38.0, rotate=False)
-KEYPOINT_FRAMING = FACE_FRAMING  # what error figures are expressed in: training-frame pixels
 
-# The keypoint model reads faces zoomed in by 1.1-1.5 around this (ml.augment), so its own framing is the face
+# The keypoint model reads faces zoomed in by 1.08-1.32 around this (ml.augment), so its own framing is the face
 # framing zoomed by KEYPOINT_ZOOM: no training crop ever shows a border (see AugmentConfig.zoom).
 KEYPOINT_ZOOM = 1.2
 KEYPOINT_ZOOM_RANGE = (KEYPOINT_ZOOM - 0.12, KEYPOINT_ZOOM + 0.12)
@@ -100,10 +99,10 @@ class Detector:
     """A face detector's settings and where its boxes put the anchors (fitted by ``fit_box_prior``)."""
 
     name: str
+    variant: str  # which of the network's models (ml.detect.VARIANTS): its input size and anchors follow
     box_prior: BoxPrior
     pad: float  # black border (fraction of the longer side) for a second try when the picture as it is gives no face
     score_threshold: float
-    input_size: int
     # re-crops after the first crop from the box: a detector whose boxes sit less steadily on the face needs more
     # (bench/pipeline.py: BlazeFace 1.56 px with none, 1.50 with one, 1.52 with two)
     align_steps: int
@@ -112,16 +111,16 @@ class Detector:
         return {**asdict(self), "box_prior": self.box_prior.to_dict()}
 
 
-# Fitted on the calibration half of the whole frames (bench/pipeline.py --calibrate prints both priors).
+# The box prior is fitted on the calibration half of the whole frames: python -m ml calibrate --frames <frames dir>.
 DETECTORS = {
     # MediaPipe BlazeFace full range: the server runs the TFLite file (ml.detect), the browser the same network
     # rebuilt for TF.js (python -m ml detector; static/js/blazeface.js).
     "blazeface": Detector(
         "blazeface",
-        BoxPrior(dx=0.0164, dy=0.0497, k=0.4412),
+        "full",
+        BoxPrior(dx=0.0163, dy=0.0497, k=0.4412),
         pad=0.25,
         score_threshold=0.5,
-        input_size=192,
         align_steps=1,
     ),
 }
@@ -162,7 +161,7 @@ def anchors(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def frame_scale(points: np.ndarray) -> np.ndarray:
     """Training-frame pixels per source pixel: 38 / eye-lip distance (how errors are made comparable)."""
     eye, lip = anchors(points)
-    return KEYPOINT_FRAMING.distance / np.linalg.norm(lip - eye, axis=-1)
+    return FACE_FRAMING.distance / np.linalg.norm(lip - eye, axis=-1)
 
 
 def crop_matrix(mid: np.ndarray, distance: float, angle: float, framing: Framing) -> np.ndarray:

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.align import DETECTORS
+from ml.align import Detector as DetectorSettings
+
 MODELS_DIR = Path(__file__).resolve().parents[1] / "node_modules" / "@mediapipe" / "face_detection"
 
 
@@ -85,12 +88,15 @@ def _weighted_nms(scores: np.ndarray, raw: np.ndarray, threshold: float) -> list
 
 
 class FaceDetector:
-    """``FaceDetector().detect(pil_image)`` -> detections, best first. Thread-safe (one interpreter, a lock)."""
+    """``FaceDetector().detect(pil_image)`` -> detections, best first. Thread-safe (one interpreter, a lock).
 
-    def __init__(self, variant: str = "full", *, min_score: float = 0.5, pad: float = 0.25):
+    Its settings (model variant, score threshold, border) are the ones the browser gets, from ml.align.DETECTORS.
+    """
+
+    def __init__(self, settings: DetectorSettings = DETECTORS["blazeface"], *, pad: float | None = None):
         import tensorflow as tf
 
-        self.variant = VARIANTS[variant]
+        self.variant = VARIANTS[settings.variant]
         self.anchors = _anchors(self.variant)
         path = MODELS_DIR / self.variant.file
         if not path.is_file():
@@ -106,10 +112,10 @@ class FaceDetector:
         outputs = {int(o["shape"][-1]): o["index"] for o in self._interpreter.get_output_details()}
         self._regressors, self._scores = outputs[16], outputs[1]
         self._lock = threading.Lock()
-        self.min_score = min_score
+        self.min_score = settings.score_threshold
         # faces that fill the picture are found more often inside a black border (this fraction of the longer side),
         # small ones less often: the border is a second try when the picture as it is gives nothing
-        self.pad = pad
+        self.pad = settings.pad if pad is None else pad
 
     def detect(self, image) -> list[Detection]:
         rgb = image.convert("RGB")
@@ -157,7 +163,7 @@ def half_pixel_upsampling(layers):
     return HalfPixelUpSampling2D
 
 
-def keras_model(variant: str = "full"):
+def keras_model(variant: str = DETECTORS["blazeface"].variant):
     """The same network as a tf_keras model (for TF.js: the browser runs it), rebuilt op by op from the TFLite graph.
 
     BlazeFace is convolutions, depthwise convolutions, ReLUs, additions, max pools, paddings and (full range) bilinear
@@ -191,9 +197,8 @@ def keras_model(variant: str = "full"):
         if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             kernel, bias = const(ins[1]), const(ins[2])
             stride = x.shape[1] // shapes[out][0]
-            padding = "same" if shapes[out][0] == -(-x.shape[1] // stride) and kernel.shape[1] > 1 else "valid"
-            if kernel.shape[1] > 1 and (x.shape[1] - kernel.shape[1]) // stride + 1 == shapes[out][0]:
-                padding = "valid"  # an explicit PAD op came first
+            # "valid" where the output size says so (an explicit PAD op came first, or a 1x1 kernel), else "same"
+            padding = "valid" if (x.shape[1] - kernel.shape[1]) // stride + 1 == shapes[out][0] else "same"
             kind = (
                 layers.Conv2D(kernel.shape[0], kernel.shape[1:3], strides=stride, padding=padding)
                 if name == "CONV_2D"
@@ -233,7 +238,7 @@ def keras_model(variant: str = "full"):
     return keras.Model(tensors[source], [tensors[outputs[16]], tensors[outputs[1]]], name=f"blazeface_{variant}")
 
 
-def export_tfjs(out_dir: str | Path, variant: str = "full") -> Path:
+def export_tfjs(out_dir: str | Path, variant: str = DETECTORS["blazeface"].variant) -> Path:
     """The browser's detector: BlazeFace as a TF.js layers model (float16 weights) plus its anchor settings."""
     import json
     import os

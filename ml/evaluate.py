@@ -70,21 +70,23 @@ def _outputs(model, data: FaceData, framing: align.Framing | None) -> np.ndarray
     return outputs
 
 
-def evaluate_model(model, data: FaceData, framing: align.Framing | None = None) -> dict:
-    """Score ``model`` on ``data``; errors stay in pixels of the data's (training) frame whatever the model reads."""
+def evaluate(model, data: FaceData, framing: align.Framing | None = None) -> tuple[dict, np.ndarray]:
+    """(metrics, one score per face) from one pass over ``data``; errors stay in pixels of the data's (training)
+    frame whatever framing the model reads. A face's score, for paired comparisons (ml.stats): its squared keypoint
+    error (mean over the 30 coordinates), or 1/0 for a right/wrong emotion."""
     outputs = _outputs(model, data, framing)
     if data.task == "keypoints":
-        return keypoint_metrics(outputs, data.points)
-    return emotion_metrics(outputs, data.labels)
+        return keypoint_metrics(outputs, data.points), ((outputs - data.points) ** 2).mean(axis=(1, 2))
+    correct = (np.asarray(outputs).argmax(axis=1) == data.labels).astype(np.float64)
+    return emotion_metrics(outputs, data.labels), correct
+
+
+def evaluate_model(model, data: FaceData, framing: align.Framing | None = None) -> dict:
+    return evaluate(model, data, framing)[0]
 
 
 def face_scores(model, data: FaceData, framing: align.Framing | None = None) -> np.ndarray:
-    """One number per face, for paired comparisons (ml.stats): squared keypoint error (mean over the 30
-    coordinates), or 1/0 for a right/wrong emotion."""
-    outputs = _outputs(model, data, framing)
-    if data.task == "keypoints":
-        return ((outputs - data.points) ** 2).mean(axis=(1, 2))
-    return (np.asarray(outputs).argmax(axis=1) == data.labels).astype(np.float64)
+    return evaluate(model, data, framing)[1]
 
 
 def primary_metric(metrics: dict) -> tuple[str, float, bool]:

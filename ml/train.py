@@ -18,7 +18,7 @@ import tf_keras as keras
 from ml import align
 from ml.augment import TASK_AUGMENT, make_dataset
 from ml.datasets import FaceData
-from ml.evaluate import evaluate_model
+from ml.evaluate import evaluate
 from ml.models import BUILDERS
 from ml.schema import IMAGE_SIZE, NUM_EMOTIONS, TASKS
 
@@ -51,6 +51,7 @@ class TrainResult:
     epochs_run: int
     best_epoch: int
     stopped: bool = False  # should_stop() asked to stop before the last epoch
+    val_scores: np.ndarray | None = None  # one score per validation face (ml.evaluate.evaluate), for comparisons
     extra: dict = field(default_factory=dict)
 
 
@@ -167,7 +168,7 @@ def train(
         verbose=0,
     ).history
     val_loss = history.get("val_loss", [0.0])
-    metrics = evaluate_model(model, val_data, framing)
+    metrics, val_scores = evaluate(model, val_data, framing)
     return TrainResult(
         task=task,
         model=model,
@@ -180,6 +181,7 @@ def train(
         epochs_run=len(val_loss),
         best_epoch=int(np.argmin(val_loss)) + 1,
         stopped=progress.cancelled,
+        val_scores=val_scores,
     )
 
 

@@ -142,17 +142,6 @@ export function predictEmotion(models, greys) {
   return greys.map((_, i) => Array.from(probs.slice(i * labels, (i + 1) * labels)));
 }
 
-// Both models on the same grey frames (the label page's stored crops). Returns per face {points, probabilities}.
-export function predict(models, greys) {
-  const t0 = performance.now();
-  const points = predictPoints(models, greys);
-  const t1 = performance.now();
-  const probabilities = predictEmotion(models, greys);
-  const t2 = performance.now();
-  const faces = greys.map((_, i) => ({ points: points[i], probabilities: probabilities[i] }));
-  return { faces, ms: { keypoints: (t1 - t0) / greys.length, emotion: (t2 - t1) / greys.length } };
-}
-
 // The one path every picture takes: detector -> first crop from the detector box -> keypoint model -> re-crop on the
 // predicted anchors (pipeline.detector.align_steps times) -> keypoints in source pixels -> the emotion model's own
 // crop from the same anchors. Framings, detector settings and the box prior come from the manifest (ml/align.py).
@@ -245,8 +234,8 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
       const b = boxOf(face.points);
       return b.width > 2 && b.x + b.width > 0 && b.y + b.height > 0 && b.x < width && b.y < height;
     });
-    tracks = video ? faces.map((f) => ({ points: f.points, box: detect ? f.box : boxOf(f.points) })) : [];
-    if (video && !detect) faces.forEach((f, i) => { f.box = tracks[i].box; });
+    if (!detect) faces.forEach((f) => { f.box = boxOf(f.points); }); // a followed face's box: where its points are
+    tracks = video ? faces.map((f) => ({ points: f.points, box: f.box })) : [];
     const n = Math.max(1, faces.length);
     return { faces, detected: detect, ms: { ...ms, keypoints: ms.keypoints / n, emotion: ms.emotion / n, frame: performance.now() - t0 } };
   }
@@ -272,7 +261,7 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
 // the prediction and the un-mirrored prediction on the mirrored face (a confident model agrees with itself).
 export function uncertainty(models, grey, face) {
   const perm = models.manifest.keypoints.flip_permutation;
-  const mirrored = predict(models, [mirror(grey)]).faces[0].points;
+  const mirrored = predictPoints(models, [mirror(grey)])[0];
   let total = 0;
   face.points.forEach(([x, y], j) => {
     const [mx, my] = mirrored[perm[j]];

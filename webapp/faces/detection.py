@@ -21,21 +21,19 @@ class UnprocessableImage(Exception):
 
 
 def _analyzer():
+    """(analyzer or None, detector): one BlazeFace per process, shared by the analyzer of the active keypoint model."""
+    from ml.detect import FaceDetector
     from ml.pipeline import Analyzer, LoadedModel
     from webapp.registry.selectors import active_version, version_dir
 
+    if "detector" not in _cache:
+        _cache["detector"] = FaceDetector()
     version = active_version(kind="keypoints")
     key = str(version_dir(version)) if version else None
     if _cache.get("key") != key or "analyzer" not in _cache:
         keypoints = LoadedModel.from_dir(version_dir(version)) if version else None
-        _cache.update(key=key, analyzer=Analyzer(keypoints) if keypoints else None, detector=_detector())
+        _cache.update(key=key, analyzer=Analyzer(keypoints, detector=_cache["detector"]) if keypoints else None)
     return _cache["analyzer"], _cache["detector"]
-
-
-def _detector():
-    from ml.detect import FaceDetector
-
-    return _cache.get("detector") or FaceDetector()
 
 
 def face_crops(image) -> list[np.ndarray]:

@@ -189,7 +189,7 @@ def _decide(kind: str, candidate: np.ndarray, active: np.ndarray | None, labels:
 
 def run_execute(run_id: int) -> None:
     """The body of training.tasks.retrain. Safe to run twice: only a pending run is claimed."""
-    from ml.align import MODEL_FRAMINGS, framing_of
+    from ml.align import framing_of
     from ml.datasets import FaceData
     from ml.evaluate import face_scores
     from ml.export import export_tfjs, load_tfjs, read_manifest
@@ -255,9 +255,8 @@ def run_execute(run_id: int) -> None:
         if parent:
             parent_dir = version_dir(parent)
             active_scores = face_scores(load_tfjs(parent_dir), val_data, framing_of(read_manifest(parent_dir)))
-        candidate_scores = face_scores(result.model, val_data, MODEL_FRAMINGS[run.kind])
         labels = val_data.labels if run.kind == "emotion" else None
-        promote, decision, comparison = _decide(run.kind, candidate_scores, active_scores, labels)
+        promote, decision, comparison = _decide(run.kind, result.val_scores, active_scores, labels)
         staging = staging_dir(run.kind)
         shutil.rmtree(staging)
         report = {**result.metrics, "train_seconds": round(result.seconds, 1), "epochs_run": result.epochs_run}
