@@ -175,7 +175,14 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=300)
     parser.add_argument("--models", type=Path, default=ROOT / "models" / "baseline")
     parser.add_argument("--server", action="store_true", help="also the server's path (BlazeFace + ml.pipeline)")
-    parser.add_argument("--no-frames", action="store_true", help="skip the whole frames (scenes and FER only)")
+    parser.add_argument("--no-frames", action="store_true", help="skip the browser on whole frames")
+    parser.add_argument(
+        "--server-steps",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="with --server: re-crop steps to compare (default: the detector's own)",
+    )
     args = parser.parse_args()
 
     from PIL import Image
@@ -236,7 +243,7 @@ def main() -> None:
     finally:
         server.terminate()
     if args.server:
-        report["server_path"] = server_path(frames, args.models)
+        report["server_path"] = [server_path(frames, args.models, steps) for steps in args.server_steps]
     print(json.dumps(report, indent=2))
     (OUT / "report.json").write_text(json.dumps(report, indent=2))
 
@@ -283,19 +290,20 @@ def fer_report(page, n: int) -> dict:
     }
 
 
-def server_path(frames, models: Path) -> dict:
+def server_path(frames, models: Path, align_steps: int | None = None) -> dict:
     """ml.pipeline with BlazeFace: the path POST /api/faces/upload/ takes."""
     from PIL import Image
 
     from ml.pipeline import Analyzer, LoadedModel
 
-    analyzer = Analyzer(LoadedModel.from_dir(models / "keypoints"))
+    analyzer = Analyzer(LoadedModel.from_dir(models / "keypoints"), align_steps=align_steps)
     results, started = [], time.perf_counter()
     for i in range(len(frames.names)):
         faces = analyzer.analyze(Image.open(frames.path(i)))
         results.append({"faces": [{"points": f.points} for f in faces]})
     summary = summarise("server (BlazeFace -> alignment -> keypoint model)", list(frames.points), results)["summary"]
     summary["ms_per_frame"] = round((time.perf_counter() - started) * 1000 / len(frames.names), 1)
+    summary["align_steps"] = analyzer.align_steps
     return summary
 
 
