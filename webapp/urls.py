@@ -31,6 +31,7 @@ api = [
     path("models/<int:version_id>/", registry.VersionDetailApi.as_view(), name="version-detail"),
     path("models/<int:version_id>/promote/", registry.VersionPromoteApi.as_view(), name="version-promote"),
     path("training-runs/", by_method(get=training.RunListApi, post=training.RunCreateApi), name="run-list"),
+    path("training-runs/plan/", training.RunPlanApi.as_view(), name="run-plan"),
     path("training-runs/<int:run_id>/", training.RunDetailApi.as_view(), name="run-detail"),
     path("training-runs/<int:run_id>/cancel/", training.RunCancelApi.as_view(), name="run-cancel"),
     path("auth/token/", ObtainAuthToken.as_view(parser_classes=PARSERS), name="auth-token"),
@@ -40,7 +41,7 @@ api = [
 
 urlpatterns = [
     path("api/", include(api)),
-    path("model-files/<str:kind>/v<int:number>/<path:path>", registry.model_file, name="model-file"),
+    path("model-files/<str:kind>/<str:name>/<path:path>", registry.model_file, name="model-file"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("webapp.pages.urls")),

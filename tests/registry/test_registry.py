@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -37,7 +39,7 @@ def test_manifest_shape(client_for, baseline):
     assert detector["name"] == "blazeface" and set(detector["box_prior"]) == {"dx", "dy", "k"}
     assert detector["model_url"].endswith("/detector/model.json")
     assert detector["align_steps"] >= 1 and body["pipeline"]["face_framing"]["distance"] > 0
-    assert kp["version"] == 1 and kp["model_url"] == "/model-files/keypoints/v1/model.json"
+    assert kp["version"] == 1 and re.fullmatch(r"/model-files/keypoints/v1-[0-9a-f]{8}/model\.json", kp["model_url"])
     assert kp["input_shape"] == [96, 96, 1] and len(kp["keypoint_names"]) == 15 and kp["skeleton"]
     assert kp["normalization"]["pixel_scale"] == pytest.approx(1 / 255) and kp["keypoint_scale"] == 96
     assert em["labels"] == ["anger", "disgust", "sad", "happiness", "surprise"] and em["output"] == "probabilities"
@@ -55,7 +57,7 @@ def test_manifest_is_null_for_a_kind_with_no_active_version(client_for):
 def test_promote_and_rollback_move_the_pointer_and_walk_back(baseline, tiny_exports, tmp_path):
     v2 = _new_version("emotion", tiny_exports, tmp_path)
     v3 = _new_version("emotion", tiny_exports, tmp_path)
-    assert [v2.number, v3.number] == [2, 3] and (tmp_path / "models" / "emotion" / "v3" / "model.json").is_file()
+    assert [v2.number, v3.number] == [2, 3] and (tmp_path / "models" / v3.artifact_dir / "model.json").is_file()
     services.version_promote(version=v2)
     services.version_promote(version=v3)
     assert active_manifest()["emotion"]["version"] == 3
@@ -100,9 +102,14 @@ def test_version_list_marks_the_active_one(client_for, baseline, tiny_exports, t
     assert bad.status_code == 400 and "keypoints v2 cannot serve as the active emotion model" in bad.json()["detail"]
 
 
-def test_a_crashed_registration_never_reuses_its_number(baseline, tiny_exports, tmp_path):
-    (tmp_path / "models" / "keypoints" / "v2").mkdir()  # left behind by a crash before the row was written
-    assert _new_version("keypoints", tiny_exports, tmp_path).number == 3
+def test_numbers_do_not_skip_and_urls_are_never_reused(baseline, tiny_exports, tmp_path):
+    leftover = tmp_path / "models" / "keypoints" / "v2"
+    leftover.mkdir()  # left behind by a crash before the row was written, or by a database reset
+    (leftover / "model.json").write_text("{}")
+    second, third = (_new_version("keypoints", tiny_exports, tmp_path) for _ in range(2))
+    assert (second.number, third.number) == (2, 3)
+    assert second.artifact_dir.startswith("keypoints/v2-") and second.artifact_dir != "keypoints/v2"
+    assert (leftover / "model.json").read_text() == "{}"  # the old files stay where a cached URL points
 
 
 def test_bootstrap_is_idempotent(capsys):

@@ -162,9 +162,13 @@ class PromotionListApi(ListAPIView):
         return Promotion.objects.select_related("from_version", "to_version", "author")[:200]
 
 
-def model_file(request, kind: str, number: int, path: str):
-    """Files of a version: immutable, so cached for a year; open to anyone, like the demo."""
-    version = get_object_or_404(ModelVersion, kind=kind, number=number)
+def model_file(request, kind: str, name: str, path: str):
+    """Files of a version: immutable, so cached for a year; open to anyone, like the demo.
+
+    The URL names the version's directory, not its number: a directory name is never given twice (see
+    ``services.version_register``), so a cached file can never stand for other weights.
+    """
+    version = get_object_or_404(ModelVersion, artifact_dir=f"{kind}/{name}")
     root = (Path(settings.MODELS_ROOT) / version.artifact_dir).resolve()
     target = (root / path).resolve()
     if root not in target.parents or not target.is_file() or target.suffix not in (".json", ".bin", ".png"):

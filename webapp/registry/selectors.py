@@ -33,7 +33,7 @@ def version_manifest(version: ModelVersion) -> dict:
         "kind": version.kind,
         "version": version.number,
         "model_url": reverse(
-            "model-file", kwargs={"kind": version.kind, "number": version.number, "path": "model.json"}
+            "model-file", kwargs={"kind": version.kind, "name": Path(version.artifact_dir).name, "path": "model.json"}
         ),
         "metrics": {k: v for k, v in version.metrics.items() if not isinstance(v, dict | list)},
     }

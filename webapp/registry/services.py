@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,8 +15,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
-
-VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
 def models_root() -> Path:
@@ -33,10 +31,8 @@ def staging_dir(kind: str) -> Path:
 
 
 def _next_number(kind: str) -> int:
-    """Past both the rows and the directories: a directory left by a crash is never reused."""
-    in_db = ModelVersion.objects.filter(kind=kind).aggregate(n=Max("number"))["n"] or 0
-    on_disk = [int(m.group(1)) for p in (models_root() / kind).glob("v*") if (m := VERSION_DIR.match(p.name))]
-    return max([in_db, *on_disk]) + 1
+    """Numbers count the versions, with no gaps; directories never decide them (see ``version_register``)."""
+    return (ModelVersion.objects.filter(kind=kind).aggregate(n=Max("number"))["n"] or 0) + 1
 
 
 def version_register(
@@ -49,30 +45,34 @@ def version_register(
     created_by=None,
     note: str = "",
 ) -> ModelVersion:
-    """Move a finished export (a staging dir) into models/<kind>/v<N>/ and record it. The export must be complete."""
+    """Move a finished export (a staging dir) into models/<kind>/v<N>-<random>/ and record it.
+
+    The directory name carries a random part so that it is new even when the number is not new to the disk (a
+    directory left by a crash, a database reset beside kept model files): model files are served as immutable, and a
+    browser that cached an earlier v3 must never be handed different weights under the same URL. The number itself
+    comes from the rows alone, so versions count 1, 2, 3 with no gaps.
+    """
     export_dir = Path(export_dir)
     if not (export_dir / "model.json").is_file():
         raise ValidationError({"export_dir": [f"{export_dir} holds no model.json"]})
     for _ in range(5):
         number = _next_number(kind)
-        target = models_root() / kind / f"v{number}"
-        try:
-            os.rename(export_dir, target)  # atomic; fails if another register took the number first
-        except OSError:
-            continue
+        name = f"v{number}-{secrets.token_hex(4)}"
+        target = models_root() / kind / name
+        os.rename(export_dir, target)  # a fresh name: atomic, and nothing else can hold it
         try:
             with transaction.atomic():
                 return ModelVersion.objects.create(
                     kind=kind,
                     number=number,
-                    artifact_dir=f"{kind}/v{number}",
+                    artifact_dir=f"{kind}/{name}",
                     metrics=metrics,
                     trained_on=trained_on,
                     parent=parent,
                     created_by=created_by,
                     note=note[:200],
                 )
-        except IntegrityError:
+        except IntegrityError:  # another registration took the number first: try the next one
             os.rename(target, export_dir)
     raise RuntimeError(f"could not allocate a version number for {kind}")
 
