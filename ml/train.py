@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import tensorflow as tf
@@ -36,6 +36,33 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # cap, for smoke tests
     class_weight_power: float = 0.5  # emotion: weight = (n / (k * count)) ** power; 0 = no weighting
     schedule: str = "plateau"  # "plateau": halve on a stalled validation loss; "cosine": decay to ~0 over the epochs
+
+
+# The recipes that produced the shipped baselines (models/baseline/README.md): `python -m ml train` and the app's
+# from-scratch retrain both use them, so an admin can reproduce or beat the baseline from the app.
+RECIPES: dict[str, TrainConfig] = {
+    "keypoints": TrainConfig(epochs=120, patience=120, learning_rate=2e-3, schedule="cosine"),
+    "emotion": TrainConfig(epochs=36, patience=8, batch_size=128, learning_rate=3e-3),
+}
+# Fine-tuning a converged model: a short run at a low rate that keeps the starting weights unless an epoch beats them on
+# validation (train() scores the starting model as epoch 0), so a fine-tune never ends worse than where it started.
+FINETUNE_RECIPES: dict[str, TrainConfig] = {
+    task: replace(recipe, epochs=6, patience=6, learning_rate=recipe.learning_rate / 20, schedule="plateau")
+    for task, recipe in RECIPES.items()
+}
+# Seconds per face per epoch on the 2-core machine of this project, from the baselines' own runs (metrics.json:
+# train_seconds / (epochs_run x n_train)): keypoints 943.2 s / (120 x 2,933), emotion 3,594.5 s / (30 x 19,645).
+SECONDS_PER_FACE_EPOCH: dict[str, float] = {"keypoints": 943.2 / (120 * 2933), "emotion": 3594.5 / (30 * 19645)}
+
+
+def recipe(task: str, *, fine_tune: bool, epochs: int | None = None) -> TrainConfig:
+    config = (FINETUNE_RECIPES if fine_tune else RECIPES)[task]
+    return config if epochs is None else replace(config, epochs=epochs, patience=min(config.patience, epochs))
+
+
+def estimate_seconds(task: str, n_train: int, config: TrainConfig, per_face_epoch: float | None = None) -> float:
+    """Expected training time: every epoch over every face (early stopping can only make it shorter)."""
+    return config.epochs * n_train * (per_face_epoch or SECONDS_PER_FACE_EPOCH[task])
 
 
 @dataclass
@@ -69,6 +96,34 @@ def class_weights(labels: np.ndarray, power: float) -> np.ndarray:
     weights = np.ones(NUM_EMOTIONS)
     weights[present] = (counts[present].sum() / (present.sum() * counts[present])) ** power
     return weights
+
+
+class _KeepBest(keras.callbacks.Callback):
+    """Early stopping on validation loss that counts the starting weights as epoch 0: the model that ends the run is
+    the best seen, the starting one included (a fine-tune that only got worse hands back its parent's weights)."""
+
+    def __init__(self, patience: int, start_loss: float = math.inf):
+        super().__init__()
+        self.patience, self.best, self.best_epoch, self.wait = patience, start_loss, 0, 0
+        self.best_weights = None
+
+    def on_train_begin(self, logs=None):
+        if math.isfinite(self.best):
+            self.best_weights = self.model.get_weights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = float((logs or {}).get("val_loss", math.inf))
+        if loss < self.best:
+            self.best, self.best_epoch, self.wait = loss, epoch + 1, 0
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
 
 class _Progress(keras.callbacks.Callback):
@@ -154,11 +209,12 @@ def train(
         schedule = keras.callbacks.LearningRateScheduler(lambda e, _: peak * 0.5 * (1 + math.cos(math.pi * e / epochs)))
     else:
         schedule = keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), verbose=0)
-    callbacks = [
-        keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True, verbose=0),
-        schedule,
-        progress,
-    ]
+    start_loss = math.inf
+    if initial_model is not None:
+        start = model.evaluate(val_ds, verbose=0, return_dict=True)
+        start_loss = float(start["loss"])
+    keep_best = _KeepBest(config.patience, start_loss)
+    callbacks = [keep_best, schedule, progress]
     history = model.fit(
         train_ds,
         validation_data=val_ds,
@@ -179,7 +235,7 @@ def train(
         n_train=len(train_data),
         n_val=len(val_data),
         epochs_run=len(val_loss),
-        best_epoch=int(np.argmin(val_loss)) + 1,
+        best_epoch=keep_best.best_epoch,  # 0: no epoch beat the starting weights, which were kept
         stopped=progress.cancelled,
         val_scores=val_scores,
     )

@@ -110,6 +110,7 @@ async function follow(runId) {
     renderRun(run);
     if (!["pending", "running"].includes(run.status)) {
       await loadVersions();
+      showPlan(run.kind);
       toast(`Run ${run.id} ${run.status}.`, run.status === "succeeded" ? "ok" : "error");
       break;
     }
@@ -118,8 +119,29 @@ async function follow(runId) {
   delete state.runs[runId];
 }
 
+// What a retrain would do now (faces, recipe, estimated time), shown before anyone presses Retrain.
+async function showPlan(kind) {
+  const fromScratch = card(kind).querySelector(".scratch").checked;
+  const el = card(kind).querySelector(".plan");
+  try {
+    const { data: p } = await api(`/api/training-runs/plan/?kind=${kind}&from_scratch=${fromScratch}`);
+    el.textContent =
+      `${p.mode === "fine-tune" ? "Fine-tune the active version" : "Train from scratch (baseline recipe)"}: ` +
+      `${p.faces.train} training / ${p.faces.val} validation faces, up to ${p.epochs} epochs — about ${p.estimate} ` +
+      `(${p.basis}).`;
+    return p;
+  } catch (err) {
+    el.textContent = `Could not estimate a retrain: ${err.message}`;
+    return null;
+  }
+}
+
 async function retrain(kind) {
   const fromScratch = card(kind).querySelector(".scratch").checked;
+  if (fromScratch) {
+    const plan = await showPlan(kind);
+    if (plan && !confirm(`Train ${kind} from scratch? ${card(kind).querySelector(".plan").textContent}`)) return;
+  }
   try {
     const { status, data } = await api("/api/training-runs/", { method: "POST", json: { kind, from_scratch: fromScratch } });
     if (status === 409) toast(data.detail);
@@ -154,6 +176,10 @@ async function rollback(kind) {
   }
 }
 
+document.addEventListener("change", (event) => {
+  if (event.target.matches(".scratch")) showPlan(event.target.closest(".card").dataset.kind);
+});
+
 document.addEventListener("click", (event) => {
   const t = event.target;
   if (t.matches(".retrain")) retrain(t.dataset.kind);
@@ -166,6 +192,7 @@ document.addEventListener("click", (event) => {
 async function main() {
   try {
     await loadVersions();
+    document.querySelectorAll(".card[data-kind]").forEach((c) => showPlan(c.dataset.kind));
     const { data } = await api("/api/training-runs/?limit=10");
     (data.results || []).filter((r) => ["pending", "running"].includes(r.status)).forEach((r) => follow(r.id));
     state.ready = true;

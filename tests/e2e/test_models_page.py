@@ -13,6 +13,15 @@ def test_staff_retrains_and_watches_the_run_to_a_new_version(open_page, staff, f
         page = open_page("/models/", user=staff)
         page.wait_for_function("window.studio && window.studio.ready", timeout=30_000)
         assert page.locator('.card[data-kind="keypoints"] .badge').inner_text() == "active"
+        # before anything starts: what a retrain would do, and how long it should take
+        plan = page.locator('.card[data-kind="keypoints"] .plan')
+        page.wait_for_function("document.querySelector('.card[data-kind=keypoints] .plan').textContent.length > 0")
+        assert plan.inner_text().startswith("Fine-tune the active version") and "about " in plan.inner_text()
+        page.check('.card[data-kind="keypoints"] .scratch')
+        page.wait_for_function(
+            "document.querySelector('.card[data-kind=keypoints] .plan').textContent.includes('baseline recipe')"
+        )
+        page.uncheck('.card[data-kind="keypoints"] .scratch')
         page.click('.card[data-kind="keypoints"] button.retrain')
         page.wait_for_selector('.card[data-kind="keypoints"] .run:not([hidden])', timeout=10_000)
         page.wait_for_function(

@@ -89,3 +89,25 @@ def test_metrics_follow_their_definitions(tmp_path):
     assert e["macro_f1"] == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
     written = save_plots(tmp_path, e, {"loss": [1, 0.5], "val_loss": [1.2, 0.7]})
     assert [p.name for p in written] == ["loss.png", "confusion.png"] and all(p.stat().st_size > 1000 for p in written)
+
+
+def test_a_fine_tune_that_only_gets_worse_hands_back_the_starting_weights():
+    """Epoch 0 is the starting model: a rate that wrecks it leaves the parent's weights, scored as such."""
+    start = train("keypoints", _keypoint_data(24), _keypoint_data(8, 100), TrainConfig(epochs=1, steps_per_epoch=2))
+    wreck = TrainConfig(epochs=2, batch_size=8, steps_per_epoch=2, learning_rate=50.0, augment=False)
+    result = train("keypoints", _keypoint_data(24), _keypoint_data(8, 100), wreck, initial_model=start.model)
+    assert result.history["val_loss"][0] > 0 and result.best_epoch == 0
+    for kept, parent in zip(result.model.get_weights(), start.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, parent)
+    assert result.metrics["rmse_px"] == pytest.approx(start.metrics["rmse_px"], abs=1e-4)
+
+
+def test_the_command_line_and_the_app_share_the_baseline_recipes():
+    from ml.train import FINETUNE_RECIPES, RECIPES, estimate_seconds, recipe
+
+    assert RECIPES["keypoints"].schedule == "cosine" and RECIPES["keypoints"].epochs == 120
+    assert RECIPES["emotion"].batch_size == 128 and RECIPES["emotion"].learning_rate == 3e-3
+    assert FINETUNE_RECIPES["emotion"].learning_rate < RECIPES["emotion"].learning_rate
+    quick = recipe("keypoints", fine_tune=False, epochs=3)
+    assert (quick.epochs, quick.patience, quick.schedule, quick.learning_rate) == (3, 3, "cosine", 2e-3)
+    assert estimate_seconds("emotion", 1000, quick, per_face_epoch=0.01) == pytest.approx(30.0)

@@ -14,9 +14,11 @@ env = environ.Env(
 )
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float | None) -> float | None:
     """A number setting. Not env.float: django-environ drops the "e" of "1e-4" (a separator guess) and fails."""
-    raw = env.str(name, default=repr(default))
+    raw = env.str(name, default="")
+    if raw == "":
+        return default
     try:
         return float(raw)
     except ValueError:
@@ -187,10 +189,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Retraining policy.
 TRAINING_MIN_FACES = env.int("TRAINING_MIN_FACES", default=20)  # labeled faces needed, train + validation
-TRAINING_EPOCHS = env.int("TRAINING_EPOCHS", default=20)
-TRAINING_FINETUNE_EPOCHS = env.int("TRAINING_FINETUNE_EPOCHS", default=6)
-TRAINING_LEARNING_RATE = env_float("TRAINING_LEARNING_RATE", 1e-3)  # from scratch
-TRAINING_FINETUNE_LEARNING_RATE = env_float("TRAINING_FINETUNE_LEARNING_RATE", 1e-4)
+# Epochs and rates come from the baseline recipes (ml.train.RECIPES / FINETUNE_RECIPES: from scratch, the very recipe
+# that made the shipped baseline). These override them when set, e.g. for quick trials; unset by default.
+TRAINING_EPOCHS = env.int("TRAINING_EPOCHS", default=None)  # from scratch
+TRAINING_FINETUNE_EPOCHS = env.int("TRAINING_FINETUNE_EPOCHS", default=None)
+TRAINING_LEARNING_RATE = env_float("TRAINING_LEARNING_RATE", None)
+TRAINING_FINETUNE_LEARNING_RATE = env_float("TRAINING_FINETUNE_LEARNING_RATE", None)
 TRAINING_VAL_PERCENT = env.int("TRAINING_VAL_PERCENT", default=15)
 # A new version is promoted only if it beats the active one by this margin (px of RMSE / accuracy points).
 PROMOTION_MARGIN_RMSE_PX = env_float("PROMOTION_MARGIN_RMSE_PX", 0.0)

@@ -62,6 +62,36 @@ class RunCreateApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_409_CONFLICT)
 
 
+class PlanOutput(serializers.Serializer):
+    kind = serializers.CharField()
+    mode = serializers.ChoiceField(choices=["fine-tune", "from scratch"])
+    recipe = serializers.CharField(help_text="baseline: the recipe that made the shipped baseline")
+    faces = serializers.DictField(child=serializers.IntegerField(), help_text="train and val counts")
+    epochs = serializers.IntegerField()
+    learning_rate = serializers.FloatField()
+    schedule = serializers.CharField()
+    batch_size = serializers.IntegerField()
+    estimated_seconds = serializers.FloatField(help_text="every epoch over every training face")
+    estimate = serializers.CharField(help_text="the same, for people: '18 min'")
+    basis = serializers.CharField(help_text="whose speed the estimate uses")
+
+
+class RunPlanApi(APIView):
+    """What a retrain would do if asked now: the faces, the recipe and an estimated duration. Starts nothing."""
+
+    permission_classes = [IsStaff]
+
+    class QuerySerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=Task.values)
+        from_scratch = serializers.BooleanField(default=False)
+
+    @extend_schema(parameters=[QuerySerializer], responses=PlanOutput)
+    def get(self, request):
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(PlanOutput(services.run_plan(**query.validated_data)).data)
+
+
 class RunDetailApi(APIView):
     permission_classes = [IsStaff]
 

@@ -187,13 +187,74 @@ def _decide(kind: str, candidate: np.ndarray, active: np.ndarray | None, labels:
     return False, f"kept as a candidate: {reason}; {comparison.describe()}", comparison.to_dict()
 
 
+def run_config(kind: str, *, fine_tune: bool):
+    """The baseline's recipe (or the fine-tuning one), with the TRAINING_* settings that are set."""
+    from dataclasses import replace
+
+    from ml.train import recipe
+
+    epochs = settings.TRAINING_FINETUNE_EPOCHS if fine_tune else settings.TRAINING_EPOCHS
+    rate = settings.TRAINING_FINETUNE_LEARNING_RATE if fine_tune else settings.TRAINING_LEARNING_RATE
+    config = recipe(kind, fine_tune=fine_tune, epochs=epochs)
+    return config if rate is None else replace(config, learning_rate=rate)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> dict:
+    """What a retrain would do now, before it is asked for: faces, recipe, epochs and an estimated duration.
+
+    The estimate is every epoch over every training face (early stopping only shortens it), at the speed measured by
+    this instance's latest finished run of the kind, or else by the shipped baseline's own training.
+    """
+    from ml.train import SECONDS_PER_FACE_EPOCH, estimate_seconds
+    from webapp.faces.selectors import training_set
+    from webapp.registry.selectors import active_version
+
+    if counts is None:
+        counts = training_set(task=kind).counts()
+    fine_tune = not from_scratch and active_version(kind=kind) is not None
+    config = run_config(kind, fine_tune=fine_tune)
+    per_face_epoch, basis = SECONDS_PER_FACE_EPOCH[kind], "speed of the shipped baseline's training"
+    last = (
+        TrainingRun.objects.filter(kind=kind, status=Status.SUCCEEDED)
+        .exclude(metrics__train_seconds=None)
+        .order_by("-finished_at")
+        .first()
+    )
+    if last is not None:
+        done = (last.metrics.get("epochs_run") or 0) * (last.metrics.get("n_train") or 0)
+        if done > 0:
+            per_face_epoch, basis = last.metrics["train_seconds"] / done, f"speed of run {last.pk} on this worker"
+    seconds = estimate_seconds(kind, counts.get("train", 0), config, per_face_epoch)
+    return {
+        "kind": kind,
+        "mode": "fine-tune" if fine_tune else "from scratch",
+        "recipe": "fine-tuning" if fine_tune else "baseline",
+        "faces": {"train": counts.get("train", 0), "val": counts.get("val", 0)},
+        "epochs": config.epochs,
+        "learning_rate": config.learning_rate,
+        "schedule": config.schedule,
+        "batch_size": config.batch_size,
+        "estimated_seconds": round(seconds, 1),
+        "estimate": _duration(seconds),
+        "basis": basis,
+    }
+
+
 def run_execute(run_id: int) -> None:
     """The body of training.tasks.retrain. Safe to run twice: only a pending run is claimed."""
     from ml.align import framing_of
     from ml.datasets import FaceData
     from ml.evaluate import face_scores
     from ml.export import export_tfjs, load_tfjs, read_manifest
-    from ml.train import TrainConfig, train
+    from ml.train import train
     from webapp.faces.selectors import training_set
     from webapp.registry.selectors import active_version, version_dir
     from webapp.registry.services import staging_dir, version_promote, version_register
@@ -225,11 +286,15 @@ def run_execute(run_id: int) -> None:
 
         parent = active_version(kind=run.kind)
         initial = None if run.from_scratch or parent is None else load_tfjs(version_dir(parent))
-        epochs = settings.TRAINING_EPOCHS if initial is None else settings.TRAINING_FINETUNE_EPOCHS
+        config = run_config(run.kind, fine_tune=initial is not None)
+        epochs = config.epochs
         mode = "from scratch" if initial is None else f"fine-tuning {parent}"
-        say(f"{mode}, up to {epochs} epochs", epochs=epochs)
-        rate = settings.TRAINING_LEARNING_RATE if initial is None else settings.TRAINING_FINETUNE_LEARNING_RATE
-        config = TrainConfig(epochs=epochs, learning_rate=rate, patience=max(3, epochs // 4))
+        plan = run_plan(kind=run.kind, from_scratch=initial is None, counts=counts)
+        say(
+            f"{mode}: the {plan['recipe']} recipe, up to {epochs} epochs at rate {config.learning_rate:g} "
+            f"(estimated {_duration(plan['estimated_seconds'])}, {plan['basis']})",
+            epochs=epochs,
+        )
 
         def on_progress(epoch: int, logs: dict) -> None:
             say(
@@ -259,7 +324,14 @@ def run_execute(run_id: int) -> None:
         promote, decision, comparison = _decide(run.kind, result.val_scores, active_scores, labels)
         staging = staging_dir(run.kind)
         shutil.rmtree(staging)
-        report = {**result.metrics, "train_seconds": round(result.seconds, 1), "epochs_run": result.epochs_run}
+        report = {
+            **result.metrics,
+            "train_seconds": round(result.seconds, 1),
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "n_train": result.n_train,
+            "config": result.config,
+        }
         if comparison is not None:
             report["comparison"] = {**comparison, "against": str(parent), "decision": decision}
         export_tfjs(result.model, staging, task=run.kind, metrics=report, extra={"history": result.history})
