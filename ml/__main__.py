@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -45,18 +46,20 @@ def cmd_train(args) -> None:
     from ml.datasets import split
     from ml.evaluate import save_plots
     from ml.export import export_tfjs
-    from ml.train import TrainConfig, train
+    from ml.train import RECIPES, train
 
     data = _read(args.data, args.format, args.task)
     train_data, val_data = split(data)
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        patience=args.patience,
-        seed=args.seed,
-        schedule=args.schedule,
-    )
+    overrides = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "patience": args.patience,
+        "seed": args.seed,
+        "schedule": args.schedule,
+    }
+    # the recipe that made the shipped baseline (ml.train.RECIPES), with what the command line changes
+    config = replace(RECIPES[args.task], **{k: v for k, v in overrides.items() if v is not None})
     print(f"training {args.task} on {len(train_data)} faces, validating on {len(val_data)}")
     bar, on_progress = _progress_bar(config.epochs, args.task)
     result = train(args.task, train_data, val_data, config, on_progress)
@@ -106,6 +109,33 @@ def cmd_evaluate(args) -> None:
     else:
         print(f"n={metrics['n']}  accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}")
         print("confusion (rows truth, cols predicted):", *metrics["confusion_matrix"], sep="\n  ")
+
+
+def cmd_compare(args) -> None:
+    """Two exports on the same faces: both figures and a paired bootstrap of the difference (ml.stats)."""
+    from ml.align import framing_of
+    from ml.datasets import split
+    from ml.evaluate import evaluate
+    from ml.export import load_tfjs, read_manifest
+    from ml.stats import paired_bootstrap
+
+    manifests = [read_manifest(m) for m in (args.model, args.against)]
+    task = manifests[0]["task"]
+    if manifests[1]["task"] != task:
+        sys.exit(f"error: {args.model} is a {task} model, {args.against} is not")
+    data = _read(args.data, args.format, task)
+    if args.split == "val":
+        data = split(data)[1]
+    results = [
+        evaluate(load_tfjs(m), data, framing_of(f)) for m, f in zip((args.model, args.against), manifests, strict=True)
+    ]
+    metric = "rmse_px" if task == "keypoints" else "accuracy"
+    comparison = paired_bootstrap(results[0][1], results[1][1], metric=metric, confidence=args.confidence)
+    report = {"model": args.model, "against": args.against, "comparison": comparison.to_dict()}
+    if task == "emotion":
+        report["macro_f1"] = [round(r[0]["macro_f1"], 4) for r in results]
+    print(json.dumps(report, indent=2))
+    print(comparison.describe())
 
 
 def cmd_export(args) -> None:
@@ -248,6 +278,22 @@ def cmd_bench(args) -> None:
         print(json.dumps(r))
 
 
+def cmd_distill(args) -> None:
+    """pack: FER2013 -> the npz ml/distill_gpu.py reads; import: its student.npz -> a Keras export like ml train's."""
+    from ml import distill
+
+    if args.action == "pack":
+        print(json.dumps(distill.pack(_read(args.data, None, "emotion"), args.out)))
+        return
+    from ml.export import export_tfjs
+
+    model = distill.load_student(args.weights)
+    report = Path(args.weights).with_name("report.json")
+    metrics = json.loads(report.read_text()) if report.is_file() else {}
+    export_tfjs(model, Path(args.out), task="emotion", metrics={"distillation": metrics})
+    print(f"Keras reproduces the PyTorch student on its probe faces; exported to {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     from ml.schema import TASKS
 
@@ -260,12 +306,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", required=True, help="CSV (plain or .gz) in a supported format")
     p.add_argument("--format", choices=formats, help="default: told from the header")
     p.add_argument("--out", required=True, help="export directory (must not exist)")
-    p.add_argument("--epochs", type=int, default=80)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--patience", type=int, default=12)
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--schedule", choices=["plateau", "cosine"], default="plateau", help="learning-rate schedule")
+    p.add_argument("--epochs", type=int, help="default for this and the next four: the task's baseline recipe")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--schedule", choices=["plateau", "cosine"], help="learning-rate schedule")
     p.add_argument("--quantize", nargs="*", default=["uint8", "float16"], choices=["uint8", "float16"])
     p.set_defaults(func=cmd_train)
 
@@ -278,6 +324,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", choices=["all", "val"], default="all", help="val: the standard validation split")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="two exports on the same faces, with a paired bootstrap of the difference")
+    p.add_argument("--model", required=True, help="the candidate export")
+    p.add_argument("--against", required=True, help="the export to compare with (e.g. models/baseline/emotion)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--format", choices=formats)
+    p.add_argument("--split", choices=["all", "val"], default="val")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", help="re-export a TF.js model, optionally quantized")
     p.add_argument("--model", required=True)
@@ -305,6 +360,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", nargs="+", required=True)
     p.add_argument("--repeat", type=int, default=200)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("distill", help="pack FER2013 for ml/distill_gpu.py, or import the student it trained")
+    p.add_argument("action", choices=["pack", "import"])
+    p.add_argument("--data", help="pack: the FER2013 CSV")
+    p.add_argument("--weights", help="import: the student.npz written by ml/distill_gpu.py")
+    p.add_argument("--out", required=True, help="pack: the npz to write; import: the export directory")
+    p.set_defaults(func=cmd_distill)
 
     args = parser.parse_args(argv)
     from ml.datasets import DatasetError
