@@ -4,8 +4,9 @@
 
 Sets up a throwaway instance in bench/out/retrain/ (SQLite, the local Redis on db 14), registers the shipped baseline
 as v1, imports ../shared/data/keypoints.csv.gz and fer2013.csv.gz, starts one Celery worker, and runs
-`manage.py retrain --kind K [--from-scratch] --wait` for each run asked, one after the other. Epochs follow the
-settings (TRAINING_FINETUNE_EPOCHS=6, TRAINING_EPOCHS=20 unless set in the environment).
+`manage.py retrain --kind K [--from-scratch] --wait` for each run asked, one after the other, with the recipes the app
+uses (ml.train.RECIPES / FINETUNE_RECIPES unless TRAINING_* settings are set in the environment). Each run's line
+holds the plan the worker logged (recipe, epochs, estimated time) next to the time it took.
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ def main() -> None:
                 text=True,
             )
             seconds = time.monotonic() - t0
-            last = (done.stdout.strip().splitlines() or [""])[-1]
+            lines = done.stdout.strip().splitlines() or [""]
+            last = lines[-1]
+            planned = next((line.strip() for line in lines if "(estimated " in line), "")
             results.append(
                 {
                     "run": spec,
                     "seconds_to_version": round(seconds, 1),
                     "ok": done.returncode == 0,
+                    "plan": planned,
                     "result": last if done.returncode == 0 else done.stderr.strip()[-300:],
                 }
             )

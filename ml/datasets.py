@@ -58,6 +58,7 @@ class FaceData:
     usage: np.ndarray | None = None  # (N,) str: Training / PublicTest / PrivateTest ("" when the file has none)
     errors: list[RowError] = field(default_factory=list)
     excluded: int = 0  # valid rows left out on purpose (FER fear / neutral)
+    excluded_checksums: list[str] = field(default_factory=list)  # their faces (checksum()), to correct earlier imports
 
     def __len__(self) -> int:
         return len(self.images)
@@ -230,6 +231,8 @@ def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
     expected = f"the {fmt} format: columns emotion, pixels, Usage (emotion codes 0..{n_codes - 1})"
 
     def read(path: str | Path, progress: Callable[[int], None] | None = None) -> FaceData:
+        left_out: list[str] = []
+
         def parse(row: dict[str, str]) -> tuple[np.ndarray, int, str] | None:
             text = row["emotion"].strip()
             try:
@@ -240,6 +243,7 @@ def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
                 raise RowSkip(f"emotion {code} is out of range 0..{n_codes - 1}")
             image = parse_pixels(row["pixels"], FER_SIZE)
             if code not in code_map:
+                left_out.append(checksum(to_frame(image[None])[0]))
                 return None  # a valid face of a class the product leaves out
             return image, code_map[code], row["Usage"].strip()
 
@@ -254,6 +258,7 @@ def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
             lines=np.asarray(lines),
             errors=errors,
             excluded=excluded,
+            excluded_checksums=left_out,
         )
 
     return read
@@ -284,10 +289,31 @@ def sniff_format(path: str | Path) -> str:
     raise DatasetError(f"{path}: unknown format (header {header[:4]}); expected one of {', '.join(READERS)}")
 
 
+HEADERS = {
+    "kaggle-keypoints": "left_eye_center_x, …, Image",
+    "fer2013": "emotion,pixels,Usage",
+    "icml": "emotion, Usage, pixels",
+}
+
+
 def read_faces(path: str | Path, fmt: str | None = None, progress: Callable[[int], None] | None = None) -> FaceData:
-    fmt = fmt or sniff_format(path)
-    if fmt not in READERS:
+    """Read a CSV in ``fmt`` (default: told from the header). A format that contradicts the header is refused: FER2013
+    and icml files hold the same faces under different emotion codes (FER 4 is sad, icml 4 is surprise), so reading
+    one as the other would store wrong labels without a single bad row."""
+    if fmt is not None and fmt not in READERS:
         raise DatasetError(f"unknown format {fmt!r}; expected one of {', '.join(READERS)}")
+    try:
+        told = sniff_format(path)
+    except (DatasetError, UnicodeDecodeError, OSError, EOFError, csv.Error):
+        told = None  # an unknown header or no text: the reader says what is wrong
+    if fmt is None:
+        fmt = told or sniff_format(path)
+    elif told is not None and told != fmt:
+        raise DatasetError(
+            f"{Path(path).name} has the {told} header ({HEADERS[told]}), not the {fmt} one ({HEADERS[fmt]}); "
+            f"import it as {told}. The emotion formats number the classes differently, so reading one as the other "
+            "would store wrong labels."
+        )
     return READERS[fmt](path, progress=progress)
 
 

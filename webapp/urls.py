@@ -6,7 +6,6 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from webapp.faces import api as faces
 from webapp.faces import datasets_api as datasets
 from webapp.pages.parsers import PARSERS
-from webapp.pages.routing import by_method
 from webapp.registry import api as registry
 from webapp.training import api as training
 
@@ -15,11 +14,7 @@ api = [
     path("faces/upload/", faces.FaceUploadApi.as_view(), name="face-upload"),
     path("faces/<int:face_id>/", faces.FaceDetailApi.as_view(), name="face-detail"),
     path("faces/<int:face_id>/image/", faces.FaceImageApi.as_view(), name="face-image"),
-    path(
-        "faces/<int:face_id>/annotations/",
-        by_method(get=faces.AnnotationHistoryApi, post=faces.AnnotationSubmitApi),
-        name="face-annotations",
-    ),
+    path("faces/<int:face_id>/annotations/", faces.AnnotationApi.as_view(), name="face-annotations"),
     path("faces/<int:face_id>/predictions/", faces.PredictionRecordApi.as_view(), name="face-predictions"),
     path("queue/next/", faces.QueueNextApi.as_view(), name="queue-next"),
     path("datasets/import/", datasets.DatasetImportApi.as_view(), name="dataset-import"),
@@ -30,7 +25,7 @@ api = [
     path("models/rollback/", registry.VersionRollbackApi.as_view(), name="version-rollback"),
     path("models/<int:version_id>/", registry.VersionDetailApi.as_view(), name="version-detail"),
     path("models/<int:version_id>/promote/", registry.VersionPromoteApi.as_view(), name="version-promote"),
-    path("training-runs/", by_method(get=training.RunListApi, post=training.RunCreateApi), name="run-list"),
+    path("training-runs/", training.RunApi.as_view(), name="run-list"),
     path("training-runs/plan/", training.RunPlanApi.as_view(), name="run-plan"),
     path("training-runs/<int:run_id>/", training.RunDetailApi.as_view(), name="run-detail"),
     path("training-runs/<int:run_id>/cancel/", training.RunCancelApi.as_view(), name="run-cancel"),

@@ -342,3 +342,12 @@ def test_ordinary_json_still_parses(client_for):
     nested = {"emotion": "sad", "note": [[[["fine"]]]]}
     response = client_for("labeler").post(f"/api/faces/{face.pk}/annotations/", nested, format="json")
     assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("url", ["/api/auth/token/", "/api/faces/{}/annotations/"])
+def test_a_body_past_the_limit_is_a_json_413(client_for, settings, url):
+    url = url.format(factories.face().pk)
+    body = '{"username": "' + "a" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10) + '"}'
+    response = client_for("labeler").post(url, body, content_type="application/json")
+    assert response.status_code == 413, response.content[:300]
+    assert response.json()["detail"].startswith("Request body too large: at most")

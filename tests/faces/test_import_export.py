@@ -51,7 +51,9 @@ def test_fer_and_icml_imports(tmp_path, capsys):
 
 def test_a_file_in_the_wrong_format_fails_with_a_clear_message(tmp_path):
     path = csvs.keypoints_csv(tmp_path / "training.csv", n=2)
-    with pytest.raises(CommandError, match=r"training\.csv: missing column\(s\) emotion, pixels, Usage"):
+    with pytest.raises(
+        CommandError, match=r"training\.csv has the kaggle-keypoints header .* import it as kaggle-keypoints"
+    ):
         call_command("import_faces", "--format", "fer2013", str(path), verbosity=0)
     assert Face.objects.count() == 0
 
@@ -166,3 +168,52 @@ def test_an_export_leaves_nothing_behind(client_for, tmp_path, capsys, monkeypat
     assert response.status_code == 200 and len(b"".join(response.streaming_content)) > 100
     response.close()
     assert list(scratch.iterdir()) == []
+
+
+def _fer_file(tmp_path):
+    """FER codes 0 angry, 2 fear, 3 happy, 4 sad, 5 surprise: one face each."""
+    rows = [csvs.fer_row(code, 10 + code, "Training") for code in (0, 2, 3, 4, 5)]
+    return csvs.write(tmp_path / "fer2013.csv", csvs.FER_HEADER, rows)
+
+
+def test_a_fer2013_file_named_icml_is_refused_before_any_wrong_label_is_stored(tmp_path, client_for):
+    path = _fer_file(tmp_path)
+    with pytest.raises(CommandError, match="has the fer2013 header .* not the icml one .* import it as fer2013"):
+        call_command("import_faces", "--format", "icml", str(path), verbosity=0)
+    with path.open("rb") as f:
+        response = client_for("staff").post("/api/datasets/import/", {"format": "icml", "file": f})
+    assert response.status_code == 400 and "import it as fer2013" in response.json()["detail"]
+    assert Face.objects.count() == 0
+
+
+def test_relabel_repairs_faces_imported_in_the_wrong_format(tmp_path, capsys):
+    from webapp.faces.selectors import current_labels
+
+    fer = _fer_file(tmp_path)
+    # what the old importer did with --format icml: FER's codes read as icml's (fear 2 -> sad, sad 4 -> surprise);
+    # icml has no 5, so that row was refused
+    misread = [csvs.icml_row(code, 10 + code, "Training") for code in (0, 2, 3, 4)]
+    _import("icml", csvs.write(tmp_path / "misread.csv", csvs.ICML_HEADER, misread), capsys)
+    by_code = {code: Face.objects.get(checksum=_checksum_of(10 + code)).pk for code in (0, 2, 3, 4)}
+    assert current_labels(task="emotion")[by_code[4]] == 4  # "surprise": wrong
+
+    human = Face.objects.get(pk=by_code[3])
+    annotation_submit(face=human, author=factories.user("labeler"), emotion="sad")  # a person's label stays
+    out = _import("fer2013", fer, capsys)  # without --relabel: the wrong labels stay, as before
+    assert current_labels(task="emotion")[by_code[4]] == 4 and "corrected" not in out.out
+
+    call_command("import_faces", "--format", "fer2013", "--relabel", str(fer), verbosity=0)
+    assert "2 imported labels corrected" in capsys.readouterr().out  # sad 4 -> 2, and fear loses its label
+    labels = current_labels(task="emotion")
+    assert labels[by_code[4]] == 2 and by_code[2] not in labels and labels[by_code[0]] == 0
+    assert labels[by_code[3]] == 2  # the human label, untouched
+    assert Annotation.objects.filter(face_id=by_code[4], origin="import").count() == 2  # history kept
+    call_command("import_faces", "--format", "fer2013", "--relabel", str(fer), verbosity=0)
+    assert "0 imported labels corrected" in capsys.readouterr().out
+
+
+def _checksum_of(seed):
+    from ml.datasets import checksum, to_frame
+    from tests.csvs import synthetic_face
+
+    return checksum(to_frame(synthetic_face(seed, side=48)[0][None])[0])

@@ -159,9 +159,18 @@ class FaceImageApi(APIView):
         return response
 
 
-class AnnotationSubmitApi(APIView):
-    throttle_classes = [ScopedRateThrottle]
+class AnnotationApi(ListAPIView):
+    """GET: the face's annotation history, newest first. POST: a correction (throttled like every write)."""
+
+    serializer_class = AnnotationOutput
+    pagination_class = None
     throttle_scope = "writes"
+
+    def get_throttles(self):
+        return [ScopedRateThrottle()] if self.request.method == "POST" else []
+
+    def get_queryset(self):
+        return selectors.annotation_history(face=get_object_or_404(Face, pk=self.kwargs["face_id"]))
 
     @extend_schema_serializer(component_name="AnnotationSubmitInput")
     class InputSerializer(serializers.Serializer):
@@ -190,14 +199,6 @@ class AnnotationSubmitApi(APIView):
             prediction=prediction,
         )
         return Response(AnnotationOutput(annotation).data, status=status.HTTP_201_CREATED)
-
-
-class AnnotationHistoryApi(ListAPIView):
-    serializer_class = AnnotationOutput
-    pagination_class = None
-
-    def get_queryset(self):
-        return selectors.annotation_history(face=get_object_or_404(Face, pk=self.kwargs["face_id"]))
 
 
 class PredictionOutput(serializers.ModelSerializer):

@@ -28,6 +28,9 @@ class DatasetImportApi(APIView):
     class InputSerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=list(READERS))
         file = serializers.FileField(help_text="the CSV, plain or .gz")
+        relabel = serializers.BooleanField(
+            default=False, help_text="faces already present take this file's label (repairs a wrong-format import)"
+        )
 
     @extend_schema(
         request=InputSerializer,
@@ -38,6 +41,7 @@ class DatasetImportApi(APIView):
                     "created": serializers.IntegerField(),
                     "duplicates": serializers.IntegerField(),
                     "excluded": serializers.IntegerField(),
+                    "relabeled": serializers.IntegerField(allow_null=True, help_text="null unless relabel"),
                     "errors": serializers.ListField(child=serializers.CharField()),
                     "summary": serializers.CharField(),
                 },
@@ -54,13 +58,19 @@ class DatasetImportApi(APIView):
                 for chunk in upload.chunks():
                     f.write(chunk)
             try:
-                report = faces_import(path=path, fmt=data.validated_data["format"], author=request.user)
+                report = faces_import(
+                    path=path,
+                    fmt=data.validated_data["format"],
+                    author=request.user,
+                    relabel=data.validated_data["relabel"],
+                )
             except DatasetError as exc:
                 raise serializers.ValidationError({"file": [str(exc).replace(str(tmp) + "/", "")]}) from exc
         body = {
             "created": report.created,
             "duplicates": report.duplicates,
             "excluded": report.excluded,
+            "relabeled": report.relabeled,
             "errors": [str(e) for e in report.errors],
             "summary": report.summary().replace(str(path), upload.name),
         }

@@ -37,7 +37,7 @@ def annotation_history(*, face: Face) -> QuerySet[Annotation]:
 
 
 def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[int, object]:
-    """face id -> its current label for ``task``: the newest human annotation, else the imported one.
+    """face id -> its current label for ``task``: the newest human annotation, else the newest imported one.
 
     A face whose newest human annotation marks it skipped has no label (it is left out of training and export).
     """
@@ -47,8 +47,10 @@ def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[in
         qs = qs.filter(face__in=faces)
     qs = qs.filter(**{f"{field_name}__isnull": False}) | qs.filter(skip=True)
     labels: dict[int, object] = {}
-    decided: set[int] = set()
-    # Newest first: the first human row of a face decides; an import row counts only if no human row exists.
+    decided: set[int] = set()  # faces whose newest human row was seen
+    imported: set[int] = set()  # faces whose newest import row was seen
+    # Newest first: the first human row of a face decides; else its newest import row (a later import that corrects an
+    # earlier one appends a row, and one that leaves the face out appends a skip).
     rows = qs.order_by("face_id", "-created_at", "-id").values_list("face_id", "origin", "skip", field_name)
     for face_id, origin, skip, value in rows.iterator(chunk_size=5000):
         if face_id in decided:
@@ -59,8 +61,10 @@ def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[in
                 labels.pop(face_id, None)
                 continue
             labels[face_id] = value
-        elif face_id not in labels and not skip:
-            labels[face_id] = value
+        elif face_id not in imported:
+            imported.add(face_id)
+            if not skip:
+                labels[face_id] = value
     return labels
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from ml.datasets import checksum
 from ml.schema import EMOTIONS, IMAGE_SIZE, NUM_EMOTIONS, NUM_KEYPOINTS
@@ -232,12 +233,15 @@ class ImportReport:
     duplicates: int = 0  # faces already present (same pixels), in the database or earlier in the file
     labels: int = 0
     excluded: int = 0
+    relabeled: int | None = None  # with relabel: faces already present whose imported label this file corrected
     errors: list = field(default_factory=list)
 
     def summary(self) -> str:
+        corrected = "" if self.relabeled is None else f", {self.relabeled} imported labels corrected"
         return (
             f"{self.path} ({self.format}): {self.created} faces created, {self.labels} labels, "
-            f"{self.duplicates} already present, {len(self.errors)} bad rows skipped, {self.excluded} left out"
+            f"{self.duplicates} already present{corrected}, {len(self.errors)} bad rows skipped, "
+            f"{self.excluded} left out"
         )
 
 
@@ -248,8 +252,14 @@ def faces_import(
     author=None,
     on_read: Callable[[int], None] | None = None,
     on_write: Callable[[int], None] | None = None,
+    relabel: bool = False,
 ) -> ImportReport:
-    """Import a Kaggle keypoints / FER2013 / icml CSV. Idempotent: faces are keyed by their pixel checksum."""
+    """Import a Kaggle keypoints / FER2013 / icml CSV. Idempotent: faces are keyed by their pixel checksum.
+
+    ``relabel``: faces already present get this file's label where their imported label differs (a new import
+    annotation, so the history keeps the old one; human labels still come first), and faces this file leaves out (FER
+    fear / neutral) lose their imported label. This repairs an earlier import read in the wrong format.
+    """
     from ml.datasets import block_split, read_faces
 
     data = read_faces(path, fmt, progress=on_read)  # raises DatasetError for a file it cannot use at all
@@ -264,6 +274,8 @@ def faces_import(
     for start in range(0, len(digests), BATCH):
         chunk = digests[start : start + BATCH]
         existing.update(Face.objects.filter(checksum__in=chunk).values_list("checksum", flat=True))
+    if relabel:
+        report.relabeled = _relabel(data, digests, author)
     source_name = Path(path).name[:200]
     done = 0
     for start in range(0, len(data), BATCH):
@@ -305,6 +317,45 @@ def faces_import(
         if on_write:
             on_write(done)
     return report
+
+
+def _relabel(data, digests: list[str], author) -> int:
+    """Append an import annotation wherever this file's label differs from a present face's newest imported one."""
+    field_name = "points" if data.task == Task.KEYPOINTS else "emotion"
+    wanted: dict[str, object] = {}
+    for i, digest in enumerate(digests):
+        value = _points_json(data.points[i]) if data.points is not None else int(data.labels[i])
+        wanted.setdefault(digest, value)
+    for digest in data.excluded_checksums:
+        wanted.setdefault(digest, None)  # a face of a class the product leaves out: no imported label
+    faces: dict[str, int] = {}
+    keys = list(wanted)
+    for start in range(0, len(keys), BATCH):
+        faces.update(Face.objects.filter(checksum__in=keys[start : start + BATCH]).values_list("checksum", "id"))
+    current: dict[int, tuple[object, bool]] = {}
+    ids = list(faces.values())
+    for start in range(0, len(ids), BATCH):
+        rows = (
+            Annotation.objects.filter(face_id__in=ids[start : start + BATCH], origin=Annotation.Origin.IMPORT)
+            .filter(Q(**{f"{field_name}__isnull": False}) | Q(skip=True))
+            .order_by("face_id", "-created_at", "-id")
+            .values_list("face_id", field_name, "skip")
+        )
+        for face_id, value, skip in rows:
+            current.setdefault(face_id, (value, skip))
+    fixes = []
+    for digest, face_id in faces.items():
+        value, have = wanted[digest], current.get(face_id)
+        if value is None:
+            if have is not None and not have[1]:
+                fixes.append(Annotation(face_id=face_id, origin=Annotation.Origin.IMPORT, author=author, skip=True))
+        elif have is None or have[1] or have[0] != value:
+            fixes.append(
+                Annotation(face_id=face_id, origin=Annotation.Origin.IMPORT, author=author, **{field_name: value})
+            )
+    with transaction.atomic():
+        Annotation.objects.bulk_create(fixes, batch_size=BATCH)
+    return len(fixes)
 
 
 def _points_json(points: np.ndarray) -> list[dict]:

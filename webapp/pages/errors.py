@@ -1,5 +1,7 @@
 """One error shape for the whole API: {"detail": "...", "errors": {field: [messages]}} with a fitting status."""
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
@@ -32,6 +34,12 @@ class Conflict(APIException):
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):  # Django's own check, met while DRF reads the body
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        detail = f"Request body too large: at most {limit:,} bytes (uploads: {settings.UPLOAD_MAX_BYTES:,} per file)."
+        return Response({"detail": detail}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return Response({"detail": f"Malformed request: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         # Services raise Django's ValidationError; the API turns it into a 400 naming the fields.
         exc = ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})

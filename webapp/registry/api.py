@@ -140,7 +140,7 @@ class VersionRollbackApi(APIView):
 
     @extend_schema_serializer(component_name="VersionRollbackInput")
     class InputSerializer(serializers.Serializer):
-        kind = serializers.ChoiceField(choices=Task.values)
+        kind = serializers.ChoiceField(choices=Task.choices)
         version = serializers.IntegerField(required=False, help_text="target version id; default: the previous one")
 
     @extend_schema(request=InputSerializer, responses=PromotionOutput)

@@ -29,7 +29,9 @@ class RunDetailOutput(RunOutput):
         fields = "__all__"
 
 
-class RunListApi(ListAPIView):
+class RunApi(ListAPIView):
+    """GET: the runs, newest first (``?kind=``). POST: ask for a retrain (one run per kind at a time)."""
+
     permission_classes = [IsStaff]
     serializer_class = RunOutput
 
@@ -39,13 +41,9 @@ class RunListApi(ListAPIView):
         kind = self.request.query_params.get("kind")
         return qs.filter(kind=kind) if kind else qs
 
-
-class RunCreateApi(APIView):
-    permission_classes = [IsStaff]
-
     @extend_schema_serializer(component_name="RunCreateInput")
     class InputSerializer(serializers.Serializer):
-        kind = serializers.ChoiceField(choices=Task.values)
+        kind = serializers.ChoiceField(choices=Task.choices)
         from_scratch = serializers.BooleanField(default=False, help_text="default: fine-tune the active version")
 
     @extend_schema(request=InputSerializer, responses={201: RunOutput, 409: RunOutput, 503: None})
@@ -82,7 +80,7 @@ class RunPlanApi(APIView):
     permission_classes = [IsStaff]
 
     class QuerySerializer(serializers.Serializer):
-        kind = serializers.ChoiceField(choices=Task.values)
+        kind = serializers.ChoiceField(choices=Task.choices)
         from_scratch = serializers.BooleanField(default=False)
 
     @extend_schema(parameters=[QuerySerializer], responses=PlanOutput)

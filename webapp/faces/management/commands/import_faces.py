@@ -10,9 +10,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--format", required=True, choices=list(READERS))
+        parser.add_argument(
+            "--relabel",
+            action="store_true",
+            help="faces already present take this file's label (repairs an import read in the wrong format)",
+        )
         parser.add_argument("path")
 
-    def handle(self, *args, path, format, **options):
+    def handle(self, *args, path, format, relabel=False, **options):
         quiet = options["verbosity"] == 0
         try:
             total = count_lines(path)
@@ -34,7 +39,7 @@ class Command(BaseCommand):
             write_bar.update(done - write_bar.n)
 
         try:
-            report = faces_import(path=path, fmt=format, on_read=on_read, on_write=on_write)
+            report = faces_import(path=path, fmt=format, on_read=on_read, on_write=on_write, relabel=relabel)
         except DatasetError as exc:
             raise CommandError(str(exc)) from exc
         finally:

@@ -20,6 +20,12 @@ class Command(BaseCommand):
         except services.BrokerUnavailable as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"run {run.pk} {'queued' if created else f'already {run.status}; following it'}")
+        if created:
+            plan = services.run_plan(kind=kind, from_scratch=from_scratch)
+            self.stdout.write(
+                f"plan: {plan['mode']} with the {plan['recipe']} recipe on {plan['faces']['train']} faces, up to "
+                f"{plan['epochs']} epochs (estimated {plan['estimate']}, {plan['basis']})"
+            )
         if not wait:
             return
         shown = ""
