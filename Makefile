@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/emotion_ai
 
-.PHONY: run test setup deps lint checks pytest pytest-postgres worker web clean
+.PHONY: run test setup deps lint checks pytest pytest-postgres fuzz worker web clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +55,11 @@ pytest: deps /usr/bin/chromium
 pytest-postgres: deps
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest tests/faces tests/registry -q
 
-test: lint checks pytest pytest-postgres
+# Schemathesis against a live instance with a staff token: every operation, a fixed budget (about 30 s).
+fuzz: deps
+	$(BIN)/python tests/fuzz_api.py --examples 30
+
+test: lint checks pytest pytest-postgres fuzz
 
 clean:
 	rm -rf $(VENV) node_modules var build

@@ -1,5 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
 
@@ -34,8 +36,16 @@ api = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
+
+@csrf_exempt  # nothing here changes state; a POST to a wrong route must get the same JSON 404
+def api_not_found(request, *args, **kwargs):
+    """Under /api/, an unknown route is a JSON 404 in the API's error shape, never Django's HTML page."""
+    return JsonResponse({"detail": f"No such API route: {request.path}. See /api/docs/."}, status=404)
+
+
 urlpatterns = [
     path("api/", include(api)),
+    re_path(r"^api/(?:.*/)?$", api_not_found),  # ends in a slash, so APPEND_SLASH still redirects /api/faces
     path("model-files/<str:kind>/<str:name>/<path:path>", registry.model_file, name="model-file"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),

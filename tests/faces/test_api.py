@@ -351,3 +351,18 @@ def test_a_body_past_the_limit_is_a_json_413(client_for, settings, url):
     response = client_for("labeler").post(url, body, content_type="application/json")
     assert response.status_code == 413, response.content[:300]
     assert response.json()["detail"].startswith("Request body too large: at most")
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status", "says"),
+    [
+        ("get", "/api/models/?kind=bogus", 400, "kind: must be one of keypoints, emotion"),
+        ("get", "/api/training-runs/?kind=bogus", 400, "kind: must be one of keypoints, emotion"),
+        ("get", "/api/no-such-thing/", 404, "No such API route: /api/no-such-thing/"),
+        ("post", "/api/models/null,null/promote/", 404, "No such API route"),
+    ],
+)
+def test_wrong_queries_and_routes_get_the_api_error_shape(client_for, method, url, status, says):
+    response = getattr(client_for("staff"), method)(url)
+    assert response.status_code == status and response["Content-Type"] == "application/json"
+    assert says in response.json()["detail"]

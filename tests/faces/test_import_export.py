@@ -178,7 +178,7 @@ def _fer_file(tmp_path):
 
 def test_a_fer2013_file_named_icml_is_refused_before_any_wrong_label_is_stored(tmp_path, client_for):
     path = _fer_file(tmp_path)
-    with pytest.raises(CommandError, match="has the fer2013 header .* not the icml one .* import it as fer2013"):
+    with pytest.raises(CommandError, match=r"has the fer2013 header .* not the icml one .* import it as fer2013"):
         call_command("import_faces", "--format", "icml", str(path), verbosity=0)
     with path.open("rb") as f:
         response = client_for("staff").post("/api/datasets/import/", {"format": "icml", "file": f})

@@ -29,7 +29,7 @@ from webapp.registry.models import ModelVersion
 
 
 class AnnotationOutput(serializers.ModelSerializer):
-    author = serializers.CharField(source="author.username", default=None)
+    author = serializers.CharField(source="author.username", default=None, allow_null=True)
     emotion_label = serializers.SerializerMethodField()
 
     class Meta:

@@ -56,3 +56,13 @@ def exception_handler(exc, context):
     elif isinstance(data, dict) and "detail" in data:
         response.data = {**data, "detail": str(data["detail"])}
     return Response(response.data, status=response.status_code, headers=response.headers)
+
+
+def kind_param(request) -> str:
+    """``?kind=`` of a list: one of the model kinds, else a 400 naming them (not an empty list that looks like data)."""
+    from webapp.faces.models import Task
+
+    kind = request.query_params.get("kind", "")
+    if kind not in Task.values:
+        raise ValidationError({"kind": [f"must be one of {', '.join(Task.values)}, got {kind!r}"]})
+    return kind

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp.faces.models import Task
+from webapp.pages.errors import kind_param
 from webapp.pages.permissions import IsStaff
 from webapp.registry import selectors, services
 from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
@@ -20,8 +21,8 @@ from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
 
 class VersionOutput(serializers.ModelSerializer):
     active = serializers.SerializerMethodField()
-    parent_number = serializers.IntegerField(source="parent.number", default=None)
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    parent_number = serializers.IntegerField(source="parent.number", default=None, allow_null=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     model_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -52,9 +53,9 @@ class VersionOutput(serializers.ModelSerializer):
 
 
 class PromotionOutput(serializers.ModelSerializer):
-    from_number = serializers.IntegerField(source="from_version.number", default=None)
+    from_number = serializers.IntegerField(source="from_version.number", default=None, allow_null=True)
     to_number = serializers.IntegerField(source="to_version.number")
-    author = serializers.CharField(source="author.username", default=None)
+    author = serializers.CharField(source="author.username", default=None, allow_null=True)
 
     class Meta:
         model = Promotion
@@ -78,8 +79,7 @@ class VersionListApi(ListAPIView):
 
     def get_queryset(self):
         qs = ModelVersion.objects.select_related("parent", "created_by")
-        kind = self.request.query_params.get("kind")
-        return qs.filter(kind=kind) if kind else qs
+        return qs.filter(kind=kind_param(self.request)) if self.request.query_params.get("kind") else qs
 
     def get_serializer_context(self):
         return {

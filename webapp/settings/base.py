@@ -150,6 +150,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webapp.pages.schema.add_error_responses",
+    ],
 }
 
 # Celery. An explicit CELERY_BROKER_URL wins. Otherwise the local Redis if it answers at start-up, else kombu's

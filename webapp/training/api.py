@@ -8,15 +8,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp.faces.models import Task
-from webapp.pages.errors import ServiceUnavailable
+from webapp.pages.errors import ServiceUnavailable, kind_param
 from webapp.pages.permissions import IsStaff
 from webapp.training import services
 from webapp.training.models import TrainingRun
 
 
 class RunOutput(serializers.ModelSerializer):
-    requested_by = serializers.CharField(source="requested_by.username", default=None)
-    version_number = serializers.IntegerField(source="version.number", default=None)
+    requested_by = serializers.CharField(source="requested_by.username", default=None, allow_null=True)
+    version_number = serializers.IntegerField(source="version.number", default=None, allow_null=True)
 
     class Meta:
         model = TrainingRun
@@ -38,8 +38,7 @@ class RunApi(ListAPIView):
     def get_queryset(self):
         services.runs_reap_stale()
         qs = TrainingRun.objects.select_related("requested_by", "version")
-        kind = self.request.query_params.get("kind")
-        return qs.filter(kind=kind) if kind else qs
+        return qs.filter(kind=kind_param(self.request)) if self.request.query_params.get("kind") else qs
 
     @extend_schema_serializer(component_name="RunCreateInput")
     class InputSerializer(serializers.Serializer):
