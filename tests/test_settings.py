@@ -53,3 +53,18 @@ def test_number_settings_read_exponents_and_name_a_bad_value():
     done = _setting("PROMOTION_MARGIN_ACCURACY", PROMOTION_MARGIN_ACCURACY="a lot")
     assert done.returncode != 0
     assert "PROMOTION_MARGIN_ACCURACY must be a number such as 0.01 or 1e-4, got 'a lot'" in done.stderr
+
+
+@pytest.mark.django_db
+def test_one_sign_in_page_and_a_quiet_403(client, caplog):
+    from tests import factories
+
+    for protected in ("/label/", "/models/", "/admin/"):
+        response = client.get(protected, follow=True)
+        assert response.redirect_chain[-1][0].startswith("/accounts/login/?next="), (protected, response.redirect_chain)
+        assert b"Sign in" in response.content
+    client.force_login(factories.user("labeler"))
+    with caplog.at_level("WARNING", logger="django.request"):
+        response = client.get("/models/")
+    assert response.status_code == 403 and b"Staff only." in response.content
+    assert not any(record.exc_info for record in caplog.records)  # an ordinary refusal, not a traceback

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
 
@@ -47,6 +48,7 @@ urlpatterns = [
     path("api/", include(api)),
     re_path(r"^api/(?:.*/)?$", api_not_found),  # ends in a slash, so APPEND_SLASH still redirects /api/faces
     path("model-files/<str:kind>/<str:name>/<path:path>", registry.model_file, name="model-file"),
+    path("admin/login/", RedirectView.as_view(url="/accounts/login/", query_string=True)),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("webapp.pages.urls")),

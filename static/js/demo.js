@@ -13,9 +13,11 @@ function setStatus(text, kind = "muted") {
   $("status").className = kind;
 }
 
+// The picture fills the drop area: a large photo is scaled down, a small one (a 191x174 crop) scaled up, so faces and
+// their points are drawn at a size people can see.
 function fitCanvas(width, height) {
   const maxWidth = Math.min(960, view.parentElement.clientWidth || 640);
-  const scale = Math.min(1, maxWidth / width);
+  const scale = Math.min(maxWidth / width, 640 / height);
   view.width = Math.round(width * scale);
   view.height = Math.round(height * scale);
   return scale;
@@ -41,6 +43,13 @@ function renderFaces(faces, labels) {
 async function analyse(source, width, height, { video = false } = {}) {
   const { faces, ms } = await state.analyzer.analyze(source, { video });
   const scale = view.width / width;
+  context.save();
+  if (state.source === "camera") {
+    // a webcam preview is a mirror, as people expect of a selfie view; points and boxes are drawn in the same frame
+    context.translate(view.width, 0);
+    context.scale(-1, 1);
+  }
+  context.imageSmoothingQuality = "high";
   context.drawImage(source, 0, 0, view.width, view.height);
   const { skeleton } = state.models.manifest.keypoints;
   const toCanvas = ([x, y]) => [x * scale, y * scale];
@@ -51,6 +60,7 @@ async function analyse(source, width, height, { video = false } = {}) {
     context.strokeRect(square.x * scale, square.y * scale, square.side * scale, square.side * scale);
     drawSkeleton(context, face.points, skeleton, toCanvas, { radius: Math.max(2.5, (square.side * scale) / 60) });
   });
+  context.restore();
   renderFaces(faces, state.models.manifest.emotion.labels);
   state.last = {
     faces: faces.map((f) => ({ box: f.box, points: f.points, probabilities: f.probabilities })),

@@ -44,7 +44,13 @@ async function loadVersions() {
         <td>${when(v.created_at)}</td>
         <td>${v.active ? "" : `<button class="promote" data-id="${v.id}" data-number="${v.number}">Promote</button>`}</td>
       </tr>`).join("") : '<tr><td colspan="5" class="muted">No version yet.</td></tr>';
-    const active = rows.find((v) => v.active) || rows[0];
+    const served = rows.find((v) => v.active);
+    const button = card(kind).querySelector(".rollback");
+    button.disabled = !served?.rolls_back_to;
+    button.title = served?.rolls_back_to
+      ? `Serve v${served.rolls_back_to} again, the version active before v${served.number}`
+      : "Nothing to roll back to: no other version has been served";
+    const active = served || rows[0];
     if (active) showVersion(active.id);
   }
 }
@@ -56,6 +62,16 @@ async function showVersion(id) {
   const history = v.history || {};
   const epochs = (history.loss || []).map((_, i) => i + 1);
   charts[`${v.kind}-loss`]?.destroy();
+  const lossCanvas = el.querySelector("canvas.loss");
+  lossCanvas.hidden = !epochs.length;
+  let note = lossCanvas.parentElement.querySelector(".no-curves");
+  if (!note) {
+    note = document.createElement("p");
+    note.className = "muted no-curves";
+    note.textContent = "No training curves: this version was trained outside the app (see models/baseline/README.md).";
+    lossCanvas.after(note);
+  }
+  note.hidden = Boolean(epochs.length);
   charts[`${v.kind}-loss`] = new Chart(el.querySelector("canvas.loss"), {
     type: "line",
     data: { labels: epochs, datasets: [
@@ -68,15 +84,19 @@ async function showVersion(id) {
   const m = v.metrics || {};
   if (v.kind === "emotion" && m.confusion_matrix) {
     const max = Math.max(...m.confusion_matrix.flat());
-    second.innerHTML = `<h3>Confusion (v${v.number}; rows true, columns predicted)</h3><table class="confusion"><tr><th></th>${m.labels.map((l) => `<th>${l.slice(0, 5)}</th>`).join("")}</tr>` +
+    second.innerHTML = `<h3>Confusion (v${v.number}; rows true, columns predicted)</h3><table class="confusion"><tr><th></th>${m.labels.map((l) => `<th>${l}</th>`).join("")}</tr>` +
       m.confusion_matrix.map((row, i) => `<tr><th>${m.labels[i]}</th>${row.map((n) => `<td style="background: rgba(53,224,161,${(0.85 * n / max).toFixed(2)})">${n}</td>`).join("")}</tr>`).join("") + "</table>";
   } else if (v.kind === "keypoints" && m.per_point_error_px) {
-    second.innerHTML = `<h3>Error per point (v${v.number}, px)</h3><canvas class="points" height="200"></canvas>`;
+    // one row per point, every label shown: 15 points need the height
+    second.innerHTML = `<h3>Error per point (v${v.number}, px)</h3><div class="points-box"><canvas class="points"></canvas></div>`;
     charts[`${v.kind}-points`]?.destroy();
     charts[`${v.kind}-points`] = new Chart(second.querySelector("canvas"), {
       type: "bar",
       data: { labels: Object.keys(m.per_point_error_px).map((n) => n.replaceAll("_", " ")), datasets: [{ label: "mean error (px)", data: Object.values(m.per_point_error_px), backgroundColor: "#35e0a1" }] },
-      options: { animation: false, indexAxis: "y", plugins: { legend: { display: false } } },
+      options: {
+        animation: false, indexAxis: "y", maintainAspectRatio: false,
+        scales: { y: { ticks: { autoSkip: false } } }, plugins: { legend: { display: false } },
+      },
     });
   } else {
     second.innerHTML = '<p class="muted">No detailed metrics for this version.</p>';
@@ -86,7 +106,9 @@ async function showVersion(id) {
 function renderRun(run) {
   const el = card(run.kind).querySelector(".run");
   el.hidden = false;
-  const pct = run.epochs ? Math.round((100 * run.epoch) / run.epochs) : 0;
+  // a run that stopped early (patience) is still done: the bar is full once it has finished
+  const finished = !["pending", "running"].includes(run.status);
+  const pct = finished ? 100 : run.epochs ? Math.round((100 * run.epoch) / run.epochs) : 0;
   const eta = run.eta_seconds != null && run.status === "running" ? ` · ETA ${Math.ceil(run.eta_seconds)} s` : "";
   const loss = run.loss != null ? ` · loss ${fmt(run.loss, 5)} · val ${fmt(run.val_loss, 5)}` : "";
   el.innerHTML = `<div><b>Run ${run.id}: ${run.status}</b> · epoch ${run.epoch}/${run.epochs || "?"}${loss}${eta}</div>
@@ -127,7 +149,7 @@ async function showPlan(kind) {
     const { data: p } = await api(`/api/training-runs/plan/?kind=${kind}&from_scratch=${fromScratch}`);
     el.textContent =
       `${p.mode === "fine-tune" ? "Fine-tune the active version" : "Train from scratch (baseline recipe)"}: ` +
-      `${p.faces.train} training / ${p.faces.val} validation faces, up to ${p.epochs} epochs — about ${p.estimate} ` +
+      `${p.faces.train} training / ${p.faces.val} validation faces, up to ${p.epochs} epoch${p.epochs === 1 ? "" : "s"} — about ${p.estimate} ` +
       `(${p.basis}).`;
     return p;
   } catch (err) {
@@ -166,7 +188,12 @@ async function promote(id, number, kind) {
 }
 
 async function rollback(kind) {
-  if (!confirm(`Roll ${kind} back to the version that was active before?`)) return;
+  const served = state.versions.find((v) => v.kind === kind && v.active);
+  if (!served?.rolls_back_to) {
+    toast(`Nothing to roll back to: ${kind} v${served?.number ?? "?"} is the only version ever served.`);
+    return;
+  }
+  if (!confirm(`Roll ${kind} back from v${served.number} to v${served.rolls_back_to}?`)) return;
   try {
     const { data } = await api("/api/models/rollback/", { method: "POST", json: { kind } });
     toast(`${kind} rolled back to v${data.to_number}.`, "ok");

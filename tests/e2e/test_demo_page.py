@@ -77,6 +77,28 @@ def test_live_webcam_with_a_fake_camera(open_page):
     )
     assert page.locator("#camera").inner_text() == "Stop webcam"
     assert "fps" in page.locator("#ms-frame").inner_text()
+    # the preview is a mirror: the canvas matches the camera frame flipped, not as it comes
+    plain, flipped = page.evaluate(
+        """() => { const v = document.getElementById('view'), video = document.getElementById('video');
+        const diff = (mirror) => { const c = document.createElement('canvas'); c.width = v.width; c.height = v.height;
+          const x = c.getContext('2d'); if (mirror) { x.translate(c.width, 0); x.scale(-1, 1); }
+          x.drawImage(video, 0, 0, c.width, c.height);
+          const a = x.getImageData(0, 0, c.width, c.height).data, b = v.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let d = 0; for (let i = 0; i < a.length; i += 4) d += Math.abs(a[i] - b[i]); return d / (a.length / 4); };
+        return [diff(false), diff(true)]; }"""
+    )
+    assert flipped < plain / 2, (plain, flipped)
+
+
+def test_a_small_photo_is_drawn_large_enough_to_see(open_page, tmp_path):
+    page = open_page("/")
+    _wait_ready(page)
+    photo = tmp_path / "small.png"
+    astronaut(180).save(photo)
+    page.set_input_files("#photo", str(photo))
+    page.wait_for_function("window.studio.last && window.studio.last.faces.length > 0", timeout=30_000)
+    width = page.evaluate("document.getElementById('view').width")
+    assert width >= 2 * 180, width  # scaled up to the drop area, not drawn at 180 px with tiny dots
 
 
 def test_a_non_image_file_gets_a_clear_message(open_page, tmp_path):

@@ -13,6 +13,9 @@ def test_staff_retrains_and_watches_the_run_to_a_new_version(open_page, staff, f
         page = open_page("/models/", user=staff)
         page.wait_for_function("window.studio && window.studio.ready", timeout=30_000)
         assert page.locator('.card[data-kind="keypoints"] .badge').inner_text() == "active"
+        # one version ever served: nothing to roll back to, and the button says so instead of asking first
+        rollback = page.locator('.card[data-kind="keypoints"] .rollback')
+        assert rollback.is_disabled() and "Nothing to roll back to" in rollback.get_attribute("title")
         # before anything starts: what a retrain would do, and how long it should take
         plan = page.locator('.card[data-kind="keypoints"] .plan')
         page.wait_for_function("document.querySelector('.card[data-kind=keypoints] .plan').textContent.length > 0")
@@ -29,6 +32,11 @@ def test_staff_retrains_and_watches_the_run_to_a_new_version(open_page, staff, f
             timeout=180_000,
         )
         run_text = page.locator('.card[data-kind="keypoints"] .run').inner_text()
+        assert page.locator('.card[data-kind="keypoints"] .run progress').get_attribute("value") == "100"
+        # at 1280 px nothing is cut off: no card scrolls sideways, the confusion matrix names whole classes
+        assert page.evaluate("[...document.querySelectorAll('.card')].every((c) => c.scrollWidth <= c.clientWidth)")
+        headers = page.locator('.card[data-kind="emotion"] table.confusion th').all_inner_texts()
+        assert {"anger", "disgust", "sad", "happiness", "surprise"} <= set(headers), headers
         assert "epoch 1/1" in run_text and "registered keypoints v2" in run_text
         page.wait_for_selector('.card[data-kind="keypoints"] tr[data-id] >> text=v2')
         assert ModelVersion.objects.filter(kind="keypoints").count() == 2

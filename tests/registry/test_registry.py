@@ -121,3 +121,11 @@ def test_bootstrap_is_idempotent(capsys):
     second = capsys.readouterr().out
     assert "registered the shipped baseline keypoints v1" in first and "created the local admin" in first
     assert "registered" not in second and ModelVersion.objects.count() == 2
+
+
+def test_the_active_row_says_what_a_rollback_would_serve(client_for, baseline, tiny_exports, tmp_path):
+    rows = lambda: {r["number"]: r for r in client_for("staff").get("/api/models/?kind=emotion").json()}  # noqa: E731
+    assert rows()[1]["rolls_back_to"] is None  # only the baseline was ever served
+    services.version_promote(version=_new_version("emotion", tiny_exports, tmp_path))
+    now = rows()
+    assert now[2]["active"] and now[2]["rolls_back_to"] == 1 and now[1]["rolls_back_to"] is None

@@ -1,9 +1,13 @@
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from webapp.pages.permissions import is_labeler
+
+
+def forbidden(request, message: str):
+    """The 403 page, rendered here: raising PermissionDenied would log a full traceback for an ordinary refusal."""
+    return render(request, "403.html", {"exception": message}, status=403)
 
 
 @ensure_csrf_cookie
@@ -15,7 +19,7 @@ def demo(request):
 @ensure_csrf_cookie
 def label(request):
     if not is_labeler(request.user):
-        raise PermissionDenied("Labelers only.")
+        return forbidden(request, "Labelers only.")
     return render(request, "label.html")
 
 
@@ -23,5 +27,5 @@ def label(request):
 @ensure_csrf_cookie
 def models_page(request):
     if not request.user.is_staff:
-        raise PermissionDenied("Staff only.")
+        return forbidden(request, "Staff only.")
     return render(request, "models.html", {"kinds": [("keypoints", "Facial keypoints"), ("emotion", "Emotion")]})

@@ -24,6 +24,9 @@ class VersionOutput(serializers.ModelSerializer):
     parent_number = serializers.IntegerField(source="parent.number", default=None, allow_null=True)
     created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     model_url = serializers.SerializerMethodField()
+    rolls_back_to = serializers.SerializerMethodField(
+        help_text="on the active version: the number a rollback would serve, null if there is none"
+    )
 
     class Meta:
         model = ModelVersion
@@ -40,7 +43,14 @@ class VersionOutput(serializers.ModelSerializer):
             "created_at",
             "created_by",
             "model_url",
+            "rolls_back_to",
         ]
+
+    def get_rolls_back_to(self, obj) -> int | None:
+        if not self.get_active(obj):
+            return None
+        target = services.rollback_target(obj.kind)
+        return target.number if target else None
 
     def get_active(self, obj) -> bool:
         active = self.context.get("active_ids")

@@ -91,6 +91,12 @@ def _stack(kind: str) -> list[int]:
     return stack
 
 
+def rollback_target(kind: str) -> ModelVersion | None:
+    """The version a plain rollback would serve: the one active before the current one (None: nothing to go back to)."""
+    stack = _stack(kind)
+    return ModelVersion.objects.filter(pk=stack[-2]).first() if len(stack) >= 2 else None
+
+
 def version_promote(*, version: ModelVersion, author=None, action: str = Promotion.Action.PROMOTE, reason: str = ""):
     with transaction.atomic():
         current = ActiveVersion.objects.select_for_update().filter(kind=version.kind).first()
