@@ -53,14 +53,18 @@ def main() -> int:
     fer = csvs.write(OUT / "fer.csv", csvs.FER_HEADER, [csvs.fer_row(c, 40 + c, "Training") for c in (0, 1, 3, 4, 5)])
     run("import_faces", "--format", "kaggle-keypoints", str(kp), "-v0")
     run("import_faces", "--format", "fer2013", str(fer), "-v0")
-    token = subprocess.run(
-        [*manage, "shell", "-c", FUZZ_USER],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip().splitlines()[-1]
+    token = (
+        subprocess.run(
+            [*manage, "shell", "-c", FUZZ_USER],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,10 +8,13 @@ const SCALE = board.width / FRAME;
 const state = {
   ready: false, models: null, face: null, image: null, points: [], emotion: null, selected: 0,
   undo: [], redo: [], skipped: [], predictionIds: {}, saving: false,
+  // what the labeler confirmed on this face: a save stores only these tasks (an untouched guess is not a label)
+  confirmed: { keypoints: false, emotion: false },
+  lease: null, leaseTimer: null, done: 0,
 };
 window.studio = state;
 
-const snapshot = () => JSON.stringify({ points: state.points, emotion: state.emotion });
+const snapshot = () => JSON.stringify({ points: state.points, emotion: state.emotion, confirmed: state.confirmed });
 function remember() {
   state.undo.push(snapshot());
   state.redo = [];
@@ -21,6 +24,7 @@ function restore(text) {
   const s = JSON.parse(text);
   state.points = s.points;
   state.emotion = s.emotion;
+  state.confirmed = s.confirmed;
   render();
 }
 function undo() {
@@ -37,6 +41,7 @@ function redo() {
 function updateButtons() {
   const loaded = Boolean(state.face) && !state.saving;
   $("save").disabled = !loaded;
+  $("accept").disabled = !loaded || state.confirmed[$("task").value];
   $("skip").disabled = !loaded;
   $("reject").disabled = !loaded;
   $("undo").disabled = !state.undo.length;
@@ -63,6 +68,8 @@ function render() {
     $("selected").textContent = `${manifest.keypoint_names[state.selected].replaceAll("_", " ")}: (${x.toFixed(1)}, ${y.toFixed(1)})${visible ? "" : " hidden"}`;
   }
   document.querySelectorAll("#emotions button").forEach((b, i) => b.setAttribute("aria-pressed", String(i === state.emotion)));
+  const says = (task, name) => `${name}: ${state.confirmed[task] ? "confirmed" : "not confirmed (the model's guess)"}`;
+  $("confirmed").textContent = state.face ? `${says("keypoints", "Points")} · ${says("emotion", "Emotion")}` : "";
   updateButtons();
 }
 
@@ -89,6 +96,34 @@ async function recordPredictions(face, analyzed) {
   }
 }
 
+function holdLease(lease) {
+  clearInterval(state.leaseTimer);
+  state.lease = lease;
+  if (!lease) return;
+  // renew well before it runs out; if someone else holds the face now, move on instead of saving over them
+  state.leaseTimer = setInterval(async () => {
+    if (!state.face) return;
+    try {
+      const { status } = await api(`/api/faces/${state.face.id}/lease/?task=${lease.task}`, { method: "POST" });
+      if (status === 409) {
+        toast(`Face ${state.face.id} went to another labeler while this page was idle; here is the next one.`);
+        next();
+      }
+    } catch (err) {
+      setMessage(`Could not keep this face reserved: ${err.message}`);
+    }
+  }, Math.max(5, lease.seconds / 3) * 1000);
+}
+
+function releaseLease() {
+  if (!state.face || !state.lease) return;
+  // keepalive: the request outlives the page when it is being closed
+  fetch(`/api/faces/${state.face.id}/lease/`, {
+    method: "DELETE", keepalive: true, credentials: "same-origin",
+    headers: { "X-CSRFToken": (document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/) || [])[1] || "" },
+  });
+}
+
 async function next() {
   setMessage("");
   state.face = null;
@@ -109,6 +144,7 @@ async function next() {
     return;
   }
   const face = data.face;
+  holdLease(data.lease);
   const image = new Image();
   image.src = face.image_url;
   try {
@@ -121,13 +157,14 @@ async function next() {
   const prediction = { points: analyzed.points, probabilities: analyzed.probabilities };
   Object.assign(state, {
     face, image, undo: [], redo: [], selected: 0, predictionIds: {}, prediction,
+    confirmed: { keypoints: false, emotion: false },
     points: prediction.points.map(([x, y]) => [clamp(x), clamp(y), true]),
     emotion: prediction.probabilities.indexOf(Math.max(...prediction.probabilities)),
   });
   const manifest = state.models.manifest;
   const labels = manifest.emotion.labels;
   const top = state.emotion;
-  $("face-info").textContent = `Face ${face.id} · ${face.source} ${face.source_name || ""} · ${data.remaining} without a human ${task} label`;
+  $("face-info").textContent = `Face ${face.id} · ${face.source} ${face.source_name || ""} · ${data.remaining} without a human ${task} label · ${state.done} saved this session`;
   $("model").textContent = `Model said: ${labels[top]} ${(100 * prediction.probabilities[top]).toFixed(0)}% (emotion v${manifest.emotion.version}), points from keypoints v${manifest.keypoints.version}.`;
   const current = face.labels || {};
   $("current").textContent = current.emotion != null ? `Current label: ${labels[current.emotion]}${face.human_emotion ? " (by a person)" : " (imported)"}.` : "";
@@ -140,16 +177,24 @@ const clamp = (v) => Math.min(FRAME - 0.01, Math.max(0, v));
 
 async function save({ skip = false } = {}) {
   if (!state.face || state.saving) return;
+  const json = {};
+  if (skip) json.skip = true;
+  if (!skip && state.confirmed.keypoints) json.points = state.points.map(([x, y, visible]) => ({ x, y, visible }));
+  if (!skip && state.confirmed.emotion) json.emotion = state.emotion;
+  if (!Object.keys(json).length) {
+    const task = $("task").value === "keypoints" ? "points" : "emotion";
+    setMessage(`Nothing confirmed yet: move a point or pick an emotion, or press A to accept the model's ${task} as they are.`);
+    return;
+  }
   state.saving = true;
   updateButtons();
-  const json = skip ? { skip: true } : {
-    points: state.points.map(([x, y, visible]) => ({ x, y, visible })),
-    emotion: state.emotion,
-  };
-  if (!skip && state.predictionIds.keypoints) json.prediction = state.predictionIds.keypoints;
+  if (json.points && state.predictionIds.keypoints) json.prediction = state.predictionIds.keypoints;
+  else if (json.emotion != null && state.predictionIds.emotion) json.prediction = state.predictionIds.emotion;
   try {
     await api(`/api/faces/${state.face.id}/annotations/`, { method: "POST", json });
-    toast(skip ? `Face ${state.face.id} marked as not a face.` : `Saved face ${state.face.id}.`, "ok");
+    const what = [json.points && "points", json.emotion != null && "emotion"].filter(Boolean).join(" and ");
+    toast(skip ? `Face ${state.face.id} marked as not a face.` : `Saved the ${what} of face ${state.face.id}.`, "ok");
+    state.done += 1;
     state.saving = false;
     await next();
   } catch (err) {
@@ -161,9 +206,27 @@ async function save({ skip = false } = {}) {
 
 function skipFace() {
   if (!state.face) return;
-  state.skipped.push(state.face.id);
+  state.skipped.push(state.face.id); // the server lets go of its lease when the next face is served
   next();
 }
+
+function accept() {
+  const task = $("task").value;
+  if (!state.face || state.confirmed[task]) return;
+  remember();
+  state.confirmed = { ...state.confirmed, [task]: true };
+  render();
+}
+
+function chooseEmotion(index) {
+  if (state.emotion === index && state.confirmed.emotion) return; // nothing changes: no empty undo step
+  remember();
+  state.emotion = index;
+  state.confirmed = { ...state.confirmed, emotion: true };
+  render();
+}
+
+const touchPoints = () => { state.confirmed = { ...state.confirmed, keypoints: true }; };
 
 function pointerToFrame(event) {
   const rect = board.getBoundingClientRect();
@@ -191,6 +254,7 @@ board.addEventListener("pointermove", (event) => {
   const [x, y] = pointerToFrame(event);
   state.points[dragging.index] = [clamp(x), clamp(y), state.points[dragging.index][2]];
   dragging.moved = true;
+  touchPoints();
   render();
 });
 board.addEventListener("pointerup", () => {
@@ -212,28 +276,30 @@ document.addEventListener("keydown", (event) => {
   } else if (ctrl && key.toLowerCase() === "y") {
     event.preventDefault();
     redo();
-  } else if (key === "Tab") {
-    event.preventDefault();
+  } else if (key === "]" || key === "[") {
+    // next / previous point; Tab keeps moving focus between the page's controls
     const n = state.points.length;
-    state.selected = (state.selected + (event.shiftKey ? n - 1 : 1)) % n;
+    state.selected = (state.selected + (key === "[" ? n - 1 : 1)) % n;
     render();
-  } else if (key.startsWith("Arrow")) {
+  } else if (key.startsWith("Arrow") && document.activeElement === board) {
     event.preventDefault();
     const step = event.shiftKey ? 2 : 0.5;
     const [dx, dy] = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[key];
     remember();
     const [x, y, v] = state.points[state.selected];
     state.points[state.selected] = [clamp(x + dx), clamp(y + dy), v];
+    touchPoints();
     render();
   } else if (/^[1-9]$/.test(key) && Number(key) <= state.models.manifest.emotion.labels.length && !ctrl) {
-    remember();
-    state.emotion = Number(key) - 1;
-    render();
+    chooseEmotion(Number(key) - 1);
   } else if (key === "v" || key === "V") {
     remember();
     state.points[state.selected][2] = !state.points[state.selected][2];
+    touchPoints();
     render();
-  } else if (key === "Enter") {
+  } else if ((key === "a" || key === "A") && !ctrl) {
+    accept();
+  } else if (key === "Enter" && !["BUTTON", "A"].includes(event.target.tagName)) {
     event.preventDefault();
     save();
   } else if ((key === "s" || key === "S") && !ctrl) {
@@ -243,6 +309,8 @@ document.addEventListener("keydown", (event) => {
 
 async function main() {
   $("save").addEventListener("click", () => save());
+  $("accept").addEventListener("click", accept);
+  window.addEventListener("pagehide", releaseLease);
   $("skip").addEventListener("click", skipFace);
   $("reject").addEventListener("click", () => save({ skip: true }));
   $("undo").addEventListener("click", undo);
@@ -260,9 +328,7 @@ async function main() {
   $("emotions").addEventListener("click", (e) => {
     const button = e.target.closest("button");
     if (!button) return;
-    remember();
-    state.emotion = Number(button.dataset.emotion);
-    render();
+    chooseEmotion(Number(button.dataset.emotion));
   });
   state.ready = true;
   await next();

@@ -43,7 +43,7 @@ def test_drag_undo_redo_emotion_key_and_save(open_page, labeler, faces):
     assert page.evaluate("window.studio.points") == before
     page.keyboard.press("Control+Shift+z")
     assert page.evaluate("window.studio.points") == moved
-    page.keyboard.press("Tab")
+    page.keyboard.press("]")  # next point; Tab is left to the page's controls
     page.keyboard.press("ArrowRight")
     assert page.evaluate("window.studio.points[1][0]") == pytest.approx(before[1][0] + 0.5)
     page.keyboard.press("4")
@@ -94,3 +94,45 @@ def test_outsiders_cannot_open_the_label_page(open_page, transactional_db):
     open_page.expect_error.append("status of 403")
     page = open_page("/label/", user=factories.user("none"))
     assert page.locator("h1").inner_text() == "Not allowed" and "Labelers only." in page.content()
+
+
+def test_a_save_stores_only_what_the_labeler_confirmed(open_page, labeler, faces):
+    """Keypoints queue: Enter on an untouched face stores nothing; moving a point stores points and no emotion."""
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    face_id = page.evaluate("window.studio.face.id")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('message').textContent.includes('Nothing confirmed yet')")
+    assert not Annotation.objects.filter(face_id=face_id, origin="human").exists()
+    assert "Emotion: not confirmed" in page.locator("#confirmed").inner_text()
+    _drag(page, 2, 20, 0)
+    assert "Points: confirmed" in page.locator("#confirmed").inner_text()
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"window.studio.face && window.studio.face.id !== {face_id}", timeout=20_000)
+    saved = Annotation.objects.get(face_id=face_id, origin="human")
+    assert saved.points is not None and saved.emotion is None  # the model's emotion guess was never confirmed
+    from webapp.faces.models import Face
+
+    face = Face.objects.get(pk=face_id)
+    assert face.human_keypoints and not face.human_emotion
+    # the next face: A accepts the model's points as they are; the same emotion twice adds one undo step
+    second = page.evaluate("window.studio.face.id")
+    page.keyboard.press("a")
+    page.keyboard.press("3")
+    page.keyboard.press("3")
+    assert page.evaluate("window.studio.undo.length") == 2
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"window.studio.face && window.studio.face.id !== {second}", timeout=20_000)
+    accepted = Annotation.objects.get(face_id=second, origin="human")
+    assert accepted.points is not None and accepted.emotion == 2
+
+
+def test_tab_reaches_the_buttons(open_page, labeler, faces):
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    page.locator("#board").focus()
+    seen = set()
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        seen.add(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+    assert {"accept", "save", "skip"} <= seen, seen

@@ -24,7 +24,7 @@ from ml.schema import EMOTIONS
 from webapp.faces import selectors, services
 from webapp.faces.detection import UnprocessableImage
 from webapp.faces.models import Annotation, Face, Prediction, Task
-from webapp.pages.errors import ErrorOutput, Unprocessable
+from webapp.pages.errors import Conflict, ErrorOutput, Unprocessable
 from webapp.registry.models import ModelVersion
 
 
@@ -250,7 +250,22 @@ class PredictionRecordApi(APIView):
         return Response(PredictionOutput(prediction).data, status=status.HTTP_201_CREATED)
 
 
+class LeaseOutput(serializers.Serializer):
+    face = serializers.IntegerField(source="face_id")
+    task = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    seconds = serializers.IntegerField(help_text="how long a lease lasts; renew well before it runs out")
+
+
+def _lease_body(lease) -> dict:
+    if lease is None:
+        return None
+    return LeaseOutput({**vars(lease), "seconds": settings.LABEL_LEASE_SECONDS}).data
+
+
 class QueueNextApi(APIView):
+    """The next face for this labeler, leased to them: nobody else is served it until the lease ends."""
+
     @extend_schema(
         parameters=[
             OpenApiParameter("task", str, enum=Task.values, required=True),
@@ -258,7 +273,12 @@ class QueueNextApi(APIView):
         ],
         responses={
             200: inline_serializer(
-                "QueueNext", {"face": FaceOutput(allow_null=True), "remaining": serializers.IntegerField()}
+                "QueueNext",
+                {
+                    "face": FaceOutput(allow_null=True),
+                    "lease": LeaseOutput(allow_null=True),
+                    "remaining": serializers.IntegerField(),
+                },
             )
         },
     )
@@ -272,10 +292,34 @@ class QueueNextApi(APIView):
                 raise ValueError
         except ValueError:
             raise serializers.ValidationError({"exclude": ["must be comma-separated face ids"]}) from None
-        face = selectors.queue_next(task=task, exclude=exclude)
+        face, lease = services.queue_take(task=task, user=request.user, exclude=exclude)
         return Response(
             {
                 "face": FaceOutput(face, context={"with_labels": True}).data if face else None,
+                "lease": _lease_body(lease),
                 "remaining": selectors.queue_remaining(task=task),
             }
         )
+
+
+class LeaseApi(APIView):
+    """POST: keep holding the face (409 if someone else holds it now). DELETE: let go of it (skip, close)."""
+
+    class QuerySerializer(serializers.Serializer):
+        task = serializers.ChoiceField(choices=Task.choices)
+
+    @extend_schema(parameters=[QuerySerializer], request=None, responses={200: LeaseOutput, 409: ErrorOutput})
+    def post(self, request, face_id: int):
+        face = get_object_or_404(Face, pk=face_id)
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            lease = services.lease_renew(face=face, task=query.validated_data["task"], user=request.user)
+        except services.LeaseLost as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(_lease_body(lease))
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, face_id: int):
+        services.lease_release(face=get_object_or_404(Face, pk=face_id), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -98,3 +98,22 @@ class Prediction(AppendOnly):
 
     def __str__(self) -> str:
         return f"{self.task} prediction {self.pk} of face {self.face_id}"
+
+
+class Lease(models.Model):
+    """A labeler's hold on a face for one task: the queue serves a leased face to nobody else until it expires.
+
+    Renewed while the label page shows the face, released on save, skip or close; an expired lease is simply ignored
+    (and taken over by the next labeler the queue serves the face to), so a closed laptop never locks a face.
+    """
+
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="leases")
+    task = models.CharField(max_length=10, choices=Task.choices)
+    holder = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases")
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["face", "task"], name="one_lease_per_face_and_task")]
+
+    def __str__(self) -> str:
+        return f"{self.task} lease of face {self.face_id} by {self.holder_id} until {self.expires_at:%H:%M:%S}"

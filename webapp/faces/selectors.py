@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import F, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
+from django.utils import timezone
 
 from webapp.faces.images import read_frame
-from webapp.faces.models import Annotation, Face, Task
+from webapp.faces.models import Annotation, Face, Lease, Task
 
 LABEL_FIELD = {Task.KEYPOINTS: "points", Task.EMOTION: "emotion"}
 
@@ -109,10 +110,12 @@ def training_set(*, task: str) -> TrainingSet:
     )
 
 
-def queue_next(*, task: str, exclude: list[int] | None = None) -> Face | None:
-    """The next face to label: faces without a human label first, then the most uncertain, then the oldest."""
-    qs = Face.objects.exclude(pk__in=exclude or [])
-    return qs.order_by(f"human_{task}", F(f"{task}_uncertainty").desc(nulls_last=True), "id").first()
+def queue_candidates(*, task: str, user, exclude: list[int] | None = None) -> QuerySet[Face]:
+    """Faces in queue order, less those another labeler holds a live lease on: no human label first, then the most
+    uncertain, then the oldest."""
+    held = Lease.objects.filter(face=OuterRef("pk"), task=task, expires_at__gt=timezone.now()).exclude(holder=user)
+    qs = Face.objects.exclude(pk__in=exclude or []).exclude(Exists(held))
+    return qs.order_by(f"human_{task}", F(f"{task}_uncertainty").desc(nulls_last=True), "id")
 
 
 def queue_remaining(*, task: str) -> int:

@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from ml.datasets import checksum
 from ml.schema import EMOTIONS, IMAGE_SIZE, NUM_EMOTIONS, NUM_KEYPOINTS
 from webapp.faces import images
-from webapp.faces.models import Annotation, Face, Prediction, Task
+from webapp.faces.models import Annotation, Face, Lease, Prediction, Task
 
 BATCH = 1000
 
@@ -105,8 +107,86 @@ def annotation_submit(
                 "human_emotion": clean_emotion is not None or skip,
             }
             Face.objects.filter(pk=face.pk).update(**{k: True for k, v in changed.items() if v})
+            if author is not None and getattr(author, "pk", None):
+                lease_release(face=face, user=author)  # saved: the face goes back to nobody
             transaction.on_commit(lambda: _maybe_auto_retrain(changed))
     return annotation
+
+
+def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Face | None, Lease | None]:
+    """Serve ``user`` the next face nobody else holds, and lease it to them for LABEL_LEASE_SECONDS.
+
+    A face whose lease expired, or that ``user`` holds already (a reload), can be taken. Two labelers asking at once
+    never get the same face: taking a lease is one conditional UPDATE (an expired or own lease) or one INSERT under
+    the (face, task) unique constraint, so of two racing requests one wins and the other moves on to the next face.
+    """
+    from webapp.faces.selectors import queue_candidates
+
+    skip = list(exclude or [])
+    now = timezone.now()
+    mine = Lease.objects.filter(task=task, holder=user)
+    held = mine.filter(expires_at__gt=now).exclude(face_id__in=skip).select_related("face").first()
+    if held is not None:  # a reload: the face this labeler already holds
+        return held.face, lease_renew(face=held.face, task=task, user=user)
+    mine.delete()  # one face per labeler and task: a skipped face goes back to the others at once
+    for _ in range(20):
+        face = queue_candidates(task=task, user=user, exclude=skip).first()
+        if face is None:
+            return None, None
+        now = timezone.now()
+        until = now + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
+        taken = (
+            Lease.objects.filter(face=face, task=task)
+            .filter(Q(expires_at__lte=now) | Q(holder=user))
+            .update(holder=user, expires_at=until)
+        )
+        if not taken:
+            try:
+                with transaction.atomic():
+                    Lease.objects.create(face=face, task=task, holder=user, expires_at=until)
+            except IntegrityError:  # someone else leased it between our read and our write
+                skip.append(face.pk)
+                continue
+        # Someone may have saved this face (and let go of its lease) between our read and our lease: then it is no
+        # longer where we found it in the queue. Read it again now that we hold it.
+        fresh = Face.objects.filter(pk=face.pk).values_list(f"human_{task}", flat=True).first()
+        if fresh is None or fresh != getattr(face, f"human_{task}"):
+            Lease.objects.filter(face=face, task=task, holder=user).delete()
+            skip.append(face.pk)
+            continue
+        return face, Lease.objects.get(face=face, task=task)
+    return None, None  # the queue is being emptied faster than we can read it: the client asks again
+
+
+def lease_renew(*, face: Face, task: str, user) -> Lease:
+    """Keep holding a face (the label page calls this while it shows it). A lost lease is a 409: the face may be with
+    someone else now."""
+    until = timezone.now() + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
+    now = timezone.now()
+    updated = (
+        Lease.objects.filter(face=face, task=task)
+        .filter(Q(holder=user) | Q(expires_at__lte=now))
+        .update(holder=user, expires_at=until)
+    )
+    if not updated:
+        if Lease.objects.filter(face=face, task=task).exists():
+            raise LeaseLost(f"face {face.pk} is being labeled by someone else now")
+        try:
+            with transaction.atomic():
+                Lease.objects.create(face=face, task=task, holder=user, expires_at=until)
+        except IntegrityError:
+            raise LeaseLost(f"face {face.pk} is being labeled by someone else now") from None
+    return Lease.objects.get(face=face, task=task)
+
+
+def lease_release(*, face: Face, user, task: str | None = None) -> int:
+    """Let go of a face (save, skip, close): only the holder's own leases."""
+    qs = Lease.objects.filter(face=face, holder=user)
+    return qs.filter(task=task).delete()[0] if task else qs.delete()[0]
+
+
+class LeaseLost(Exception):
+    pass
 
 
 def _maybe_auto_retrain(changed: dict[str, bool]) -> None:

@@ -209,6 +209,8 @@ PROMOTION_MIN_FACES = env.int("PROMOTION_MIN_FACES", default=200)
 PROMOTION_CONFIDENCE = env_float("PROMOTION_CONFIDENCE", 0.95)
 # Start a retrain automatically after this many new human labels of a kind (0: off).
 AUTO_RETRAIN_AFTER_LABELS = env.int("AUTO_RETRAIN_AFTER_LABELS", default=0)
+# How long the labeling queue keeps a served face for its labeler (the label page renews it every third of this).
+LABEL_LEASE_SECONDS = env.int("LABEL_LEASE_SECONDS", default=120)
 
 LOGGING = {
     "version": 1,
