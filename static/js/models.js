@@ -216,9 +216,26 @@ document.addEventListener("click", (event) => {
   else if (t.matches("a.show")) { event.preventDefault(); showVersion(t.dataset.id); }
 });
 
+async function loadAgreement() {
+  const el = document.getElementById("agreement");
+  const { data: a } = await api("/api/labeling/agreement/");
+  const kp = a.keypoints.faces ? `${fmt(a.keypoints.mean_distance_px, 2)} px apart on average` : "no shared faces yet";
+  const em = a.emotion.faces
+    ? `Fleiss' kappa ${fmt(a.emotion.fleiss_kappa, 2)}, unanimous on ${(100 * a.emotion.unanimous_share).toFixed(0)} %`
+    : "no shared faces yet";
+  el.querySelector(".summary").textContent =
+    `Keypoints: ${a.keypoints.faces} shared faces, ${kp}. Emotion: ${a.emotion.faces} shared faces, ${em}.`;
+  const share = (v, n) => (v == null ? "–" : `${(100 * v).toFixed(0)} % of ${n}`);
+  el.querySelector(".labelers").innerHTML = a.labelers.map((l) => `<tr><td>${l.labeler}</td><td>${l.faces}</td>
+    <td>${l.median_seconds_per_save ?? "–"}</td><td>${share(l.emotion_agreement_with_others, l.emotion_shared_faces)}</td>
+    <td>${l.keypoints_distance_to_others_px == null ? "–" : `${fmt(l.keypoints_distance_to_others_px, 2)} on ${l.keypoints_shared_faces}`}</td></tr>`).join("")
+    || '<tr><td colspan="5" class="muted">No human labels yet.</td></tr>';
+}
+
 async function main() {
   try {
     await loadVersions();
+    loadAgreement().catch((err) => toast(`Could not load the agreement figures: ${err.message}`, "error"));
     document.querySelectorAll(".card[data-kind]").forEach((c) => showPlan(c.dataset.kind));
     const { data } = await api("/api/training-runs/?limit=10");
     (data.results || []).filter((r) => ["pending", "running"].includes(r.status)).forEach((r) => follow(r.id));

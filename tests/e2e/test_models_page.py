@@ -48,6 +48,8 @@ def test_staff_retrains_and_watches_the_run_to_a_new_version(open_page, staff, f
         assert (
             f"{v2.metrics['comparison']['candidate']:.4f}" in row and f"{v2.metrics['comparison']['active']:.4f}" in row
         )
+        page.wait_for_function("!document.querySelector('#agreement .summary').textContent.startsWith('Loading')")
+        assert "Keypoints: 0 shared faces" in page.locator("#agreement .summary").inner_text()
         page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "models.png"), full_page=True)
     finally:
         worker.stop()

@@ -25,6 +25,7 @@ from webapp.faces import selectors, services
 from webapp.faces.detection import UnprocessableImage
 from webapp.faces.models import Annotation, Face, Prediction, Task
 from webapp.pages.errors import Conflict, ErrorOutput, Unprocessable
+from webapp.pages.permissions import IsStaff
 from webapp.registry.models import ModelVersion
 
 
@@ -323,3 +324,44 @@ class LeaseApi(APIView):
     def delete(self, request, face_id: int):
         services.lease_release(face=get_object_or_404(Face, pk=face_id), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class KeypointsAgreementOutput(serializers.Serializer):
+    faces = serializers.IntegerField(help_text="faces two or more labelers annotated")
+    mean_distance_px = serializers.FloatField(allow_null=True, help_text="between two labelers' points")
+    pairs = serializers.IntegerField()
+
+
+class EmotionAgreementOutput(serializers.Serializer):
+    faces = serializers.IntegerField(help_text="faces two or more labelers annotated")
+    fleiss_kappa = serializers.FloatField(allow_null=True)
+    unanimous_share = serializers.FloatField(allow_null=True)
+
+
+class LabelerAgreementOutput(serializers.Serializer):
+    labeler = serializers.CharField()
+    faces = serializers.IntegerField()
+    annotations = serializers.IntegerField()
+    median_seconds_per_save = serializers.FloatField(allow_null=True)
+    emotion_agreement_with_others = serializers.FloatField(allow_null=True)
+    emotion_shared_faces = serializers.IntegerField()
+    keypoints_distance_to_others_px = serializers.FloatField(allow_null=True)
+    keypoints_shared_faces = serializers.IntegerField()
+
+
+class AgreementOutput(serializers.Serializer):
+    keypoints = KeypointsAgreementOutput()
+    emotion = EmotionAgreementOutput()
+    labelers = LabelerAgreementOutput(many=True)
+
+
+class AgreementApi(APIView):
+    """How much labelers agree, per task, and per labeler: counts, speed, agreement with the others (staff)."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(responses=AgreementOutput)
+    def get(self, request):
+        from webapp.faces.agreement import agreement
+
+        return Response(AgreementOutput(agreement()).data)

@@ -199,6 +199,7 @@ TRAINING_EPOCHS = env.int("TRAINING_EPOCHS", default=None)  # from scratch
 TRAINING_FINETUNE_EPOCHS = env.int("TRAINING_FINETUNE_EPOCHS", default=None)
 TRAINING_LEARNING_RATE = env_float("TRAINING_LEARNING_RATE", None)
 TRAINING_FINETUNE_LEARNING_RATE = env_float("TRAINING_FINETUNE_LEARNING_RATE", None)
+TRAINING_SEED = env.int("TRAINING_SEED", default=None)  # the recipes' 1337 unless set (benchmarks vary it)
 TRAINING_VAL_PERCENT = env.int("TRAINING_VAL_PERCENT", default=15)
 # A new version is promoted only if it beats the active one by this margin (px of RMSE / accuracy points).
 PROMOTION_MARGIN_RMSE_PX = env_float("PROMOTION_MARGIN_RMSE_PX", 0.0)

@@ -196,6 +196,8 @@ def run_config(kind: str, *, fine_tune: bool):
     epochs = settings.TRAINING_FINETUNE_EPOCHS if fine_tune else settings.TRAINING_EPOCHS
     rate = settings.TRAINING_FINETUNE_LEARNING_RATE if fine_tune else settings.TRAINING_LEARNING_RATE
     config = recipe(kind, fine_tune=fine_tune, epochs=epochs)
+    if settings.TRAINING_SEED is not None:
+        config = replace(config, seed=settings.TRAINING_SEED)
     return config if rate is None else replace(config, learning_rate=rate)
 
 
