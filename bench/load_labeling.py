@@ -1,7 +1,11 @@
 """Load run of the labeling path against gunicorn on loopback: each client loops GET /api/queue/next/ then
 POST /api/faces/<id>/annotations/, with its own labeler account and token.
 
-    .venv/bin/python bench/load_labeling.py [--clients 50] [--seconds 30] [--workers 4] [--data CSV]
+    .venv/bin/python bench/load_labeling.py [--clients 50] [--seconds 30] [--think 0] [--workers 4] [--data CSV]
+
+--think: seconds a client waits after a face is served before it saves (as a person looks and drags; 0 = none).
+"served_to_two_at_once" counts faces that two clients held at the same time (served, not yet saved): the leases
+of the queue should keep it at 0.
 
 It sets up a throwaway instance in bench/out/ (SQLite unless DATABASE_URL is set), imports the faces (default: the
 real keypoints CSV in ../shared/data, else 2,000 synthetic faces), starts gunicorn, runs the clients and prints
@@ -72,9 +76,10 @@ for i in range({clients}):
 
 
 class Client(threading.Thread):
-    def __init__(self, token: str, port: int, stop_at: float, index: int):
+    def __init__(self, token: str, port: int, stop_at: float, index: int, think: float = 0.0):
         super().__init__(daemon=True)
-        self.token, self.port, self.stop_at = token, port, stop_at
+        self.token, self.port, self.stop_at, self.think = token, port, stop_at, think
+        self.held: list[tuple[int, float, float]] = []  # (face, served at, saved at)
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.exclude: list[int] = []
@@ -106,10 +111,14 @@ class Client(threading.Thread):
                 if not nxt or not nxt["face"]:
                     continue
                 face = nxt["face"]["id"]
+                served = time.perf_counter()
                 self.exclude.append(face)
+                if self.think:
+                    time.sleep(self.think)
                 self.request(
                     conn, "POST", f"/api/faces/{face}/annotations/", {"points": points, "emotion": self.index % 5}
                 )
+                self.held.append((face, served, time.perf_counter()))
             except (OSError, http.client.HTTPException) as exc:
                 self.errors.append(repr(exc))
                 conn.close()
@@ -122,6 +131,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--think", type=float, default=0.0, help="seconds between a face served and its save")
     parser.add_argument("--data", help="Kaggle keypoints CSV to import (default: ../shared/data/keypoints.csv.gz)")
     args = parser.parse_args()
 
@@ -159,7 +169,7 @@ def main() -> None:
                 time.sleep(0.3)
         time.sleep(1)
         stop_at = time.perf_counter() + args.seconds
-        clients = [Client(t, args.port, stop_at, i) for i, t in enumerate(tokens)]
+        clients = [Client(t, args.port, stop_at, i, args.think) for i, t in enumerate(tokens)]
         started = time.perf_counter()
         for c in clients:
             c.start()
@@ -170,12 +180,25 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     latencies = sorted(x for c in clients for x in c.latencies)
+    holds: dict[int, list[tuple[float, float, int]]] = {}
+    for i, c in enumerate(clients):
+        for face, start, end in c.held:
+            holds.setdefault(face, []).append((start, end, i))
+    twice = sum(
+        1
+        for spans in holds.values()
+        for j, (s1, e1, c1) in enumerate(spans)
+        for s2, e2, c2 in spans[j + 1 :]
+        if c1 != c2 and s1 < e2 and s2 < e1
+    )
     errors = [e for c in clients for e in c.errors]
     q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000  # noqa: E731
     print(
         json.dumps(
             {
                 "clients": args.clients,
+                "think_s": args.think,
+                "served_to_two_at_once": twice,
                 "seconds": round(elapsed, 1),
                 "gunicorn": f"{args.workers} workers x 4 threads (gthread)",
                 "database": database,

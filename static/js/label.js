@@ -10,7 +10,7 @@ const state = {
   undo: [], redo: [], skipped: [], predictionIds: {}, saving: false,
   // what the labeler confirmed on this face: a save stores only these tasks (an untouched guess is not a label)
   confirmed: { keypoints: false, emotion: false },
-  lease: null, leaseTimer: null, done: 0,
+  lease: null, leaseTimer: null, done: 0, history: [], hover: null, names: false,
 };
 window.studio = state;
 
@@ -45,6 +45,7 @@ function updateButtons() {
   $("skip").disabled = !loaded;
   $("reject").disabled = !loaded;
   $("undo").disabled = !state.undo.length;
+  $("back").disabled = !state.history.length || state.saving;
   $("redo").disabled = !state.redo.length;
 }
 
@@ -63,6 +64,18 @@ function render() {
       context.beginPath();
       context.moveTo(x - 6, y - 6); context.lineTo(x + 6, y + 6); context.moveTo(x + 6, y - 6); context.lineTo(x - 6, y + 6);
       context.stroke();
+    });
+    // point names: the hovered one, or all of them (N); "left" is the subject's left
+    const names = manifest.keypoint_names;
+    const shown = state.names ? names.map((_, i) => i) : state.hover != null ? [state.hover] : [];
+    context.font = "12px system-ui, sans-serif";
+    shown.forEach((i) => {
+      const [px, py] = toCanvas(state.points[i]);
+      const text = names[i].replaceAll("_", " ");
+      context.fillStyle = "rgba(0,0,0,0.65)";
+      context.fillRect(px + 7, py - 9, context.measureText(text).width + 6, 16);
+      context.fillStyle = "#fff";
+      context.fillText(text, px + 10, py + 3);
     });
     const [x, y, visible] = state.points[state.selected];
     $("selected").textContent = `${manifest.keypoint_names[state.selected].replaceAll("_", " ")}: (${x.toFixed(1)}, ${y.toFixed(1)})${visible ? "" : " hidden"}`;
@@ -143,8 +156,12 @@ async function next() {
     $("face-info").textContent = "The queue is empty. Import or send more faces.";
     return;
   }
-  const face = data.face;
-  holdLease(data.lease);
+  await show(data.face, data.lease, `${data.remaining} without a human ${task} label`);
+}
+
+// Put a face on the board: the model's guess, or (going back) the labels it has now, so a saved face shows what was saved.
+async function show(face, lease, where, { current = false } = {}) {
+  holdLease(lease);
   const image = new Image();
   image.src = face.image_url;
   try {
@@ -155,22 +172,45 @@ async function next() {
   }
   const analyzed = state.analyzer.analyzeCrop(image);
   const prediction = { points: analyzed.points, probabilities: analyzed.probabilities };
+  const labelsNow = face.labels || {};
+  const startPoints = current && labelsNow.keypoints ? labelsNow.keypoints.map((p) => [p.x, p.y, p.visible])
+    : prediction.points.map(([x, y]) => [clamp(x), clamp(y), true]);
+  const guess = prediction.probabilities.indexOf(Math.max(...prediction.probabilities));
   Object.assign(state, {
     face, image, undo: [], redo: [], selected: 0, predictionIds: {}, prediction,
     confirmed: { keypoints: false, emotion: false },
-    points: prediction.points.map(([x, y]) => [clamp(x), clamp(y), true]),
-    emotion: prediction.probabilities.indexOf(Math.max(...prediction.probabilities)),
+    points: startPoints,
+    emotion: current && labelsNow.emotion != null ? labelsNow.emotion : guess,
   });
   const manifest = state.models.manifest;
   const labels = manifest.emotion.labels;
-  const top = state.emotion;
-  $("face-info").textContent = `Face ${face.id} · ${face.source} ${face.source_name || ""} · ${data.remaining} without a human ${task} label · ${state.done} saved this session`;
-  $("model").textContent = `Model said: ${labels[top]} ${(100 * prediction.probabilities[top]).toFixed(0)}% (emotion v${manifest.emotion.version}), points from keypoints v${manifest.keypoints.version}.`;
-  const current = face.labels || {};
-  $("current").textContent = current.emotion != null ? `Current label: ${labels[current.emotion]}${face.human_emotion ? " (by a person)" : " (imported)"}.` : "";
+  $("face-info").textContent = `Face ${face.id} · ${face.source} ${face.source_name || ""} · ${where} · ${state.done} saved this session`;
+  $("model").textContent = `Model said: ${labels[guess]} ${(100 * prediction.probabilities[guess]).toFixed(0)}% (emotion v${manifest.emotion.version}), points from keypoints v${manifest.keypoints.version}.`;
+  $("current").textContent = labelsNow.emotion != null ? `Current label: ${labels[labelsNow.emotion]}${face.human_emotion ? " (by a person)" : " (imported)"}.` : "";
   render();
   board.focus();
-  recordPredictions(face, analyzed);
+  if (!current) recordPredictions(face, analyzed);
+}
+
+// Back to the face before this one (saved or skipped): it is leased again, and shows the labels it has now.
+async function back() {
+  const previous = state.history.at(-1);
+  if (previous == null || state.saving) return;
+  const task = $("task").value;
+  try {
+    const { status, data: lease } = await api(`/api/faces/${previous}/lease/?task=${task}`, { method: "POST" });
+    if (status === 409) {
+      setMessage(`Face ${previous} is being labeled by someone else now.`);
+      return;
+    }
+    const { data: face } = await api(`/api/faces/${previous}/`);
+    state.history.pop();
+    state.skipped = state.skipped.filter((id) => id !== previous);
+    if (state.face) releaseLease();
+    await show(face, lease, "going back", { current: true });
+  } catch (err) {
+    setMessage(`Could not go back to face ${previous}: ${err.message}`);
+  }
 }
 
 const clamp = (v) => Math.min(FRAME - 0.01, Math.max(0, v));
@@ -195,6 +235,7 @@ async function save({ skip = false } = {}) {
     const what = [json.points && "points", json.emotion != null && "emotion"].filter(Boolean).join(" and ");
     toast(skip ? `Face ${state.face.id} marked as not a face.` : `Saved the ${what} of face ${state.face.id}.`, "ok");
     state.done += 1;
+    state.history.push(state.face.id);
     state.saving = false;
     await next();
   } catch (err) {
@@ -207,6 +248,7 @@ async function save({ skip = false } = {}) {
 function skipFace() {
   if (!state.face) return;
   state.skipped.push(state.face.id); // the server lets go of its lease when the next face is served
+  state.history.push(state.face.id);
   next();
 }
 
@@ -250,7 +292,13 @@ board.addEventListener("pointerdown", (event) => {
   render();
 });
 board.addEventListener("pointermove", (event) => {
-  if (!dragging) return;
+  if (!dragging) {
+    const [x, y] = pointerToFrame(event);
+    let near = null;
+    state.points.forEach(([px, py], i) => { if (Math.hypot(px - x, py - y) < 3) near = i; });
+    if (near !== state.hover) { state.hover = near; render(); }
+    return;
+  }
   const [x, y] = pointerToFrame(event);
   state.points[dragging.index] = [clamp(x), clamp(y), state.points[dragging.index][2]];
   dragging.moved = true;
@@ -299,6 +347,14 @@ document.addEventListener("keydown", (event) => {
     render();
   } else if ((key === "a" || key === "A") && !ctrl) {
     accept();
+  } else if ((key === "n" || key === "N") && !ctrl) {
+    state.names = !state.names;
+    render();
+  } else if ((key === "b" || key === "B") && !ctrl) {
+    back();
+  } else if (key === "?") {
+    const help = $("help");
+    help.open ? help.close() : help.showModal();
   } else if (key === "Enter" && !["BUTTON", "A"].includes(event.target.tagName)) {
     event.preventDefault();
     save();
@@ -310,6 +366,8 @@ document.addEventListener("keydown", (event) => {
 async function main() {
   $("save").addEventListener("click", () => save());
   $("accept").addEventListener("click", accept);
+  $("back").addEventListener("click", back);
+  $("help-open").addEventListener("click", () => $("help").showModal());
   window.addEventListener("pagehide", releaseLease);
   $("skip").addEventListener("click", skipFace);
   $("reject").addEventListener("click", () => save({ skip: true }));

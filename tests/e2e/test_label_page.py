@@ -136,3 +136,30 @@ def test_tab_reaches_the_buttons(open_page, labeler, faces):
         page.keyboard.press("Tab")
         seen.add(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
     assert {"accept", "save", "skip"} <= seen, seen
+
+
+def test_back_names_and_the_shortcut_overlay(open_page, labeler, faces):
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    first = page.evaluate("window.studio.face.id")
+    page.keyboard.press("a")  # the points as the model put them (this is the keypoints queue)
+    page.keyboard.press("3")  # sad
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"window.studio.face && window.studio.face.id !== {first}", timeout=20_000)
+    # back: the saved face again, leased to this labeler, showing the label it has now
+    page.keyboard.press("b")
+    page.wait_for_function(f"window.studio.face && window.studio.face.id === {first}", timeout=20_000)
+    assert page.evaluate("window.studio.emotion") == 2 and "going back" in page.locator("#face-info").inner_text()
+    from webapp.faces.models import Lease
+
+    assert Lease.objects.filter(face_id=first, holder=labeler).exists()
+    # every point's name on the canvas, toggled with N (drawn as text: the canvas changes)
+    before = page.evaluate("document.getElementById('board').toDataURL()")
+    page.keyboard.press("n")
+    assert (
+        page.evaluate("window.studio.names") and page.evaluate("document.getElementById('board').toDataURL()") != before
+    )
+    page.keyboard.press("?")
+    assert page.locator("#help").is_visible() and "back to the previous face" in page.locator("#help").inner_text()
+    page.keyboard.press("Escape")
+    assert not page.locator("#help").is_visible()
