@@ -59,7 +59,7 @@ def test_number_settings_read_exponents_and_name_a_bad_value():
 def test_one_sign_in_page_and_a_quiet_403(client, caplog):
     from tests import factories
 
-    for protected in ("/label/", "/models/", "/admin/"):
+    for protected in ("/label/", "/models/", "/import/", "/admin/"):
         response = client.get(protected, follow=True)
         assert response.redirect_chain[-1][0].startswith("/accounts/login/?next="), (protected, response.redirect_chain)
         assert b"Sign in" in response.content
@@ -67,4 +67,5 @@ def test_one_sign_in_page_and_a_quiet_403(client, caplog):
     with caplog.at_level("WARNING", logger="django.request"):
         response = client.get("/models/")
     assert response.status_code == 403 and b"Staff only." in response.content
+    assert client.get("/import/").status_code == 403
     assert not any(record.exc_info for record in caplog.records)  # an ordinary refusal, not a traceback

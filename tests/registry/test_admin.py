@@ -24,6 +24,11 @@ def test_face_page_shows_the_annotation_history_read_only(admin_client):
     annotation_submit(face=face, author=None, emotion="happiness")
     page = admin_client.get(f"/admin/faces/face/{face.pk}/change/").content.decode()
     assert page.count("human") >= 2 and "sad" in page and "happiness" in page
+    # the face itself, with its current points drawn over it, not a file path
+    annotation_submit(face=face, author=None, points=factories.points(3))
+    page = admin_client.get(f"/admin/faces/face/{face.pk}/change/").content.decode()
+    assert f'href="/api/faces/{face.pk}/image/"' in page and page.count("<circle") == 15 and "<line" in page
+    assert "Emotion: happiness" in page
     assert admin_client.get("/admin/faces/annotation/add/").status_code == 403
 
 

@@ -1,5 +1,8 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
+from ml.schema import EMOTIONS, SKELETON
 from webapp.faces.models import Annotation, Face, Prediction
 from webapp.pages.admin import ReadOnlyAdminMixin
 
@@ -30,8 +33,51 @@ class FaceAdmin(admin.ModelAdmin):
     ]
     list_filter = ["source", "split", "human_keypoints", "human_emotion"]
     search_fields = ["checksum", "source_name"]
-    readonly_fields = [f.name for f in Face._meta.fields]
+    readonly_fields = ["preview", *[f.name for f in Face._meta.fields]]
     inlines = [AnnotationInline]
+
+    @admin.display(description="face and current labels")
+    def preview(self, face: Face):
+        """The 96x96 face at 3x with its current keypoints drawn (an SVG over the image) and its current emotion."""
+        from webapp.faces.selectors import current_labels
+
+        points = current_labels(task="keypoints", faces=Face.objects.filter(pk=face.pk)).get(face.pk)
+        emotion = current_labels(task="emotion", faces=Face.objects.filter(pk=face.pk)).get(face.pk)
+        scale = 3
+        lines = format_html_join(
+            "",
+            '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#35e0a1" stroke-width="1.5"/>',
+            (
+                tuple((points[i][axis] + 0.5) * scale for i in (a, b) for axis in ("x", "y"))
+                for a, b in (SKELETON if points else [])
+            ),
+        )
+        dots = format_html_join(
+            "",
+            '<circle cx="{}" cy="{}" r="3.5" fill="{}"/>',
+            (
+                ((p["x"] + 0.5) * scale, (p["y"] + 0.5) * scale, "#35e0a1" if p.get("visible", True) else "#ff6b6b")
+                for p in (points or [])
+            ),
+        )
+        size = 96 * scale
+        return format_html(
+            '<svg width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="face {}">'
+            '<image href="{}" width="{}" height="{}" style="image-rendering: pixelated"/>{}{}</svg>'
+            "<p>Emotion: {} · keypoints: {}</p>",
+            size,
+            size,
+            size,
+            size,
+            face.pk,
+            reverse("face-image", args=[face.pk]),
+            size,
+            size,
+            lines,
+            dots,
+            EMOTIONS[emotion] if emotion is not None else "none",
+            "15 points" if points else "none",
+        )
 
 
 @admin.register(Annotation)

@@ -6,4 +6,5 @@ urlpatterns = [
     path("", views.demo, name="demo"),
     path("label/", views.label, name="label"),
     path("models/", views.models_page, name="models"),
+    path("import/", views.import_page, name="import"),
 ]

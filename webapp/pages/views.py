@@ -29,3 +29,13 @@ def models_page(request):
     if not request.user.is_staff:
         return forbidden(request, "Staff only.")
     return render(request, "models.html", {"kinds": [("keypoints", "Facial keypoints"), ("emotion", "Emotion")]})
+
+
+@login_required
+@ensure_csrf_cookie
+def import_page(request):
+    if not request.user.is_staff:
+        return forbidden(request, "Staff only.")
+    from ml.datasets import HEADERS
+
+    return render(request, "import.html", {"formats": list(HEADERS.items())})

@@ -1,0 +1,61 @@
+// Staff import page: the file goes to POST /api/datasets/import/ with upload progress, and the report comes back.
+const $ = (id) => document.getElementById(id);
+
+function guessFormat(name, firstLine) {
+  if (/left_eye_center_x/.test(firstLine)) return "kaggle-keypoints";
+  if (/^\s*emotion\s*,\s*pixels/.test(firstLine)) return "fer2013";
+  if (/^\s*emotion\s*,\s*Usage/.test(firstLine)) return "icml";
+  return null;
+}
+
+$("file").addEventListener("change", async () => {
+  const file = $("file").files[0];
+  if (!file || file.name.endsWith(".gz")) return; // a gzipped header cannot be read here; the server checks it
+  const guess = guessFormat(file.name, (await file.slice(0, 4096).text()).split("\n")[0]);
+  if (guess) $("format").value = guess;
+});
+
+$("import-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const file = $("file").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("file", file);
+  form.append("format", $("format").value);
+  form.append("relabel", $("relabel").checked ? "true" : "false");
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", "/api/datasets/import/");
+  xhr.setRequestHeader("X-CSRFToken", (document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/) || [])[1] || "");
+  xhr.setRequestHeader("Accept", "application/json");
+  $("progress").hidden = false;
+  $("start").disabled = true;
+  $("report").hidden = true;
+  xhr.upload.onprogress = (e) => {
+    if (e.lengthComputable) $("progress").value = (100 * e.loaded) / e.total;
+    $("import-status").textContent = `Uploading ${file.name}: ${(e.loaded / 1e6).toFixed(1)} of ${(e.total / 1e6).toFixed(1)} MB`;
+  };
+  xhr.upload.onload = () => { $("import-status").textContent = "Uploaded; reading the rows and storing the faces…"; };
+  xhr.onerror = () => {
+    $("import-status").textContent = "The server cannot be reached. Check your connection and try again.";
+    $("start").disabled = false;
+  };
+  xhr.onload = () => {
+    $("start").disabled = false;
+    let body = null;
+    try { body = JSON.parse(xhr.responseText); } catch { body = null; }
+    if (xhr.status >= 400) {
+      $("import-status").textContent = `Not imported: ${(body && body.detail) || `${xhr.status} ${xhr.statusText}`}`;
+      $("import-status").className = "error";
+      return;
+    }
+    $("progress").value = 100;
+    $("import-status").textContent = "Done.";
+    $("import-status").className = "ok";
+    const report = $("report");
+    report.hidden = false;
+    report.querySelector(".summary").textContent = body.summary;
+    report.querySelector(".bad-count").textContent = `${body.errors.length} bad rows`;
+    report.querySelector(".errors").innerHTML = body.errors.map((e) => `<li>${e.replace(/</g, "&lt;")}</li>`).join("");
+  };
+  xhr.send(form);
+});

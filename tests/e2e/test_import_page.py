@@ -1,0 +1,34 @@
+import pytest
+
+from tests import csvs
+from webapp.faces.models import Face
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_staff_import_a_csv_and_read_the_report(open_page, staff, media, tmp_path):
+    rows = [csvs.fer_row(c, 60 + c, "Training") for c in (0, 3, 4)] + ["9,1 2 3,Training"]
+    path = csvs.write(tmp_path / "fer2013.csv", csvs.FER_HEADER, rows)
+    page = open_page("/import/", user=staff)
+    page.set_input_files("#file", str(path))
+    page.wait_for_function("document.getElementById('format').value === 'fer2013'")  # told from the header
+    page.click("#start")
+    page.wait_for_selector("#report:not([hidden])", timeout=30_000)
+    summary = page.locator("#report .summary").inner_text()
+    assert "3 faces created" in summary and "1 bad rows skipped" in summary
+    assert page.locator("#report .bad-count").inner_text() == "1 bad rows"
+    page.click("#report summary")
+    assert "line 5" in page.locator("#report .errors").inner_text()
+    assert Face.objects.count() == 3
+
+
+def test_a_wrong_format_is_refused_on_the_page(open_page, staff, media, tmp_path):
+    path = csvs.write(tmp_path / "fer2013.csv", csvs.FER_HEADER, [csvs.fer_row(0, 70, "Training")])
+    page = open_page("/import/", user=staff)
+    page.set_input_files("#file", str(path))
+    page.select_option("#format", "icml")
+    open_page.expect_error.append("status of 400")
+    page.click("#start")
+    page.wait_for_function("document.getElementById('import-status').textContent.startsWith('Not imported')")
+    assert "import it as fer2013" in page.locator("#import-status").inner_text()
+    assert Face.objects.count() == 0
