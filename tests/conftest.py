@@ -14,13 +14,14 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_exports(tmp_path_factory) -> Path:
-    """Untrained exports of both real architectures, laid out like models/baseline/."""
+    """Untrained exports of both real architectures, laid out like models/baseline/ (emotion in uint8, as shipped)."""
     from ml.export import export_tfjs
     from ml.models import BUILDERS
 
     root = tmp_path_factory.mktemp("baseline")
     for task, build in BUILDERS.items():
-        export_tfjs(build(), root / task, task=task, metrics={"task": task, "n": 0})
+        quantize = "uint8" if task == "emotion" else None
+        export_tfjs(build(), root / task, task=task, quantize=quantize, metrics={"task": task, "n": 0})
     return root
 
 

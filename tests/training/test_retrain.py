@@ -1,6 +1,7 @@
 """The retraining loop through a real Celery worker process (never eager mode)."""
 
 import concurrent.futures
+import json
 import socket
 import subprocess
 import sys
@@ -46,6 +47,11 @@ def test_labels_retrain_register_promote_and_flip_the_manifest(start_worker, red
     assert run.status == "succeeded", run.log + run.error
     assert not run.promoted and "kept as a candidate" in run.decision
     assert run.version.number == 2 and run.version.trained_on["mode"].startswith("fine-tuning emotion v1")
+    # exported like the version it would replace (uint8 here), and scored as those files
+    from webapp.registry.selectors import version_dir
+
+    manifest = json.loads((version_dir(run.version) / "manifest.json").read_text())
+    assert manifest["quantization"] == "uint8" == run.version.metrics["quantization"]
     assert ActiveVersion.objects.get(kind="emotion").version.number == 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
@@ -254,7 +255,7 @@ def run_execute(run_id: int) -> None:
     """The body of training.tasks.retrain. Safe to run twice: only a pending run is claimed."""
     from ml.align import framing_of
     from ml.datasets import FaceData
-    from ml.evaluate import face_scores
+    from ml.evaluate import evaluate, face_scores
     from ml.export import export_tfjs, load_tfjs, read_manifest
     from ml.train import train
     from webapp.faces.selectors import training_set
@@ -317,17 +318,25 @@ def run_execute(run_id: int) -> None:
             TrainingRun.objects.filter(pk=run.pk).update(status=Status.CANCELLED, finished_at=timezone.now())
             say("cancelled: stopped after the current epoch; no version registered")
             return
+        # Export in the active version's quantization (a float16 or uint8 baseline stays that size for the browser),
+        # then score the exported files, not the Keras model: the decision is about what would be served.
+        parent_manifest = read_manifest(version_dir(parent)) if parent else {}
+        quantize = parent_manifest.get("quantization")
+        quantize = None if quantize in (None, "float32") else quantize
+        staging = staging_dir(run.kind)
+        shutil.rmtree(staging)
+        export_tfjs(result.model, staging, task=run.kind, quantize=quantize, extra={"history": result.history})
+        served_metrics, served_scores = evaluate(load_tfjs(staging), val_data, framing_of(read_manifest(staging)))
         # both models scored face by face on this run's validation faces, each in its own framing
         active_scores = None
         if parent:
             parent_dir = version_dir(parent)
-            active_scores = face_scores(load_tfjs(parent_dir), val_data, framing_of(read_manifest(parent_dir)))
+            active_scores = face_scores(load_tfjs(parent_dir), val_data, framing_of(parent_manifest))
         labels = val_data.labels if run.kind == "emotion" else None
-        promote, decision, comparison = _decide(run.kind, result.val_scores, active_scores, labels)
-        staging = staging_dir(run.kind)
-        shutil.rmtree(staging)
+        promote, decision, comparison = _decide(run.kind, served_scores, active_scores, labels)
         report = {
-            **result.metrics,
+            **served_metrics,
+            "quantization": quantize or "float32",
             "train_seconds": round(result.seconds, 1),
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
@@ -336,7 +345,7 @@ def run_execute(run_id: int) -> None:
         }
         if comparison is not None:
             report["comparison"] = {**comparison, "against": str(parent), "decision": decision}
-        export_tfjs(result.model, staging, task=run.kind, metrics=report, extra={"history": result.history})
+        (staging / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
         version = version_register(
             kind=run.kind,
             export_dir=staging,
