@@ -183,6 +183,9 @@ def main() -> None:
         default=[None],
         help="with --server: re-crop steps to compare (default: the detector's own)",
     )
+    parser.add_argument(
+        "--server-mirror", action="store_true", help="with --server: test-time mirroring vs none, paired (ml.align)"
+    )
     args = parser.parse_args()
 
     from PIL import Image
@@ -244,6 +247,8 @@ def main() -> None:
         server.terminate()
     if args.server:
         report["server_path"] = [server_path(frames, args.models, steps) for steps in args.server_steps]
+        if args.server_mirror:
+            report["server_mirror_vs_none"] = server_mirror(frames, args.models)
     print(json.dumps(report, indent=2))
     (OUT / "report.json").write_text(json.dumps(report, indent=2))
 
@@ -288,6 +293,32 @@ def fer_report(page, n: int) -> dict:
         "accuracy_straight_on_found": round(float((straight == labels)[found].mean()), 4),
         "accuracy_through_path_on_found": round(float((path == labels)[found].mean()), 4),
     }
+
+
+def server_mirror(frames, models: Path) -> dict:
+    """The server's path with and without test-time mirroring of the keypoint model, on the same detections, paired."""
+    from PIL import Image
+
+    from ml import align
+    from ml.pipeline import Analyzer, LoadedModel
+    from ml.stats import paired_bootstrap
+
+    analyzer = Analyzer(LoadedModel.from_dir(models / "keypoints"))
+    errors = {True: [], False: []}
+    for i in range(len(frames.names)):
+        image = Image.open(frames.path(i)).convert("RGB")
+        boxes = [d.box for d in analyzer.detector.detect(image)]
+        seeds = [align.matrix_from_box(b, analyzer.box_prior, analyzer.keypoints.framing) for b in boxes]
+        for mirror in (True, False):
+            align.KEYPOINT_MIRROR, saved = mirror, align.KEYPOINT_MIRROR
+            try:
+                face = match([{"points": p} for p in analyzer.align(image, seeds)] if seeds else [], frames.points[i])
+            finally:
+                align.KEYPOINT_MIRROR = saved
+            errors[mirror].append(np.nan if face is None else frame_rmse(np.asarray(face["points"]), frames.points[i]))
+    with_mirror, plain = np.asarray(errors[True]), np.asarray(errors[False])
+    both = ~np.isnan(with_mirror) & ~np.isnan(plain)
+    return paired_bootstrap(with_mirror[both], plain[both], metric="rmse_px").to_dict()
 
 
 def server_path(frames, models: Path, align_steps: int | None = None) -> dict:

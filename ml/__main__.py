@@ -86,7 +86,7 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from ml.align import framing_of
     from ml.datasets import split
-    from ml.evaluate import evaluate_model
+    from ml.evaluate import evaluate, evaluate_model
     from ml.export import load_tfjs, read_manifest
 
     task = args.task or read_manifest(args.model)["task"]
@@ -97,7 +97,8 @@ def cmd_evaluate(args) -> None:
         data = data.subset(data.usage == args.usage)
     if args.split == "val":
         data = split(data)[1]
-    metrics = evaluate_model(load_tfjs(args.model), data, framing_of(read_manifest(args.model)))
+    model, framing = load_tfjs(args.model), framing_of(read_manifest(args.model))
+    metrics = evaluate(model, data, framing, mirror=True)[0] if args.mirror else evaluate_model(model, data, framing)
     metrics.update(model=str(args.model), data=str(args.data), usage=args.usage, split=args.split)
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--usage", choices=["Training", "PublicTest", "PrivateTest"], help="keep only these rows")
     p.add_argument("--split", choices=["all", "val"], default="all", help="val: the standard validation split")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--mirror", action="store_true", help="keypoints: average in the mirrored view (not what is served)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="two exports on the same faces, with a paired bootstrap of the difference")

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ml.schema import IMAGE_SIZE, KEYPOINTS
+from ml.schema import FLIP_PERMUTATION, IMAGE_SIZE, KEYPOINTS
 
 EYES = (KEYPOINTS.index("left_eye_center"), KEYPOINTS.index("right_eye_center"))
 LIPS = (KEYPOINTS.index("mouth_center_top_lip"), KEYPOINTS.index("mouth_center_bottom_lip"))
@@ -125,6 +125,11 @@ DETECTORS = {
     ),
 }
 REDETECT_EVERY = 10  # video: frames between detector runs while faces are followed
+# Test-time mirroring of the keypoint model (the mean of the prediction on the crop and the un-mirrored prediction on
+# its mirror image) is NOT used: on the curated block split it helps (1.452 -> 1.439 px, `python -m ml evaluate
+# --mirror`), but through the path users run it does not (915 whole frames: 1.516 -> 1.519 px, 95 % CI of the change
+# [-0.013, +0.007], `bench/pipeline.py --server --server-mirror`), and it doubles the keypoint model's cost per face.
+KEYPOINT_MIRROR = False
 FOLLOW_ALIGN_STEPS = 0  # video: re-crops of a followed face (its seed is the last frame's alignment)
 
 
@@ -253,3 +258,16 @@ def warp(image, matrix: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     data = (a[0, 0], a[0, 1], c[0], a[1, 0], a[1, 1], c[1])
     crop = grey.transform((size, size), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR, fillcolor=0)
     return np.asarray(crop, np.uint8)
+
+
+def mirrored_mean(points_of, crops: np.ndarray, mirror: bool | None = None) -> np.ndarray:
+    """``points_of``: (N, 96, 96) crops -> (N, 15, 2) points in the crop. With ``mirror``, the mean of the points on
+    the crops and the un-mirrored points on their mirror images (x -> 95 - x, left and right swapped)."""
+    crops = np.asarray(crops)
+    plain = np.asarray(points_of(crops), np.float64)
+    if not (KEYPOINT_MIRROR if mirror is None else mirror):
+        return plain
+    flipped = np.asarray(points_of(np.ascontiguousarray(crops[..., ::-1])), np.float64)
+    back = flipped[..., list(FLIP_PERMUTATION), :].copy()
+    back[..., 0] = (IMAGE_SIZE - 1) - back[..., 0]
+    return (plain + back) / 2

@@ -55,7 +55,7 @@ def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-def _outputs(model, data: FaceData, framing: align.Framing | None) -> np.ndarray:
+def _outputs(model, data: FaceData, framing: align.Framing | None, mirror: bool | None = None) -> np.ndarray:
     """Keypoints in pixels of the data's frame, or probabilities; a model that reads another ``framing`` than the
     data's gets each face re-cut into its framing, and its points are mapped back."""
     from ml.train import predict  # late: keeps evaluate importable without building a training graph
@@ -63,18 +63,21 @@ def _outputs(model, data: FaceData, framing: align.Framing | None) -> np.ndarray
     source = align.DATA_FRAMINGS[data.task]
     framing = framing or source
     images, _ = align.reframe(data.images, None, source, framing)
-    outputs = predict(model, images)
     if data.task == "keypoints":
-        points = outputs.reshape(-1, NUM_KEYPOINTS, 2) * IMAGE_SIZE
+        # as the product runs it (align.KEYPOINT_MIRROR), unless ``mirror`` says otherwise
+        flat = lambda x: predict(model, x).reshape(-1, NUM_KEYPOINTS, 2) * IMAGE_SIZE  # noqa: E731
+        points = align.mirrored_mean(flat, images, mirror)
         return align.apply(align.invert(align.reframe_matrix(source, framing)), points)
-    return outputs
+    return predict(model, images)
 
 
-def evaluate(model, data: FaceData, framing: align.Framing | None = None) -> tuple[dict, np.ndarray]:
+def evaluate(
+    model, data: FaceData, framing: align.Framing | None = None, mirror: bool | None = None
+) -> tuple[dict, np.ndarray]:
     """(metrics, one score per face) from one pass over ``data``; errors stay in pixels of the data's (training)
     frame whatever framing the model reads. A face's score, for paired comparisons (ml.stats): its squared keypoint
     error (mean over the 30 coordinates), or 1/0 for a right/wrong emotion."""
-    outputs = _outputs(model, data, framing)
+    outputs = _outputs(model, data, framing, mirror)
     if data.task == "keypoints":
         return keypoint_metrics(outputs, data.points), ((outputs - data.points) ** 2).mean(axis=(1, 2))
     correct = (np.asarray(outputs).argmax(axis=1) == data.labels).astype(np.float64)

@@ -71,8 +71,8 @@ class Analyzer:
         for step in range(self.align_steps + 1):
             if step:
                 matrices = [align.matrix_from_points(p, framing) for p in points]
-            crops = [align.warp(image, m) for m in matrices]
-            flat = self.keypoints(crops).reshape(len(crops), -1, 2) * scale
+            crops = np.stack([align.warp(image, m) for m in matrices])
+            flat = align.mirrored_mean(lambda x: self.keypoints(list(x)).reshape(len(x), -1, 2) * scale, crops)
             points = [align.apply(align.invert(m), p) for m, p in zip(matrices, flat, strict=True)]
         return points
 

@@ -141,3 +141,21 @@ def test_the_box_prior_is_fitted_from_boxes_and_truth():
         points.append(face)
     fitted = align.fit_box_prior(np.array(boxes), np.array(points))
     assert (fitted.dx, fitted.dy, fitted.k) == pytest.approx((truth.dx, truth.dy, truth.k), abs=1e-3)
+
+
+def test_mirrored_mean_undoes_the_mirror_exactly():
+    """A 'model' that finds a fixed asymmetric face: on the mirror image it finds the mirrored face, and un-mirroring
+    gives the same points back, so the mean equals the plain prediction (and mirror=False is the plain one)."""
+    from ml.schema import FLIP_PERMUTATION
+
+    face = np.random.default_rng(0).uniform(10, 80, (15, 2))
+    mirrored_face = face[list(FLIP_PERMUTATION)].copy()
+    mirrored_face[:, 0] = 95 - mirrored_face[:, 0]
+    crops = np.zeros((2, 96, 96), np.uint8)
+    crops[1, :, :10] = 255  # a crop with a marked left edge; its mirror has it on the right
+
+    def points_of(x):
+        return np.stack([face if c[:, :10].mean() > 100 or c.max() == 0 else mirrored_face for c in x])
+
+    assert np.allclose(align.mirrored_mean(points_of, crops, mirror=True)[1], face)
+    assert np.allclose(align.mirrored_mean(points_of, crops, mirror=False), points_of(crops))
