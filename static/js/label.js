@@ -5,6 +5,16 @@ const $ = (id) => document.getElementById(id);
 const board = $("board");
 const context = board.getContext("2d");
 const SCALE = board.width / FRAME;
+// Zoom and pan: the board shows the frame square [view.x, view.x + FRAME / view.zoom) (same for y) at its full size.
+const view = { zoom: 1, x: 0, y: 0 };
+const MAX_ZOOM = 6;
+function setView(zoom, cx = view.x + FRAME / view.zoom / 2, cy = view.y + FRAME / view.zoom / 2) {
+  view.zoom = Math.min(MAX_ZOOM, Math.max(1, zoom));
+  const side = FRAME / view.zoom;
+  view.x = Math.min(FRAME - side, Math.max(0, cx - side / 2));
+  view.y = Math.min(FRAME - side, Math.max(0, cy - side / 2));
+  render();
+}
 const state = {
   ready: false, models: null, face: null, image: null, points: [], emotion: null, selected: 0,
   undo: [], redo: [], skipped: [], predictionIds: {}, saving: false,
@@ -52,10 +62,11 @@ function updateButtons() {
 function render() {
   context.imageSmoothingEnabled = false; // crisp, pixel-exact scaling of the 96x96 face
   context.clearRect(0, 0, board.width, board.height);
-  if (state.image) context.drawImage(state.image, 0, 0, board.width, board.height);
+  const side = FRAME / view.zoom;
+  if (state.image) context.drawImage(state.image, view.x, view.y, side, side, 0, 0, board.width, board.height);
   if (state.points.length) {
     const manifest = state.models.manifest.keypoints;
-    const toCanvas = ([x, y]) => [(x + 0.5) * SCALE, (y + 0.5) * SCALE];
+    const toCanvas = ([x, y]) => [(x + 0.5 - view.x) * SCALE * view.zoom, (y + 0.5 - view.y) * SCALE * view.zoom];
     drawSkeleton(context, state.points.map((p) => [p[0], p[1]]), manifest.skeleton, toCanvas, { selected: state.selected, radius: 5 });
     state.points.forEach((p, i) => {
       if (p[2]) return;
@@ -180,6 +191,7 @@ async function show(face, lease, where, { current = false } = {}) {
     face, image, undo: [], redo: [], selected: 0, predictionIds: {}, prediction,
     confirmed: { keypoints: false, emotion: false },
     points: startPoints,
+    view: Object.assign(view, { zoom: 1, x: 0, y: 0 }),
     emotion: current && labelsNow.emotion != null ? labelsNow.emotion : guess,
   });
   const manifest = state.models.manifest;
@@ -272,8 +284,25 @@ const touchPoints = () => { state.confirmed = { ...state.confirmed, keypoints: t
 
 function pointerToFrame(event) {
   const rect = board.getBoundingClientRect();
-  return [((event.clientX - rect.left) / rect.width) * FRAME - 0.5, ((event.clientY - rect.top) / rect.height) * FRAME - 0.5];
+  const side = FRAME / view.zoom;
+  return [
+    view.x + ((event.clientX - rect.left) / rect.width) * side - 0.5,
+    view.y + ((event.clientY - rect.top) / rect.height) * side - 0.5,
+  ];
 }
+
+// Wheel: zoom about the pointer, so what is under it stays there.
+board.addEventListener("wheel", (event) => {
+  if (!state.image) return;
+  event.preventDefault();
+  const [fx, fy] = pointerToFrame(event);
+  const rect = board.getBoundingClientRect();
+  const zoom = Math.min(MAX_ZOOM, Math.max(1, view.zoom * (event.deltaY < 0 ? 1.25 : 0.8)));
+  const side = FRAME / zoom;
+  const u = (event.clientX - rect.left) / rect.width;
+  const v = (event.clientY - rect.top) / rect.height;
+  setView(zoom, fx + 0.5 - u * side + side / 2, fy + 0.5 - v * side + side / 2);
+}, { passive: false });
 
 let dragging = null;
 board.addEventListener("pointerdown", (event) => {
@@ -285,7 +314,13 @@ board.addEventListener("pointerdown", (event) => {
     const d = Math.hypot(px - x, py - y);
     if (d < bestDistance) { best = i; bestDistance = d; }
   });
-  if (best < 0) return;
+  if (best < 0) {
+    if (view.zoom > 1) { // drag the background: pan
+      dragging = { pan: true, from: [event.clientX, event.clientY], at: [view.x, view.y] };
+      board.setPointerCapture(event.pointerId);
+    }
+    return;
+  }
   state.selected = best;
   dragging = { index: best, before: snapshot(), moved: false };
   board.setPointerCapture(event.pointerId);
@@ -297,6 +332,15 @@ board.addEventListener("pointermove", (event) => {
     let near = null;
     state.points.forEach(([px, py], i) => { if (Math.hypot(px - x, py - y) < 3) near = i; });
     if (near !== state.hover) { state.hover = near; render(); }
+    return;
+  }
+  if (dragging.pan) {
+    const rect = board.getBoundingClientRect();
+    const perPixel = FRAME / view.zoom / rect.width;
+    const side = FRAME / view.zoom;
+    const x0 = dragging.at[0] - (event.clientX - dragging.from[0]) * perPixel;
+    const y0 = dragging.at[1] - (event.clientY - dragging.from[1]) * perPixel;
+    setView(view.zoom, x0 + side / 2, y0 + side / 2);
     return;
   }
   const [x, y] = pointerToFrame(event);
@@ -347,6 +391,12 @@ document.addEventListener("keydown", (event) => {
     render();
   } else if ((key === "a" || key === "A") && !ctrl) {
     accept();
+  } else if ((key === "+" || key === "=") && !ctrl) {
+    setView(view.zoom * 1.5);
+  } else if (key === "-" && !ctrl) {
+    setView(view.zoom / 1.5);
+  } else if (key === "0" && !ctrl) {
+    setView(1);
   } else if ((key === "n" || key === "N") && !ctrl) {
     state.names = !state.names;
     render();

@@ -163,3 +163,44 @@ def test_back_names_and_the_shortcut_overlay(open_page, labeler, faces):
     assert page.locator("#help").is_visible() and "back to the previous face" in page.locator("#help").inner_text()
     page.keyboard.press("Escape")
     assert not page.locator("#help").is_visible()
+
+
+def test_zoom_and_pan_keep_dragging_exact(open_page, labeler, faces):
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    page.keyboard.press("+")
+    page.keyboard.press("+")  # zoom 2.25, centred
+    assert page.evaluate("window.studio.view.zoom") == pytest.approx(2.25)
+    before = page.evaluate("window.studio.points")
+    # a point on screen at zoom 2.25: _screen would be wrong now, so compute it from the view
+    x, y = page.evaluate(
+        """() => { const s = window.studio, v = s.view, r = document.getElementById('board').getBoundingClientRect();
+        const p = s.points[10]; const side = 96 / v.zoom;
+        return [r.x + (p[0] + 0.5 - v.x) / side * r.width, r.y + (p[1] + 0.5 - v.y) / side * r.height]; }"""
+    )
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 20, y, steps=4)
+    page.mouse.move(x + 45, y, steps=4)
+    page.mouse.up()
+    moved = page.evaluate("window.studio.points")[10]
+    assert moved[0] == pytest.approx(before[10][0] + 45 / 480 * 96 / 2.25, abs=0.3) and moved[1] == pytest.approx(
+        before[10][1], abs=0.3
+    )
+    # wheel over a point zooms about it: the point stays under the pointer
+    px, py = page.evaluate(
+        """() => { const s = window.studio, v = s.view, r = document.getElementById('board').getBoundingClientRect();
+        const p = s.points[0]; const side = 96 / v.zoom;
+        return [r.x + (p[0] + 0.5 - v.x) / side * r.width, r.y + (p[1] + 0.5 - v.y) / side * r.height]; }"""
+    )
+    page.mouse.move(px, py)
+    page.mouse.wheel(0, -100)
+    page.wait_for_function("window.studio.view.zoom > 2.5")
+    qx, qy = page.evaluate(
+        """() => { const s = window.studio, v = s.view, r = document.getElementById('board').getBoundingClientRect();
+        const p = s.points[0]; const side = 96 / v.zoom;
+        return [r.x + (p[0] + 0.5 - v.x) / side * r.width, r.y + (p[1] + 0.5 - v.y) / side * r.height]; }"""
+    )
+    assert abs(qx - px) < 3 and abs(qy - py) < 3
+    page.keyboard.press("0")
+    assert page.evaluate("window.studio.view.zoom") == 1
