@@ -64,6 +64,7 @@ def main() -> None:
     from ml.datasets import checksum, person_split, read_frames
     from ml.pipeline import Analyzer, LoadedModel
     from tests.factories import user as make_user
+    from webapp.faces.images import decode_upload
     from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
     from webapp.registry.selectors import version_dir
     from webapp.registry.services import version_promote
@@ -137,10 +138,9 @@ def main() -> None:
     make_parent_active()
     uploaded = corrected = 0
     for i in range(len(labeled.names)):
-        image = Image.open(labeled.path(i)).convert("RGB")
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=95)
-        buffer.seek(0)
+        data = labeled.path(i).read_bytes()  # the frame's own file, as a person would upload it
+        image, _ = decode_upload(data)  # what the server reads from it
+        buffer = io.BytesIO(data)
         buffer.name = labeled.names[i]
         response = client.post("/api/faces/upload/", {"image": buffer}, format="multipart")
         if response.status_code not in (200, 201):

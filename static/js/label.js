@@ -413,11 +413,42 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
+// Drop a whole photo (or several) anywhere on the page: the server finds every face (BlazeFace + alignment, the
+// pipeline's path), stores each as its own face, and they join the queue.
+async function queuePhotos(files) {
+  for (const file of files) {
+    if (!file.type.startsWith("image/")) {
+      setMessage(`${file.name} is not a picture; drop JPEG, PNG or WEBP photos.`);
+      continue;
+    }
+    const form = new FormData();
+    form.append("image", file);
+    try {
+      const { data } = await api("/api/faces/upload/", { method: "POST", form });
+      const n = data.faces.length;
+      toast(`${file.name}: ${n} face${n === 1 ? "" : "s"} found, ${data.created} new in the queue.`, "ok");
+      $("face-info").dataset.queued = String(Number($("face-info").dataset.queued || 0) + data.created);
+    } catch (err) {
+      setMessage(`${file.name}: ${err.message}`);
+    }
+  }
+  if (!state.face) next();
+}
+
+document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dropping"); });
+document.addEventListener("dragleave", () => document.body.classList.remove("dropping"));
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  document.body.classList.remove("dropping");
+  queuePhotos([...e.dataTransfer.files]);
+});
+
 async function main() {
   $("save").addEventListener("click", () => save());
   $("accept").addEventListener("click", accept);
   $("back").addEventListener("click", back);
   $("help-open").addEventListener("click", () => $("help").showModal());
+  $("photos").addEventListener("change", () => queuePhotos([...$("photos").files]));
   window.addEventListener("pagehide", releaseLease);
   $("skip").addEventListener("click", skipFace);
   $("reject").addEventListener("click", () => save({ skip: true }));

@@ -204,3 +204,17 @@ def test_zoom_and_pan_keep_dragging_exact(open_page, labeler, faces):
     assert abs(qx - px) < 3 and abs(qy - py) < 3
     page.keyboard.press("0")
     assert page.evaluate("window.studio.view.zoom") == 1
+
+
+def test_a_whole_photo_added_on_the_label_page_queues_its_face(open_page, labeler, faces, tmp_path):
+    from tests.e2e.conftest import astronaut
+    from webapp.faces.models import Face
+
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    before = Face.objects.count()
+    photo = tmp_path / "astronaut.jpg"
+    astronaut().save(photo, quality=92)
+    page.set_input_files("#photos", str(photo))
+    page.wait_for_function("document.getElementById('toast').textContent.includes('1 face found')", timeout=30_000)
+    assert Face.objects.count() == before + 1 and Face.objects.latest("id").source == "upload"
