@@ -153,6 +153,8 @@ def main() -> None:
             "4",
             "--log-level",
             "warning",
+            "--keep-alive",
+            "10",  # longer than a labeler's pause between requests, so the server does not drop idle connections
         ],
         cwd=ROOT,
         env=django_env(),

@@ -128,25 +128,27 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
     held = mine.filter(expires_at__gt=now).exclude(face_id__in=skip).select_related("face").first()
     if held is not None:  # a reload: the face this labeler already holds
         return held.face, lease_renew(face=held.face, task=task, user=user)
-    mine.delete()  # one face per labeler and task: a skipped face goes back to the others at once
+    if mine.exists():  # a read first: on SQLite every DELETE takes the write lock, even one that deletes nothing
+        mine.delete()  # one face per labeler and task: a skipped face goes back to the others at once
     for _ in range(20):
         face = queue_candidates(task=task, user=user, exclude=skip).first()
         if face is None:
             return None, None
         now = timezone.now()
         until = now + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
-        taken = (
-            Lease.objects.filter(face=face, task=task)
-            .filter(Q(expires_at__lte=now) | Q(holder=user))
-            .update(holder=user, expires_at=until)
-        )
-        if not taken:
-            try:
-                with transaction.atomic():
-                    Lease.objects.create(face=face, task=task, holder=user, expires_at=until)
-            except IntegrityError:  # someone else leased it between our read and our write
+        try:  # the common case, a face nobody ever leased: one INSERT, the only write of the request
+            with transaction.atomic():
+                lease = Lease.objects.create(face=face, task=task, holder=user, expires_at=until)
+        except IntegrityError:  # a lease exists: take it only if it has expired (or is ours)
+            taken = (
+                Lease.objects.filter(face=face, task=task)
+                .filter(Q(expires_at__lte=now) | Q(holder=user))
+                .update(holder=user, expires_at=until)
+            )
+            if not taken:  # someone else holds it: the next face
                 skip.append(face.pk)
                 continue
+            lease = Lease.objects.get(face=face, task=task)
         # Someone may have saved this face (and let go of its lease) between our read and our lease: then it is no
         # longer where we found it in the queue. Read it again now that we hold it.
         fresh = Face.objects.filter(pk=face.pk).values_list(f"human_{task}", flat=True).first()
@@ -154,7 +156,7 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
             Lease.objects.filter(face=face, task=task, holder=user).delete()
             skip.append(face.pk)
             continue
-        return face, Lease.objects.get(face=face, task=task)
+        return face, lease
     return None, None  # the queue is being emptied faster than we can read it: the client asks again
 
 
