@@ -366,3 +366,12 @@ def test_wrong_queries_and_routes_get_the_api_error_shape(client_for, method, ur
     response = getattr(client_for("staff"), method)(url)
     assert response.status_code == status and response["Content-Type"] == "application/json"
     assert says in response.json()["detail"]
+
+
+def test_a_junk_picture_never_reaches_the_queue(client_for):
+    """A 1x1 PNG used to be stored and served first (no label, no prediction); now it goes through detection."""
+    response = _upload(client_for("labeler"), factories.png(0, size=(1, 1)))
+    assert response.status_code == 422 and "No face found" in response.json()["detail"]
+    assert (
+        not Face.objects.exists() and client_for("labeler").get("/api/queue/next/?task=emotion").json()["face"] is None
+    )
