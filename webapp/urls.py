@@ -21,6 +21,7 @@ api = [
     path("faces/<int:face_id>/predictions/", faces.PredictionRecordApi.as_view(), name="face-predictions"),
     path("queue/next/", faces.QueueNextApi.as_view(), name="queue-next"),
     path("labeling/agreement/", faces.AgreementApi.as_view(), name="agreement"),
+    path("review/next/", faces.ReviewNextApi.as_view(), name="review-next"),
     path("faces/<int:face_id>/lease/", faces.LeaseApi.as_view(), name="face-lease"),
     path("datasets/import/", datasets.DatasetImportApi.as_view(), name="dataset-import"),
     path("datasets/export/<str:fmt>/", datasets.DatasetExportApi.as_view(), name="dataset-export"),

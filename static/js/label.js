@@ -2,6 +2,9 @@ import { api, toast } from "./api.js";
 import { FRAME, createAnalyzer, drawSkeleton, uncertainty } from "./inference.js";
 
 const $ = (id) => document.getElementById(id);
+// The select says which queue: "keypoints" / "emotion" for labelers, "review-<task>" for staff reviewing disagreements.
+const reviewing = () => $("task").value.startsWith("review-");
+const taskOf = () => $("task").value.replace("review-", "");
 const board = $("board");
 const context = board.getContext("2d");
 const SCALE = board.width / FRAME;
@@ -51,7 +54,7 @@ function redo() {
 function updateButtons() {
   const loaded = Boolean(state.face) && !state.saving;
   $("save").disabled = !loaded;
-  $("accept").disabled = !loaded || state.confirmed[$("task").value];
+  $("accept").disabled = !loaded || state.confirmed[taskOf()];
   $("skip").disabled = !loaded;
   $("reject").disabled = !loaded;
   $("undo").disabled = !state.undo.length;
@@ -67,6 +70,10 @@ function render() {
   if (state.points.length) {
     const manifest = state.models.manifest.keypoints;
     const toCanvas = ([x, y]) => [(x + 0.5 - view.x) * SCALE * view.zoom, (y + 0.5 - view.y) * SCALE * view.zoom];
+    (state.others || []).forEach((points) => {
+      context.fillStyle = "rgba(255, 170, 60, 0.8)"; // each labeler's points, under the decision
+      points.forEach((p) => { const [cx, cy] = toCanvas(p); context.fillRect(cx - 2, cy - 2, 4, 4); });
+    });
     drawSkeleton(context, state.points.map((p) => [p[0], p[1]]), manifest.skeleton, toCanvas, { selected: state.selected, radius: 5 });
     state.points.forEach((p, i) => {
       if (p[2]) return;
@@ -152,10 +159,11 @@ async function next() {
   setMessage("");
   state.face = null;
   updateButtons();
-  const task = $("task").value;
+  const task = taskOf();
+  const path = reviewing() ? "/api/review/next/" : "/api/queue/next/";
   let data;
   try {
-    ({ data } = await api(`/api/queue/next/?task=${task}&exclude=${state.skipped.join(",")}`));
+    ({ data } = await api(`${path}?task=${task}&exclude=${state.skipped.join(",")}`));
   } catch (err) {
     setMessage(`Could not load the next face: ${err.message}`);
     return;
@@ -163,15 +171,20 @@ async function next() {
   if (!data.face) {
     state.image = null;
     state.points = [];
+    state.others = [];
     render();
-    $("face-info").textContent = "The queue is empty. Import or send more faces.";
+    $("face-info").textContent = reviewing() ? "Nothing to review: the labelers agree." : "The queue is empty. Import or send more faces.";
     return;
   }
-  await show(data.face, data.lease, `${data.remaining} without a human ${task} label`);
+  if (reviewing()) {
+    await show(data.face, null, `${data.remaining} waiting for review`, { review: data });
+  } else {
+    await show(data.face, data.lease, `${data.remaining} without a human ${task} label`);
+  }
 }
 
 // Put a face on the board: the model's guess, or (going back) the labels it has now, so a saved face shows what was saved.
-async function show(face, lease, where, { current = false } = {}) {
+async function show(face, lease, where, { current = false, review = null } = {}) {
   holdLease(lease);
   const image = new Image();
   image.src = face.image_url;
@@ -187,28 +200,39 @@ async function show(face, lease, where, { current = false } = {}) {
   const startPoints = current && labelsNow.keypoints ? labelsNow.keypoints.map((p) => [p.x, p.y, p.visible])
     : prediction.points.map(([x, y]) => [clamp(x), clamp(y), true]);
   const guess = prediction.probabilities.indexOf(Math.max(...prediction.probabilities));
+  // reviewing: start from the labelers' consensus, and show what each of them said
+  const byLabeler = review ? Object.entries(review.labels) : [];
+  const task = taskOf();
+  if (review && review.consensus != null && task === "keypoints") {
+    labelsNow.keypoints = review.consensus;
+  } else if (review && review.consensus != null) {
+    labelsNow.emotion = review.consensus;
+  }
   Object.assign(state, {
+    others: byLabeler.filter(([, v]) => Array.isArray(v)).map(([, v]) => v.map((p) => [p.x, p.y])),
     face, image, undo: [], redo: [], selected: 0, predictionIds: {}, prediction,
     confirmed: { keypoints: false, emotion: false },
-    points: startPoints,
+    points: review && task === "keypoints" && review.consensus ? review.consensus.map((p) => [p.x, p.y, p.visible]) : startPoints,
     view: Object.assign(view, { zoom: 1, x: 0, y: 0 }),
-    emotion: current && labelsNow.emotion != null ? labelsNow.emotion : guess,
+    emotion: (current || review) && labelsNow.emotion != null ? labelsNow.emotion : guess,
   });
   const manifest = state.models.manifest;
   const labels = manifest.emotion.labels;
   $("face-info").textContent = `Face ${face.id} · ${face.source} ${face.source_name || ""} · ${where} · ${state.done} saved this session`;
   $("model").textContent = `Model said: ${labels[guess]} ${(100 * prediction.probabilities[guess]).toFixed(0)}% (emotion v${manifest.emotion.version}), points from keypoints v${manifest.keypoints.version}.`;
-  $("current").textContent = labelsNow.emotion != null ? `Current label: ${labels[labelsNow.emotion]}${face.human_emotion ? " (by a person)" : " (imported)"}.` : "";
+  $("current").textContent = review
+    ? `Labelers: ${byLabeler.map(([who, v]) => `${who}: ${v == null ? "not a face" : Array.isArray(v) ? "points" : labels[v]}`).join(" · ")}. Your decision is the label.`
+    : labelsNow.emotion != null ? `Current label: ${labels[labelsNow.emotion]}${face.human_emotion ? " (by a person)" : " (imported)"}.` : "";
   render();
   board.focus();
-  if (!current) recordPredictions(face, analyzed);
+  if (!current && !review) recordPredictions(face, analyzed);
 }
 
 // Back to the face before this one (saved or skipped): it is leased again, and shows the labels it has now.
 async function back() {
   const previous = state.history.at(-1);
-  if (previous == null || state.saving) return;
-  const task = $("task").value;
+  if (previous == null || state.saving || reviewing()) return;
+  const task = taskOf();
   try {
     const { status, data: lease } = await api(`/api/faces/${previous}/lease/?task=${task}`, { method: "POST" });
     if (status === 409) {
@@ -234,10 +258,11 @@ async function save({ skip = false } = {}) {
   if (!skip && state.confirmed.keypoints) json.points = state.points.map(([x, y, visible]) => ({ x, y, visible }));
   if (!skip && state.confirmed.emotion) json.emotion = state.emotion;
   if (!Object.keys(json).length) {
-    const task = $("task").value === "keypoints" ? "points" : "emotion";
+    const task = taskOf() === "keypoints" ? "points" : "emotion";
     setMessage(`Nothing confirmed yet: move a point or pick an emotion, or press A to accept the model's ${task} as they are.`);
     return;
   }
+  if (reviewing()) json.review = true;
   state.saving = true;
   updateButtons();
   if (json.points && state.predictionIds.keypoints) json.prediction = state.predictionIds.keypoints;
@@ -265,7 +290,7 @@ function skipFace() {
 }
 
 function accept() {
-  const task = $("task").value;
+  const task = taskOf();
   if (!state.face || state.confirmed[task]) return;
   remember();
   state.confirmed = { ...state.confirmed, [task]: true };

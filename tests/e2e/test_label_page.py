@@ -218,3 +218,34 @@ def test_a_whole_photo_added_on_the_label_page_queues_its_face(open_page, labele
     page.set_input_files("#photos", str(photo))
     page.wait_for_function("document.getElementById('toast').textContent.includes('1 face found')", timeout=30_000)
     assert Face.objects.count() == before + 1 and Face.objects.latest("id").source == "upload"
+
+
+def test_review_flow_end_to_end(open_page, staff, faces, settings):
+    """Two labelers disagree on a face's emotion; a reviewer sees both, decides on the label page, and it is the label."""
+    from tests import factories
+    from webapp.faces.selectors import current_labels
+    from webapp.faces.services import annotation_submit
+
+    settings.LABELS_PER_FACE = 2
+    from webapp.faces.models import Face
+
+    face = Face.objects.order_by("id").first()
+    ann, bob = factories.user("labeler", "ann"), factories.user("labeler", "bob")
+    annotation_submit(face=face, author=ann, emotion="sad")
+    annotation_submit(face=face, author=bob, emotion="surprise")
+    face.refresh_from_db()
+    assert face.review_emotion
+
+    page = open_page("/label/", user=staff)
+    _ready(page)
+    page.select_option("#task", "review-emotion")
+    page.wait_for_function(f"window.studio.face && window.studio.face.id === {face.pk}", timeout=20_000)
+    said = page.locator("#current").inner_text()
+    assert "ann: sad" in said and "bob: surprise" in said
+    page.keyboard.press("4")  # happiness: the reviewer's own decision
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "document.getElementById('face-info').textContent.startsWith('Nothing to review')", timeout=20_000
+    )
+    face.refresh_from_db()
+    assert not face.review_emotion and current_labels(task="emotion")[face.pk] == 3

@@ -14,6 +14,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -179,6 +180,9 @@ class AnnotationApi(ListAPIView):
         emotion = serializers.JSONField(required=False, help_text=f"one of {', '.join(EMOTIONS)} or its code 0..4")
         skip = serializers.BooleanField(required=False, default=False, help_text="mark the face unusable")
         prediction = serializers.IntegerField(required=False, help_text="id of the prediction this corrects")
+        review = serializers.BooleanField(
+            required=False, default=False, help_text="staff: a reviewer's decision between labelers (it is the label)"
+        )
 
     @extend_schema(request=InputSerializer, responses={201: AnnotationOutput})
     def post(self, request, face_id: int):
@@ -191,6 +195,8 @@ class AnnotationApi(ListAPIView):
             prediction = Prediction.objects.filter(pk=values["prediction"]).first()
             if prediction is None:
                 raise serializers.ValidationError({"prediction": [f"no prediction {values['prediction']}"]})
+        if values["review"] and not request.user.is_staff:
+            raise PermissionDenied("Only staff review labels.")
         annotation = services.annotation_submit(
             face=face,
             author=request.user,
@@ -198,6 +204,7 @@ class AnnotationApi(ListAPIView):
             emotion=values.get("emotion"),
             skip=values["skip"],
             prediction=prediction,
+            origin=Annotation.Origin.REVIEW if values["review"] else Annotation.Origin.HUMAN,
         )
         return Response(AnnotationOutput(annotation).data, status=status.HTTP_201_CREATED)
 
@@ -365,3 +372,44 @@ class AgreementApi(APIView):
         from webapp.faces.agreement import agreement
 
         return Response(AgreementOutput(agreement()).data)
+
+
+class ReviewNextApi(APIView):
+    """The next face whose labelers disagree, with each labeler's label and their consensus (staff)."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("task", str, enum=Task.values, required=True), OpenApiParameter("exclude", str)],
+        responses={
+            200: inline_serializer(
+                "ReviewNext",
+                {
+                    "face": FaceOutput(allow_null=True),
+                    "labels": serializers.DictField(help_text="labeler -> label (null: skipped)"),
+                    "consensus": serializers.JSONField(allow_null=True),
+                    "remaining": serializers.IntegerField(),
+                },
+            )
+        },
+    )
+    def get(self, request):
+        task = request.query_params.get("task")
+        if task not in Task.values:
+            raise serializers.ValidationError({"task": [f"must be one of {', '.join(Task.values)}"]})
+        try:
+            exclude = [int(x) for x in request.query_params.get("exclude", "").split(",") if x.strip()][:1000]
+            if any(not 0 < x < 2**63 for x in exclude):
+                raise ValueError
+        except ValueError:
+            raise serializers.ValidationError({"exclude": ["must be comma-separated face ids"]}) from None
+        face = selectors.review_next(task=task, exclude=exclude)
+        labels = selectors.labels_by_labeler(face=face, task=task) if face else {}
+        return Response(
+            {
+                "face": FaceOutput(face, context={"with_labels": True}).data if face else None,
+                "labels": labels,
+                "consensus": selectors.consensus(task, list(labels.values())) if labels else None,
+                "remaining": Face.objects.filter(**{f"review_{task}": True}).count(),
+            }
+        )

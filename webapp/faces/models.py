@@ -31,8 +31,12 @@ class Face(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     # Derived from annotations/predictions by the services, so the labeling queue is one indexed query.
+    # True once the face has the labels it needs (LABELS_PER_FACE distinct labelers, or a review): the queue's order
     human_keypoints = models.BooleanField(default=False)
     human_emotion = models.BooleanField(default=False)
+    # LABELS_PER_FACE >= 2 and the labelers disagree: the face waits for a reviewer
+    review_keypoints = models.BooleanField(default=False, db_index=True)
+    review_emotion = models.BooleanField(default=False, db_index=True)
     keypoints_uncertainty = models.FloatField(null=True, blank=True)
     emotion_uncertainty = models.FloatField(null=True, blank=True)
 
@@ -63,6 +67,7 @@ class Annotation(AppendOnly):
         IMPORT = "import"
         HUMAN = "human"
         MODEL = "model"
+        REVIEW = "review"  # a reviewer's decision between labelers: it is the face's label
 
     face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="annotations")
     points = models.JSONField(null=True, blank=True, help_text='15 x {"x", "y", "visible"} in the 96x96 frame')

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from webapp.faces.images import read_frame
@@ -37,35 +37,85 @@ def annotation_history(*, face: Face) -> QuerySet[Annotation]:
     return face.annotations.select_related("author").order_by("-created_at", "-id")
 
 
-def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[int, object]:
-    """face id -> its current label for ``task``: the newest human annotation, else the newest imported one.
+def labels_by_labeler(*, face: Face, task: str) -> dict[str, object]:
+    """Each labeler's newest human annotation of ``task`` on the face: username -> the label (None for a skip)."""
+    field_name = LABEL_FIELD[task]
+    rows = (
+        Annotation.objects.filter(face=face, origin=Annotation.Origin.HUMAN)
+        .filter(Q(**{f"{field_name}__isnull": False}) | Q(skip=True))
+        .order_by("-created_at", "-id")
+        .values_list("author__username", "skip", field_name)
+    )
+    labels: dict[str, object] = {}
+    for username, skip, value in rows:
+        labels.setdefault(str(username), None if skip else value)
+    return labels
 
-    A face whose newest human annotation marks it skipped has no label (it is left out of training and export).
+
+def consensus(task: str, values: list) -> object:
+    """The label several labelers agree on: the most chosen emotion (ties: the newest of them), or the mean of their
+    points (a point is visible if most saw it). ``values`` newest first; None (a skip) wins only as a majority."""
+    if sum(v is None for v in values) * 2 > len(values):
+        return None
+    values = [v for v in values if v is not None]
+    if task == Task.EMOTION:
+        counts = {v: values.count(v) for v in values}
+        top = max(counts.values())
+        return next(v for v in values if counts[v] == top)
+    return [
+        {
+            "x": round(sum(v[i]["x"] for v in values) / len(values), 4),
+            "y": round(sum(v[i]["y"] for v in values) / len(values), 4),
+            "visible": sum(bool(v[i].get("visible", True)) for v in values) * 2 >= len(values),
+        }
+        for i in range(len(values[0]))
+    ]
+
+
+def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[int, object]:
+    """face id -> its current label for ``task``.
+
+    A reviewer's decision first; then the labelers': with LABELS_PER_FACE = 1 the newest human annotation, with more
+    their consensus (each labeler's newest); else the newest imported one. A face whose deciding human label is a skip
+    has no label (it is left out of training and export).
     """
     field_name = LABEL_FIELD[task]
-    qs = Annotation.objects.filter(origin__in=[Annotation.Origin.HUMAN, Annotation.Origin.IMPORT])
+    qs = Annotation.objects.filter(
+        origin__in=[Annotation.Origin.REVIEW, Annotation.Origin.HUMAN, Annotation.Origin.IMPORT]
+    )
     if faces is not None:
         qs = qs.filter(face__in=faces)
     qs = qs.filter(**{f"{field_name}__isnull": False}) | qs.filter(skip=True)
+    rank = {Annotation.Origin.REVIEW: 0, Annotation.Origin.HUMAN: 1, Annotation.Origin.IMPORT: 2}
+    several = settings.LABELS_PER_FACE >= 2
     labels: dict[int, object] = {}
-    decided: set[int] = set()  # faces whose newest human row was seen
-    imported: set[int] = set()  # faces whose newest import row was seen
-    # Newest first: the first human row of a face decides; else its newest import row (a later import that corrects an
-    # earlier one appends a row, and one that leaves the face out appends a skip).
-    rows = qs.order_by("face_id", "-created_at", "-id").values_list("face_id", "origin", "skip", field_name)
-    for face_id, origin, skip, value in rows.iterator(chunk_size=5000):
-        if face_id in decided:
-            continue
-        if origin == Annotation.Origin.HUMAN:
-            decided.add(face_id)
-            if skip:
-                labels.pop(face_id, None)
-                continue
+    rows = qs.order_by("face_id", "-created_at", "-id").values_list(
+        "face_id", "origin", "skip", "author_id", field_name
+    )
+
+    def decide(face_id, group) -> None:
+        best = min(rank[origin] for origin, *_ in group)
+        picked = [(skip, author, value) for origin, skip, author, value in group if rank[origin] == best]
+        if best == 1 and several:  # the labelers' consensus, one (newest) label per labeler
+            newest: dict = {}
+            for skip, author, value in picked:
+                newest.setdefault(author, None if skip else value)
+            value = consensus(task, list(newest.values()))
+        else:
+            skip, _, value = picked[0]
+            value = None if skip else value
+        if value is not None:
             labels[face_id] = value
-        elif face_id not in imported:
-            imported.add(face_id)
-            if not skip:
-                labels[face_id] = value
+
+    current, group = None, []
+    for face_id, origin, skip, author, value in rows.iterator(chunk_size=5000):
+        if face_id != current and group:
+            decide(current, group)
+            group = []
+        current = face_id
+        group.append((origin, skip, author, value))
+    if group:
+        decide(current, group)
     return labels
 
 
@@ -111,11 +161,22 @@ def training_set(*, task: str) -> TrainingSet:
 
 
 def queue_candidates(*, task: str, user, exclude: list[int] | None = None) -> QuerySet[Face]:
-    """Faces in queue order, less those another labeler holds a live lease on: no human label first, then the most
-    uncertain, then the oldest."""
+    """Faces in queue order, less those another labeler holds a live lease on: faces that still need labels first
+    (with LABELS_PER_FACE >= 2, only those this labeler has not labeled), then the most uncertain, then the oldest."""
     held = Lease.objects.filter(face=OuterRef("pk"), task=task, expires_at__gt=timezone.now()).exclude(holder=user)
     qs = Face.objects.exclude(pk__in=exclude or []).exclude(Exists(held))
+    if settings.LABELS_PER_FACE >= 2:
+        field_name = LABEL_FIELD[task]
+        mine = Annotation.objects.filter(face=OuterRef("pk"), origin=Annotation.Origin.HUMAN, author=user).filter(
+            Q(**{f"{field_name}__isnull": False}) | Q(skip=True)
+        )
+        qs = qs.exclude(Exists(mine)).filter(**{f"review_{task}": False})
     return qs.order_by(f"human_{task}", F(f"{task}_uncertainty").desc(nulls_last=True), "id")
+
+
+def review_next(*, task: str, exclude: list[int] | None = None) -> Face | None:
+    """The oldest face whose labelers disagree and that no reviewer has decided yet."""
+    return Face.objects.filter(**{f"review_{task}": True}).exclude(pk__in=exclude or []).order_by("id").first()
 
 
 def queue_remaining(*, task: str) -> int:

@@ -101,14 +101,17 @@ def annotation_submit(
             origin=origin,
             prediction=prediction,
         )
-        if origin == Annotation.Origin.HUMAN:
+        if origin in (Annotation.Origin.HUMAN, Annotation.Origin.REVIEW):
             changed = {
-                "human_keypoints": clean_points is not None or skip,
-                "human_emotion": clean_emotion is not None or skip,
+                "keypoints": clean_points is not None or skip,
+                "emotion": clean_emotion is not None or skip,
             }
-            Face.objects.filter(pk=face.pk).update(**{k: True for k, v in changed.items() if v})
+            Face.objects.filter(pk=face.pk).update(
+                **{field: value for task, done in changed.items() if done for field, value in _progress(face, task)}
+            )
             if author is not None and getattr(author, "pk", None):
                 lease_release(face=face, user=author)  # saved: the face goes back to nobody
+            changed = {f"human_{task}": done for task, done in changed.items()}
             transaction.on_commit(lambda: _maybe_auto_retrain(changed))
     return annotation
 
@@ -189,6 +192,41 @@ def lease_release(*, face: Face, user, task: str | None = None) -> int:
 
 class LeaseLost(Exception):
     pass
+
+
+def _progress(face: Face, task: str) -> list[tuple[str, bool]]:
+    """Where a face stands for ``task`` after a human or review annotation: (human_<task>, review_<task>) values.
+
+    Labeled once a review decided, or once LABELS_PER_FACE distinct labelers labeled it; waiting for a reviewer when
+    those labelers disagree (LABELS_PER_FACE >= 2)."""
+    from webapp.faces.selectors import labels_by_labeler
+
+    needed = settings.LABELS_PER_FACE
+    if Annotation.objects.filter(face=face, origin=Annotation.Origin.REVIEW).filter(_task_q(task)).exists():
+        return [(f"human_{task}", True), (f"review_{task}", False)]
+    by_labeler = labels_by_labeler(face=face, task=task)
+    done = len(by_labeler) >= needed
+    return [(f"human_{task}", done), (f"review_{task}", done and needed >= 2 and disagree(task, by_labeler))]
+
+
+def _task_q(task: str) -> Q:
+    return Q(**{f"{'points' if task == Task.KEYPOINTS else 'emotion'}__isnull": False}) | Q(skip=True)
+
+
+def disagree(task: str, by_labeler: dict[str, object]) -> bool:
+    """Labelers disagree: different emotions (or a skip beside a label), or points further apart than
+    REVIEW_POINT_PX on average."""
+    values = list(by_labeler.values())
+    if any(v is None for v in values):
+        return not all(v is None for v in values)
+    if task == Task.EMOTION:
+        return len(set(values)) > 1
+    arrays = [np.array([[p["x"], p["y"]] for p in v]) for v in values]
+    return any(
+        np.linalg.norm(a - b, axis=1).mean() > settings.REVIEW_POINT_PX
+        for i, a in enumerate(arrays)
+        for b in arrays[i + 1 :]
+    )
 
 
 def _maybe_auto_retrain(changed: dict[str, bool]) -> None:

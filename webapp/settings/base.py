@@ -218,6 +218,11 @@ PROMOTION_CONFIDENCE = env_float("PROMOTION_CONFIDENCE", 0.95)
 AUTO_RETRAIN_AFTER_LABELS = env.int("AUTO_RETRAIN_AFTER_LABELS", default=0)
 # How long the labeling queue keeps a served face for its labeler (the label page renews it every third of this).
 LABEL_LEASE_SECONDS = env.int("LABEL_LEASE_SECONDS", default=120)
+# How many labelers each face needs per task. 1: the newest human label is the label. 2 or more: the face stays in the
+# queue (for labelers who have not labeled it) until that many have, then their consensus is the label; if they
+# disagree (different emotions, or points further apart than REVIEW_POINT_PX on average) a reviewer decides.
+LABELS_PER_FACE = env.int("LABELS_PER_FACE", default=1)
+REVIEW_POINT_PX = env_float("REVIEW_POINT_PX", 2.0)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,69 @@
+"""Several labelers per face, their consensus, and a reviewer when they disagree (LABELS_PER_FACE = 2)."""
+
+import pytest
+
+from tests import factories
+from webapp.faces.models import Face
+from webapp.faces.selectors import current_labels
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _two_labels(settings):
+    settings.LABELS_PER_FACE = 2
+
+
+def _points(shift: float) -> list[dict]:
+    return [{"x": 30.0 + i + shift, "y": 40.0, "visible": True} for i in range(15)]
+
+
+def _save(client, face, **body):
+    response = client.post(f"/api/faces/{face.pk}/annotations/", body, format="json")
+    assert response.status_code == 201, response.content
+    return response
+
+
+def test_a_face_waits_for_a_second_labeler_and_their_consensus_is_the_label(client_for):
+    ann, bob = client_for("labeler"), client_for("labeler")
+    face, other = factories.face(), factories.face()
+    _save(ann, face, emotion="sad")
+    face.refresh_from_db()
+    assert not face.human_emotion  # one labeler of two
+    # Ann is not served her own face again; Bob is
+    assert ann.get("/api/queue/next/?task=emotion").json()["face"]["id"] == other.pk
+    assert bob.get("/api/queue/next/?task=emotion").json()["face"]["id"] == face.pk
+    _save(bob, face, emotion="sad")
+    face.refresh_from_db()
+    assert face.human_emotion and not face.review_emotion
+    assert current_labels(task="emotion")[face.pk] == 2
+    # points: two labelers 1 px apart agree, and the label is their mean
+    _save(ann, other, points=_points(0))
+    _save(bob, other, points=_points(1))
+    other.refresh_from_db()
+    assert other.human_keypoints and not other.review_keypoints
+    assert current_labels(task="keypoints")[other.pk][0]["x"] == pytest.approx(30.5)
+
+
+def test_disagreeing_labelers_send_the_face_to_a_reviewer_whose_decision_is_the_label(client_for):
+    ann, bob, boss = client_for("labeler"), client_for("labeler"), client_for("staff")
+    face = factories.face()
+    _save(ann, face, emotion="sad")
+    _save(bob, face, emotion="happiness")
+    face.refresh_from_db()
+    assert face.review_emotion
+    body = boss.get("/api/review/next/?task=emotion").json()
+    assert body["face"]["id"] == face.pk and sorted(body["labels"].values()) == [2, 3] and body["remaining"] == 1
+    assert ann.get("/api/review/next/?task=emotion").status_code == 403
+    refused = ann.post(f"/api/faces/{face.pk}/annotations/", {"emotion": "sad", "review": True}, format="json")
+    assert refused.status_code == 403
+    _save(boss, face, emotion="sad", review=True)
+    face.refresh_from_db()
+    assert not face.review_emotion and face.human_emotion
+    assert current_labels(task="emotion")[face.pk] == 2
+    assert boss.get("/api/review/next/?task=emotion").json()["face"] is None
+    # points far apart go to review too
+    points_face = factories.face()
+    _save(ann, points_face, points=_points(0))
+    _save(bob, points_face, points=_points(5))
+    assert Face.objects.get(pk=points_face.pk).review_keypoints
