@@ -120,8 +120,9 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
     """Serve ``user`` the next face nobody else holds, and lease it to them for LABEL_LEASE_SECONDS.
 
     A face whose lease expired, or that ``user`` holds already (a reload), can be taken. Two labelers asking at once
-    never get the same face: taking a lease is one conditional UPDATE (an expired or own lease) or one INSERT under
-    the (face, task) unique constraint, so of two racing requests one wins and the other moves on to the next face.
+    never get the same face: taking a lease is one INSERT under the (face, task) unique constraint or, where a lease
+    row exists, one conditional UPDATE of it (expired, or this labeler's), so of two racing requests one wins and the
+    other moves on to the next face.
     """
     from webapp.faces.selectors import queue_candidates
 
