@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -80,6 +81,7 @@ class Client(threading.Thread):
         super().__init__(daemon=True)
         self.token, self.port, self.stop_at, self.think = token, port, stop_at, think
         self.held: list[tuple[int, float, float]] = []  # (face, served at, saved at)
+        self.by_method: dict[str, list[float]] = {}
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.exclude: list[int] = []
@@ -94,6 +96,7 @@ class Client(threading.Thread):
         response = conn.getresponse()
         payload = response.read()
         self.latencies.append(time.perf_counter() - t0)
+        self.by_method.setdefault(method, []).append(self.latencies[-1])
         if response.status >= 400:
             self.errors.append(f"{method} {path}: {response.status} {payload[:120]!r}")
             return None
@@ -125,6 +128,23 @@ class Client(threading.Thread):
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
 
+class Result:
+    """What a client thread measured, without its connection (picklable, to come back from a process)."""
+
+    def __init__(self, client: Client):
+        self.index, self.latencies, self.by_method = client.index, client.latencies, client.by_method
+        self.errors, self.held, self.exclude = client.errors, client.held, client.exclude
+
+
+def run_clients(part: list[tuple[int, str]], port: int, stop_at: float, think: float) -> list[Result]:
+    clients = [Client(token, port, stop_at, i, think) for i, token in part]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join()
+    return [Result(c) for c in clients]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
@@ -132,6 +152,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--think", type=float, default=0.0, help="seconds between a face served and its save")
+    parser.add_argument("--processes", type=int, default=4, help="client processes (threads spread over them)")
     parser.add_argument("--data", help="Kaggle keypoints CSV to import (default: ../shared/data/keypoints.csv.gz)")
     args = parser.parse_args()
 
@@ -171,21 +192,30 @@ def main() -> None:
                 time.sleep(0.3)
         time.sleep(1)
         stop_at = time.perf_counter() + args.seconds
-        clients = [Client(t, args.port, stop_at, i, args.think) for i, t in enumerate(tokens)]
         started = time.perf_counter()
-        for c in clients:
-            c.start()
-        for c in clients:
-            c.join()
+        # The clients run in --processes processes (threads inside each), so the load generator's own GIL does not
+        # add to the latencies it measures; perf_counter is the system's monotonic clock, shared by the processes.
+        slices = [list(enumerate(tokens))[i :: args.processes] for i in range(args.processes)]
+        with multiprocessing.get_context("fork").Pool(args.processes) as pool:
+            parts = pool.starmap(run_clients, [(part, args.port, stop_at, args.think) for part in slices])
+        clients = [c for part in parts for c in part]
         elapsed = time.perf_counter() - started
     finally:
         server.terminate()
         server.wait(timeout=30)
     latencies = sorted(x for c in clients for x in c.latencies)
+    by_method = {}
+    for method in ("GET", "POST"):
+        values = sorted(x for c in clients for x in c.by_method.get(method, []))
+        if values:
+            by_method[method] = {
+                "p50_ms": round(values[len(values) // 2] * 1000, 1),
+                "p99_ms": round(values[min(len(values) - 1, int(0.99 * len(values)))] * 1000, 1),
+            }
     holds: dict[int, list[tuple[float, float, int]]] = {}
-    for i, c in enumerate(clients):
+    for c in clients:
         for face, start, end in c.held:
-            holds.setdefault(face, []).append((start, end, i))
+            holds.setdefault(face, []).append((start, end, c.index))
     twice = sum(
         1
         for spans in holds.values()
@@ -209,6 +239,8 @@ def main() -> None:
                 "annotations_saved": sum(len(c.exclude) for c in clients),
                 "p50_ms": round(q(0.50), 1),
                 "p99_ms": round(q(0.99), 1),
+                "by_request": {"GET /api/queue/next/": by_method.get("GET"), "POST annotations": by_method.get("POST")},
+                "client_processes": args.processes,
                 "mean_ms": round(statistics.mean(latencies) * 1000, 1),
                 "errors": len(errors),
                 "first_errors": errors[:3],
