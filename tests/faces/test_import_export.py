@@ -217,3 +217,22 @@ def _checksum_of(seed):
     from tests.csvs import synthetic_face
 
     return checksum(to_frame(synthetic_face(seed, side=48)[0][None])[0])
+
+
+def test_relabel_of_an_unchanged_keypoints_file_changes_nothing_and_fixes_moved_points(tmp_path, capsys):
+    from webapp.faces.selectors import current_labels
+
+    path = csvs.keypoints_csv(tmp_path / "training.csv", n=3)
+    _import("kaggle-keypoints", path, capsys)
+    call_command("import_faces", "--format", "kaggle-keypoints", "--relabel", str(path), verbosity=0)
+    assert "0 imported labels corrected" in capsys.readouterr().out
+    # the same faces with the first point moved by 2 px: each is corrected once
+    rows = path.read_text().splitlines()
+    moved = [rows[0]] + [f"{float(r.split(',')[0]) + 2:.4f}," + r.split(",", 1)[1] for r in rows[1:]]
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text("\n".join(moved) + "\n")
+    call_command("import_faces", "--format", "kaggle-keypoints", "--relabel", str(fixed), verbosity=0)
+    assert "3 imported labels corrected" in capsys.readouterr().out
+    labels = current_labels(task="keypoints")
+    first = [float(r.split(",")[0]) for r in moved[1:]]
+    assert sorted(round(v[0]["x"], 3) for v in labels.values()) == sorted(round(x, 3) for x in first)
