@@ -271,6 +271,20 @@ def _lease_body(lease) -> dict:
     return LeaseOutput({**vars(lease), "seconds": settings.LABEL_LEASE_SECONDS}).data
 
 
+def _queue_params(request) -> tuple[str, list[int]]:
+    """?task= (required) and ?exclude= (comma-separated face ids skipped in this session) of a queue request."""
+    task = request.query_params.get("task")
+    if task not in Task.values:
+        raise serializers.ValidationError({"task": [f"must be one of {', '.join(Task.values)}"]})
+    try:
+        exclude = [int(x) for x in request.query_params.get("exclude", "").split(",") if x.strip()][:1000]
+        if any(not 0 < x < 2**63 for x in exclude):  # beyond any database's integer: not a face id
+            raise ValueError
+    except ValueError:
+        raise serializers.ValidationError({"exclude": ["must be comma-separated face ids"]}) from None
+    return task, exclude
+
+
 class QueueNextApi(APIView):
     """The next face for this labeler, leased to them: nobody else is served it until the lease ends."""
 
@@ -291,15 +305,7 @@ class QueueNextApi(APIView):
         },
     )
     def get(self, request):
-        task = request.query_params.get("task")
-        if task not in Task.values:
-            raise serializers.ValidationError({"task": [f"must be one of {', '.join(Task.values)}"]})
-        try:
-            exclude = [int(x) for x in request.query_params.get("exclude", "").split(",") if x.strip()][:1000]
-            if any(not 0 < x < 2**63 for x in exclude):  # beyond any database's integer: not a face id
-                raise ValueError
-        except ValueError:
-            raise serializers.ValidationError({"exclude": ["must be comma-separated face ids"]}) from None
+        task, exclude = _queue_params(request)
         face, lease = services.queue_take(task=task, user=request.user, exclude=exclude)
         return Response(
             {
@@ -394,15 +400,7 @@ class ReviewNextApi(APIView):
         },
     )
     def get(self, request):
-        task = request.query_params.get("task")
-        if task not in Task.values:
-            raise serializers.ValidationError({"task": [f"must be one of {', '.join(Task.values)}"]})
-        try:
-            exclude = [int(x) for x in request.query_params.get("exclude", "").split(",") if x.strip()][:1000]
-            if any(not 0 < x < 2**63 for x in exclude):
-                raise ValueError
-        except ValueError:
-            raise serializers.ValidationError({"exclude": ["must be comma-separated face ids"]}) from None
+        task, exclude = _queue_params(request)
         face = selectors.review_next(task=task, exclude=exclude)
         labels = selectors.labels_by_labeler(face=face, task=task) if face else {}
         return Response(
