@@ -23,13 +23,14 @@ import numpy as np
 
 from ml.schema import NUM_EMOTIONS
 from webapp.faces.models import Annotation
+from webapp.faces.selectors import LABEL_FIELD
 
 BREAK_SECONDS = 600
 
 
 def _newest_per_labeler(task: str) -> dict[int, dict[str, object]]:
     """face id -> {username: label} from each labeler's newest human annotation of ``task``."""
-    field = "points" if task == "keypoints" else "emotion"
+    field = LABEL_FIELD[task]
     rows = (
         Annotation.objects.filter(origin=Annotation.Origin.HUMAN, skip=False, author__isnull=False)
         .filter(**{f"{field}__isnull": False})

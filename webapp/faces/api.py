@@ -262,13 +262,10 @@ class LeaseOutput(serializers.Serializer):
     face = serializers.IntegerField(source="face_id")
     task = serializers.CharField()
     expires_at = serializers.DateTimeField()
-    seconds = serializers.IntegerField(help_text="how long a lease lasts; renew well before it runs out")
+    seconds = serializers.SerializerMethodField(help_text="how long a lease lasts; renew well before it runs out")
 
-
-def _lease_body(lease) -> dict:
-    if lease is None:
-        return None
-    return LeaseOutput({**vars(lease), "seconds": settings.LABEL_LEASE_SECONDS}).data
+    def get_seconds(self, lease) -> int:
+        return settings.LABEL_LEASE_SECONDS
 
 
 def _queue_params(request) -> tuple[str, list[int]]:
@@ -310,7 +307,7 @@ class QueueNextApi(APIView):
         return Response(
             {
                 "face": FaceOutput(face, context={"with_labels": True}).data if face else None,
-                "lease": _lease_body(lease),
+                "lease": LeaseOutput(lease).data if lease else None,
                 "remaining": selectors.queue_remaining(task=task),
             }
         )
@@ -331,7 +328,7 @@ class LeaseApi(APIView):
             lease = services.lease_renew(face=face, task=query.validated_data["task"], user=request.user)
         except services.LeaseLost as exc:
             raise Conflict(str(exc)) from exc
-        return Response(_lease_body(lease))
+        return Response(LeaseOutput(lease).data)
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, face_id: int):

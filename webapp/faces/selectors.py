@@ -16,6 +16,11 @@ from webapp.faces.models import Annotation, Face, Lease, Task
 LABEL_FIELD = {Task.KEYPOINTS: "points", Task.EMOTION: "emotion"}
 
 
+def labels_q(task: str) -> Q:
+    """Annotations that say something about ``task``: a value for it, or a skip (the face is unusable for both)."""
+    return Q(**{f"{LABEL_FIELD[task]}__isnull": False}) | Q(skip=True)
+
+
 def face_list(*, source: str | None = None, split: str | None = None, labeled: str | None = None) -> QuerySet[Face]:
     """Faces, newest first. ``labeled`` = keypoints|emotion keeps faces with a human label of that task,
     ``unlabeled:keypoints`` those without."""
@@ -42,7 +47,7 @@ def labels_by_labeler(*, face: Face, task: str) -> dict[str, object]:
     field_name = LABEL_FIELD[task]
     rows = (
         Annotation.objects.filter(face=face, origin=Annotation.Origin.HUMAN)
-        .filter(Q(**{f"{field_name}__isnull": False}) | Q(skip=True))
+        .filter(labels_q(task))
         .order_by("-created_at", "-id")
         .values_list("author__username", "skip", field_name)
     )
@@ -85,7 +90,7 @@ def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[in
     )
     if faces is not None:
         qs = qs.filter(face__in=faces)
-    qs = qs.filter(**{f"{field_name}__isnull": False}) | qs.filter(skip=True)
+    qs = qs.filter(labels_q(task))
     rank = {Annotation.Origin.REVIEW: 0, Annotation.Origin.HUMAN: 1, Annotation.Origin.IMPORT: 2}
     several = settings.LABELS_PER_FACE >= 2
     labels: dict[int, object] = {}
@@ -129,18 +134,31 @@ class TrainingSet:
     human_labels: int  # how many of the labels came from people
 
     def counts(self) -> dict:
-        return {
-            "faces": len(self.face_ids),
-            "train": int((~self.is_val).sum()),
-            "val": int(self.is_val.sum()),
-            "human_labels": self.human_labels,
-        }
+        return _counts(len(self.face_ids), self.is_val, self.human_labels)
 
 
-def training_set(*, task: str) -> TrainingSet:
+def _counts(faces: int, is_val: np.ndarray, human_labels: int) -> dict:
+    return {"faces": faces, "train": int((~is_val).sum()), "val": int(is_val.sum()), "human_labels": human_labels}
+
+
+def _labeled(task: str) -> tuple[dict[int, object], list[int], dict[int, Face], np.ndarray, int]:
+    """The faces with a current label for ``task``: labels, sorted ids, the faces, their fixed split, human count."""
     labels = current_labels(task=task)
     ids = sorted(labels)
     faces = Face.objects.in_bulk(ids)
+    is_val = np.array([faces[i].split == Face.Split.VAL for i in ids], bool)
+    human = Face.objects.filter(pk__in=ids, **{f"human_{task}": True}).count()
+    return labels, ids, faces, is_val, human
+
+
+def training_counts(*, task: str) -> dict:
+    """``training_set(task=...).counts()`` without reading a single image (what a plan shown on a page needs)."""
+    _, ids, _, is_val, human = _labeled(task)
+    return _counts(len(ids), is_val, human)
+
+
+def training_set(*, task: str) -> TrainingSet:
+    labels, ids, faces, is_val, human = _labeled(task)
     media = settings.MEDIA_ROOT
     images = np.zeros((len(ids), 96, 96), np.uint8)
     for i, face_id in enumerate(ids):
@@ -149,13 +167,12 @@ def training_set(*, task: str) -> TrainingSet:
         targets = np.array([[[p["x"], p["y"]] for p in labels[i]] for i in ids], np.float32).reshape(-1, 15, 2)
     else:
         targets = np.array([labels[i] for i in ids], np.int64)
-    human = Face.objects.filter(pk__in=ids, **{f"human_{task}": True}).count()
     return TrainingSet(
         task=task,
         face_ids=np.array(ids, np.int64),
         images=images,
         targets=targets,
-        is_val=np.array([faces[i].split == Face.Split.VAL for i in ids], bool),
+        is_val=is_val,
         human_labels=human,
     )
 
@@ -166,9 +183,8 @@ def queue_candidates(*, task: str, user, exclude: list[int] | None = None) -> Qu
     held = Lease.objects.filter(face=OuterRef("pk"), task=task, expires_at__gt=timezone.now()).exclude(holder=user)
     qs = Face.objects.exclude(pk__in=exclude or []).exclude(Exists(held))
     if settings.LABELS_PER_FACE >= 2:
-        field_name = LABEL_FIELD[task]
         mine = Annotation.objects.filter(face=OuterRef("pk"), origin=Annotation.Origin.HUMAN, author=user).filter(
-            Q(**{f"{field_name}__isnull": False}) | Q(skip=True)
+            labels_q(task)
         )
         qs = qs.exclude(Exists(mine)).filter(**{f"review_{task}": False})
     return qs.order_by(f"human_{task}", F(f"{task}_uncertainty").desc(nulls_last=True), "id")

@@ -111,7 +111,6 @@ def annotation_submit(
             )
             if author is not None and getattr(author, "pk", None):
                 lease_release(face=face, user=author)  # saved: the face goes back to nobody
-            changed = {f"human_{task}": done for task, done in changed.items()}
             transaction.on_commit(lambda: _maybe_auto_retrain(changed))
     return annotation
 
@@ -120,9 +119,7 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
     """Serve ``user`` the next face nobody else holds, and lease it to them for LABEL_LEASE_SECONDS.
 
     A face whose lease expired, or that ``user`` holds already (a reload), can be taken. Two labelers asking at once
-    never get the same face: taking a lease is one INSERT under the (face, task) unique constraint or, where a lease
-    row exists, one conditional UPDATE of it (expired, or this labeler's), so of two racing requests one wins and the
-    other moves on to the next face.
+    never get the same face (``_take_lease``): the one that loses moves on to the next face.
     """
     from webapp.faces.selectors import queue_candidates
 
@@ -138,21 +135,10 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
         face = queue_candidates(task=task, user=user, exclude=skip).first()
         if face is None:
             return None, None
-        now = timezone.now()
-        until = now + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
-        try:  # the common case, a face nobody ever leased: one INSERT, the only write of the request
-            with transaction.atomic():
-                lease = Lease.objects.create(face=face, task=task, holder=user, expires_at=until)
-        except IntegrityError:  # a lease exists: take it only if it has expired (or is ours)
-            taken = (
-                Lease.objects.filter(face=face, task=task)
-                .filter(Q(expires_at__lte=now) | Q(holder=user))
-                .update(holder=user, expires_at=until)
-            )
-            if not taken:  # someone else holds it: the next face
-                skip.append(face.pk)
-                continue
-            lease = Lease.objects.get(face=face, task=task)
+        lease = _take_lease(face, task, user)
+        if lease is None:  # someone else holds it: the next face
+            skip.append(face.pk)
+            continue
         # Someone may have saved this face (and let go of its lease) between our read and our lease: then it is no
         # longer where we found it in the queue. Read it again now that we hold it.
         fresh = Face.objects.filter(pk=face.pk).values_list(f"human_{task}", flat=True).first()
@@ -164,25 +150,33 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
     return None, None  # the queue is being emptied faster than we can read it: the client asks again
 
 
+def _take_lease(face: Face, task: str, user) -> Lease | None:
+    """Lease ``face`` to ``user`` for LABEL_LEASE_SECONDS, unless another labeler holds a live lease on it (None).
+
+    One INSERT under the (face, task) unique constraint (a face nobody leased yet), else one conditional UPDATE of the
+    existing row (expired, or this labeler's own): of two racing requests one wins, on SQLite and PostgreSQL alike.
+    """
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
+    try:
+        with transaction.atomic():
+            return Lease.objects.create(face=face, task=task, holder=user, expires_at=until)
+    except IntegrityError:
+        taken = (
+            Lease.objects.filter(face=face, task=task)
+            .filter(Q(holder=user) | Q(expires_at__lte=now))
+            .update(holder=user, expires_at=until)
+        )
+        return Lease.objects.get(face=face, task=task) if taken else None
+
+
 def lease_renew(*, face: Face, task: str, user) -> Lease:
     """Keep holding a face (the label page calls this while it shows it). A lost lease is a 409: the face may be with
     someone else now."""
-    until = timezone.now() + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
-    now = timezone.now()
-    updated = (
-        Lease.objects.filter(face=face, task=task)
-        .filter(Q(holder=user) | Q(expires_at__lte=now))
-        .update(holder=user, expires_at=until)
-    )
-    if not updated:
-        if Lease.objects.filter(face=face, task=task).exists():
-            raise LeaseLost(f"face {face.pk} is being labeled by someone else now")
-        try:
-            with transaction.atomic():
-                Lease.objects.create(face=face, task=task, holder=user, expires_at=until)
-        except IntegrityError:
-            raise LeaseLost(f"face {face.pk} is being labeled by someone else now") from None
-    return Lease.objects.get(face=face, task=task)
+    lease = _take_lease(face, task, user)
+    if lease is None:
+        raise LeaseLost(f"face {face.pk} is being labeled by someone else now")
+    return lease
 
 
 def lease_release(*, face: Face, user, task: str | None = None) -> int:
@@ -200,18 +194,14 @@ def _progress(face: Face, task: str) -> list[tuple[str, bool]]:
 
     Labeled once a review decided, or once LABELS_PER_FACE distinct labelers labeled it; waiting for a reviewer when
     those labelers disagree (LABELS_PER_FACE >= 2)."""
-    from webapp.faces.selectors import labels_by_labeler
+    from webapp.faces.selectors import labels_by_labeler, labels_q
 
     needed = settings.LABELS_PER_FACE
-    if Annotation.objects.filter(face=face, origin=Annotation.Origin.REVIEW).filter(_task_q(task)).exists():
+    if Annotation.objects.filter(face=face, origin=Annotation.Origin.REVIEW).filter(labels_q(task)).exists():
         return [(f"human_{task}", True), (f"review_{task}", False)]
     by_labeler = labels_by_labeler(face=face, task=task)
     done = len(by_labeler) >= needed
     return [(f"human_{task}", done), (f"review_{task}", done and needed >= 2 and disagree(task, by_labeler))]
-
-
-def _task_q(task: str) -> Q:
-    return Q(**{f"{'points' if task == Task.KEYPOINTS else 'emotion'}__isnull": False}) | Q(skip=True)
 
 
 def disagree(task: str, by_labeler: dict[str, object]) -> bool:
@@ -231,12 +221,13 @@ def disagree(task: str, by_labeler: dict[str, object]) -> bool:
 
 
 def _maybe_auto_retrain(changed: dict[str, bool]) -> None:
+    """``changed``: task -> whether this annotation labeled it."""
     if settings.AUTO_RETRAIN_AFTER_LABELS <= 0:
         return
     from webapp.training.services import run_request_if_due
 
     for kind in Task.values:
-        if changed[f"human_{kind}"]:
+        if changed[kind]:
             run_request_if_due(kind=kind)
 
 
@@ -442,7 +433,9 @@ def faces_import(
 
 def _relabel(data, digests: list[str], author) -> int:
     """Append an import annotation wherever this file's label differs from a present face's newest imported one."""
-    field_name = "points" if data.task == Task.KEYPOINTS else "emotion"
+    from webapp.faces.selectors import LABEL_FIELD, labels_q
+
+    field_name = LABEL_FIELD[data.task]
     wanted: dict[str, object] = {}
     for i, digest in enumerate(digests):
         value = _points_json(data.points[i]) if data.points is not None else int(data.labels[i])
@@ -458,7 +451,7 @@ def _relabel(data, digests: list[str], author) -> int:
     for start in range(0, len(ids), BATCH):
         rows = (
             Annotation.objects.filter(face_id__in=ids[start : start + BATCH], origin=Annotation.Origin.IMPORT)
-            .filter(Q(**{f"{field_name}__isnull": False}) | Q(skip=True))
+            .filter(labels_q(data.task))
             .order_by("face_id", "-created_at", "-id")
             .values_list("face_id", field_name, "skip")
         )

@@ -217,11 +217,11 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
     this instance's latest finished run of the kind, or else by the shipped baseline's own training.
     """
     from ml.train import SECONDS_PER_FACE_EPOCH, estimate_seconds
-    from webapp.faces.selectors import training_set
+    from webapp.faces.selectors import training_counts
     from webapp.registry.selectors import active_version
 
     if counts is None:
-        counts = training_set(task=kind).counts()
+        counts = training_counts(task=kind)
     fine_tune = not from_scratch and active_version(kind=kind) is not None
     config = run_config(kind, fine_tune=fine_tune)
     per_face_epoch, basis = SECONDS_PER_FACE_EPOCH[kind], "speed of the shipped baseline's training"
