@@ -310,11 +310,9 @@ def server_mirror(frames, models: Path) -> dict:
         boxes = [d.box for d in analyzer.detector.detect(image)]
         seeds = [align.matrix_from_box(b, analyzer.box_prior, analyzer.keypoints.framing) for b in boxes]
         for mirror in (True, False):
-            align.KEYPOINT_MIRROR, saved = mirror, align.KEYPOINT_MIRROR
-            try:
-                face = match([{"points": p} for p in analyzer.align(image, seeds)] if seeds else [], frames.points[i])
-            finally:
-                align.KEYPOINT_MIRROR = saved
+            face = match(
+                [{"points": p} for p in analyzer.align(image, seeds, mirror)] if seeds else [], frames.points[i]
+            )
             errors[mirror].append(np.nan if face is None else frame_rmse(np.asarray(face["points"]), frames.points[i]))
     with_mirror, plain = np.asarray(errors[True]), np.asarray(errors[False])
     both = ~np.isnan(with_mirror) & ~np.isnan(plain)

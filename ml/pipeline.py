@@ -63,8 +63,9 @@ class Analyzer:
         self.box_prior = settings.box_prior
         self.align_steps = settings.align_steps if align_steps is None else align_steps
 
-    def align(self, image, seeds: list[np.ndarray]) -> list[np.ndarray]:
-        """Seed matrices -> the 15 points of each face in source pixels (every face batched per model call)."""
+    def align(self, image, seeds: list[np.ndarray], mirror: bool | None = None) -> list[np.ndarray]:
+        """Seed matrices -> the 15 points of each face in source pixels (every face batched per model call).
+        ``mirror``: test-time mirroring of the keypoint model (default: align.KEYPOINT_MIRROR)."""
         matrices, points = list(seeds), []
         framing = self.keypoints.framing
         scale = self.keypoints.manifest.get("keypoint_scale", IMAGE_SIZE)
@@ -72,7 +73,7 @@ class Analyzer:
             if step:
                 matrices = [align.matrix_from_points(p, framing) for p in points]
             crops = np.stack([align.warp(image, m) for m in matrices])
-            flat = align.mirrored_mean(lambda x: self.keypoints(list(x)).reshape(len(x), -1, 2) * scale, crops)
+            flat = align.mirrored_mean(lambda x: self.keypoints(list(x)).reshape(len(x), -1, 2) * scale, crops, mirror)
             points = [align.apply(align.invert(m), p) for m, p in zip(matrices, flat, strict=True)]
         return points
 
