@@ -1,6 +1,6 @@
 // fetch with the CSRF header, JSON in and out, and errors a person can read (never swallowed).
 
-function csrfToken() {
+export function csrfToken() {
   const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
   return match ? decodeURIComponent(match[1]) : "";
 }

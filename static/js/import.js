@@ -1,4 +1,6 @@
 // Staff import page: the file goes to POST /api/datasets/import/ with upload progress, and the report comes back.
+import { csrfToken } from "./api.js";
+
 const $ = (id) => document.getElementById(id);
 
 function guessFormat(name, firstLine) {
@@ -25,7 +27,7 @@ $("import-form").addEventListener("submit", (event) => {
   form.append("relabel", $("relabel").checked ? "true" : "false");
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/api/datasets/import/");
-  xhr.setRequestHeader("X-CSRFToken", (document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/) || [])[1] || "");
+  xhr.setRequestHeader("X-CSRFToken", csrfToken());
   xhr.setRequestHeader("Accept", "application/json");
   $("progress").hidden = false;
   $("start").disabled = true;

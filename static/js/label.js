@@ -1,4 +1,4 @@
-import { api, toast } from "./api.js";
+import { api, csrfToken, toast } from "./api.js";
 import { FRAME, createAnalyzer, drawSkeleton, uncertainty } from "./inference.js";
 
 const $ = (id) => document.getElementById(id);
@@ -151,7 +151,7 @@ function releaseLease() {
   // keepalive: the request outlives the page when it is being closed
   fetch(`/api/faces/${state.face.id}/lease/`, {
     method: "DELETE", keepalive: true, credentials: "same-origin",
-    headers: { "X-CSRFToken": (document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/) || [])[1] || "" },
+    headers: { "X-CSRFToken": csrfToken() },
   });
 }
 
