@@ -295,7 +295,7 @@ def run_execute(run_id: int) -> None:
         plan = run_plan(kind=run.kind, from_scratch=initial is None, counts=counts)
         say(
             f"{mode}: the {plan['recipe']} recipe, up to {epochs} epochs at rate {config.learning_rate:g} "
-            f"(estimated {_duration(plan['estimated_seconds'])}, {plan['basis']})",
+            f"(estimated {plan['estimate']}, {plan['basis']})",
             epochs=epochs,
         )
 
@@ -320,7 +320,8 @@ def run_execute(run_id: int) -> None:
             return
         # Export in the active version's quantization (a float16 or uint8 baseline stays that size for the browser),
         # then score the exported files, not the Keras model: the decision is about what would be served.
-        parent_manifest = read_manifest(version_dir(parent)) if parent else {}
+        parent_dir = version_dir(parent) if parent else None
+        parent_manifest = read_manifest(parent_dir) if parent else {}
         quantize = parent_manifest.get("quantization")
         quantize = None if quantize in (None, "float32") else quantize
         staging = staging_dir(run.kind)
@@ -330,7 +331,6 @@ def run_execute(run_id: int) -> None:
         # both models scored face by face on this run's validation faces, each in its own framing
         active_scores = None
         if parent:
-            parent_dir = version_dir(parent)
             active_scores = face_scores(load_tfjs(parent_dir), val_data, framing_of(parent_manifest))
         labels = val_data.labels if run.kind == "emotion" else None
         promote, decision, comparison = _decide(run.kind, served_scores, active_scores, labels)
