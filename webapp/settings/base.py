@@ -81,6 +81,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while a worker writes; the timeout rides out short write locks. synchronous=NORMAL
     # is SQLite's advice for WAL: no fsync per commit (a power cut may lose the last commits, never corrupt the file),
     # which matters since every queue request writes its lease and SQLite has one writer at a time.
+    DATABASES["default"]["ENGINE"] = "webapp.sqlite"  # Django's backend with a fair writer lock (webapp/sqlite)
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 20,

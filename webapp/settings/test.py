@@ -10,6 +10,6 @@ TRAINING_HEARTBEAT_SECONDS = 1
 TRAINING_HEARTBEAT_TIMEOUT = 4
 # A Redis database of its own, so a `make run` worker never takes the tests' tasks (and the reverse).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "webapp.sqlite":
     # A file, not :memory:, so that a real worker process can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "pytest-db.sqlite3")}
