@@ -71,12 +71,26 @@ def test_session_writes_need_the_csrf_token(labeler):
 
 
 def test_token_auth_for_scripts(labeler):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
     from rest_framework.authtoken.models import Token
 
     token = Token.objects.create(user=labeler)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    assert client.get("/api/faces/").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/faces/").status_code == 200
+    # the labelers group is read with the token, not asked again by the permission
+    assert sum('"auth_group"' in q["sql"] for q in queries.captured_queries) == 1
+    outsider = Token.objects.create(user=factories.user("none"))
+    client.credentials(HTTP_AUTHORIZATION=f"Token {outsider.key}")
+    assert client.get("/api/faces/").status_code == 403
+    client.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    assert client.get("/api/faces/").json()["detail"] == "Invalid token."  # 403: session auth comes first
+    token.user.is_active = False
+    token.user.save()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.get("/api/faces/").json()["detail"] == "User inactive or deleted."
 
 
 # --- uploads ---------------------------------------------------------------------------------------------------

@@ -67,3 +67,26 @@ def test_disagreeing_labelers_send_the_face_to_a_reviewer_whose_decision_is_the_
     _save(ann, points_face, points=_points(0))
     _save(bob, points_face, points=_points(5))
     assert Face.objects.get(pk=points_face.pk).review_keypoints
+
+
+@pytest.mark.parametrize("per_face", [1, 2])
+def test_one_face_read_alone_has_the_labels_the_whole_table_gives_it(settings, per_face):
+    from webapp.faces.models import Annotation, Task
+    from webapp.faces.selectors import face_labels
+
+    settings.LABELS_PER_FACE = per_face
+    ann, bob, boss = factories.user(), factories.user(), factories.user("staff")
+    imported, labeled, skipped, reviewed, bare = (factories.face() for _ in range(5))
+    add, origin = Annotation.objects.create, Annotation.Origin
+    for face in (imported, labeled, skipped, reviewed):
+        add(face=face, origin=origin.IMPORT, points=factories.points(1), emotion=4)
+    add(face=labeled, origin=origin.HUMAN, author=ann, emotion=2)
+    add(face=labeled, origin=origin.HUMAN, author=bob, emotion=2, points=factories.points(2))
+    add(face=skipped, origin=origin.HUMAN, author=ann, skip=True)
+    add(face=reviewed, origin=origin.HUMAN, author=ann, emotion=1)
+    add(face=reviewed, origin=origin.HUMAN, author=bob, emotion=3)
+    add(face=reviewed, origin=origin.REVIEW, author=boss, emotion=3)
+    for face in (imported, labeled, skipped, reviewed, bare):
+        assert face_labels(face) == {task: current_labels(task=task).get(face.pk) for task in Task.values}
+    assert face_labels(skipped) == {"keypoints": None, "emotion": None}
+    assert face_labels(reviewed)["emotion"] == 3 and face_labels(imported)["emotion"] == 4

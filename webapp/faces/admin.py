@@ -39,10 +39,10 @@ class FaceAdmin(admin.ModelAdmin):
     @admin.display(description="face and current labels")
     def preview(self, face: Face):
         """The 96x96 face at 3x with its current keypoints drawn (an SVG over the image) and its current emotion."""
-        from webapp.faces.selectors import current_labels
+        from webapp.faces.selectors import face_labels
 
-        points = current_labels(task="keypoints", faces=Face.objects.filter(pk=face.pk)).get(face.pk)
-        emotion = current_labels(task="emotion", faces=Face.objects.filter(pk=face.pk)).get(face.pk)
+        labels = face_labels(face)
+        points, emotion = labels["keypoints"], labels["emotion"]
         scale = 3
         lines = format_html_join(
             "",

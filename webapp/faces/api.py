@@ -83,8 +83,7 @@ class FaceOutput(serializers.ModelSerializer):
         """The current label per task: the newest human annotation, else the imported one."""
         if not self.context.get("with_labels"):
             return {}
-        faces = Face.objects.filter(pk=obj.pk)
-        return {task: selectors.current_labels(task=task, faces=faces).get(obj.pk) for task in Task.values}
+        return selectors.face_labels(obj)
 
 
 class FaceListApi(ListAPIView):

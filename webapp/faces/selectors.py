@@ -77,6 +77,23 @@ def consensus(task: str, values: list) -> object:
     ]
 
 
+_RANK = {Annotation.Origin.REVIEW: 0, Annotation.Origin.HUMAN: 1, Annotation.Origin.IMPORT: 2}
+
+
+def _decide(task: str, group: list[tuple]) -> object:
+    """One face's current label for ``task`` from its annotations of that task, newest first, as (origin, skip,
+    author id, value); None when it has none (or a skip decides)."""
+    best = min(_RANK[origin] for origin, *_ in group)
+    picked = [(skip, author, value) for origin, skip, author, value in group if _RANK[origin] == best]
+    if best == 1 and settings.LABELS_PER_FACE >= 2:  # the labelers' consensus, one (newest) label per labeler
+        newest: dict = {}
+        for skip, author, value in picked:
+            newest.setdefault(author, None if skip else value)
+        return consensus(task, list(newest.values()))
+    skip, _, value = picked[0]
+    return None if skip else value
+
+
 def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[int, object]:
     """face id -> its current label for ``task``.
 
@@ -84,31 +101,18 @@ def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[in
     their consensus (each labeler's newest); else the newest imported one. A face whose deciding human label is a skip
     has no label (it is left out of training and export).
     """
-    field_name = LABEL_FIELD[task]
-    qs = Annotation.objects.filter(
-        origin__in=[Annotation.Origin.REVIEW, Annotation.Origin.HUMAN, Annotation.Origin.IMPORT]
-    )
+    qs = Annotation.objects.filter(origin__in=list(_RANK))
     if faces is not None:
         qs = qs.filter(face__in=faces)
-    qs = qs.filter(labels_q(task))
-    rank = {Annotation.Origin.REVIEW: 0, Annotation.Origin.HUMAN: 1, Annotation.Origin.IMPORT: 2}
-    several = settings.LABELS_PER_FACE >= 2
-    labels: dict[int, object] = {}
-    rows = qs.order_by("face_id", "-created_at", "-id").values_list(
-        "face_id", "origin", "skip", "author_id", field_name
+    rows = (
+        qs.filter(labels_q(task))
+        .order_by("face_id", "-created_at", "-id")
+        .values_list("face_id", "origin", "skip", "author_id", LABEL_FIELD[task])
     )
+    labels: dict[int, object] = {}
 
     def decide(face_id, group) -> None:
-        best = min(rank[origin] for origin, *_ in group)
-        picked = [(skip, author, value) for origin, skip, author, value in group if rank[origin] == best]
-        if best == 1 and several:  # the labelers' consensus, one (newest) label per labeler
-            newest: dict = {}
-            for skip, author, value in picked:
-                newest.setdefault(author, None if skip else value)
-            value = consensus(task, list(newest.values()))
-        else:
-            skip, _, value = picked[0]
-            value = None if skip else value
+        value = _decide(task, group)
         if value is not None:
             labels[face_id] = value
 
@@ -121,6 +125,20 @@ def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[in
         group.append((origin, skip, author, value))
     if group:
         decide(current, group)
+    return labels
+
+
+def face_labels(face: Face) -> dict[str, object]:
+    """task -> ``face``'s current label (as ``current_labels`` decides it, None if it has none), in one query."""
+    rows = list(
+        face.annotations.filter(origin__in=list(_RANK))
+        .order_by("-created_at", "-id")
+        .values_list("origin", "skip", "author_id", *(LABEL_FIELD[task] for task in Task.values))
+    )
+    labels = {}
+    for i, task in enumerate(Task.values):
+        group = [(origin, skip, by, values[i]) for origin, skip, by, *values in rows if skip or values[i] is not None]
+        labels[task] = _decide(task, group) if group else None
     return labels
 
 

@@ -130,7 +130,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "webapp.pages.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["webapp.pages.permissions.IsLabeler"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
