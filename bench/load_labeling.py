@@ -1,9 +1,12 @@
 """Load run of the labeling path against gunicorn on loopback: each client loops GET /api/queue/next/ then
 POST /api/faces/<id>/annotations/, with its own labeler account and token.
 
-    .venv/bin/python bench/load_labeling.py [--clients 50] [--seconds 30] [--think 0] [--workers 4] [--data CSV]
+    .venv/bin/python bench/load_labeling.py [--clients 50] [--seconds 30] [--think 0] [--workers N] [--data CSV]
 
 --think: seconds a client waits after a face is served before it saves (as a person looks and drags; 0 = none).
+The clients start one after another over --ramp seconds (default: the think time), as people do, not all in the
+same millisecond; latency figures count requests sent after --warmup seconds (default 5, at least the ramp), for
+--seconds more; the start-up's own figures are printed apart ("start_up").
 "served_to_two_at_once" counts faces that two clients held at the same time (served, not yet saved): the leases
 of the queue should keep it at 0.
 
@@ -20,6 +23,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -77,12 +81,11 @@ for i in range({clients}):
 
 
 class Client(threading.Thread):
-    def __init__(self, token: str, port: int, stop_at: float, index: int, think: float = 0.0):
+    def __init__(self, token: str, port: int, start_at: float, stop_at: float, index: int, think: float = 0.0):
         super().__init__(daemon=True)
-        self.token, self.port, self.stop_at, self.think = token, port, stop_at, think
+        self.token, self.port, self.start_at, self.stop_at, self.think = token, port, start_at, stop_at, think
         self.held: list[tuple[int, float, float]] = []  # (face, served at, saved at)
-        self.by_method: dict[str, list[float]] = {}
-        self.latencies: list[float] = []
+        self.requests: list[tuple[float, float, str]] = []  # (sent at, seconds, method)
         self.errors: list[str] = []
         self.exclude: list[int] = []
         self.index = index
@@ -95,14 +98,14 @@ class Client(threading.Thread):
         conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
         response = conn.getresponse()
         payload = response.read()
-        self.latencies.append(time.perf_counter() - t0)
-        self.by_method.setdefault(method, []).append(self.latencies[-1])
+        self.requests.append((t0, time.perf_counter() - t0, method))
         if response.status >= 400:
             self.errors.append(f"{method} {path}: {response.status} {payload[:120]!r}")
             return None
         return json.loads(payload)
 
     def run(self):
+        time.sleep(max(0.0, self.start_at - time.perf_counter()))
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         points = [{"x": 30.0 + i, "y": 40.0 + i, "visible": True} for i in range(15)]
         while time.perf_counter() < self.stop_at:
@@ -132,12 +135,30 @@ class Result:
     """What a client thread measured, without its connection (picklable, to come back from a process)."""
 
     def __init__(self, client: Client):
-        self.index, self.latencies, self.by_method = client.index, client.latencies, client.by_method
+        self.index, self.requests = client.index, client.requests
         self.errors, self.held, self.exclude = client.errors, client.held, client.exclude
 
 
-def run_clients(part: list[tuple[int, str]], port: int, stop_at: float, think: float) -> list[Result]:
-    clients = [Client(token, port, stop_at, i, think) for i, token in part]
+def gunicorn_settings(overrides: dict) -> str:
+    """The server's processes x threads (worker class): webapp/gunicorn.py's, less what the flags override."""
+    sys.path.insert(0, str(ROOT))
+    from webapp import gunicorn as conf
+
+    workers, threads, kind = (
+        value if value is not None else default
+        for value, default in zip(overrides.values(), (conf.workers, conf.threads, conf.worker_class), strict=True)
+    )
+    return f"{workers} workers x {threads} threads ({kind})"
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process's children that have ended (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_clients(part: list[tuple[int, str, float]], port: int, stop_at: float, think: float) -> list[Result]:
+    clients = [Client(token, port, start_at, stop_at, i, think) for i, token, start_at in part]
     for c in clients:
         c.start()
     for c in clients:
@@ -149,33 +170,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, help="gunicorn processes (default: webapp/gunicorn.py's)")
+    parser.add_argument("--threads", type=int, help="threads per gunicorn process (default: webapp/gunicorn.py's)")
+    parser.add_argument("--worker-class", help="gunicorn worker class (default: webapp/gunicorn.py's)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--think", type=float, default=0.0, help="seconds between a face served and its save")
+    parser.add_argument("--ramp", type=float, help="seconds over which the clients start (default: --think)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds left out of the latency figures")
     parser.add_argument("--processes", type=int, default=4, help="client processes (threads spread over them)")
     parser.add_argument("--data", help="Kaggle keypoints CSV to import (default: ../shared/data/keypoints.csv.gz)")
     args = parser.parse_args()
 
     tokens = prepare(args.clients, args.data)
     database = os.environ.get("DATABASE_URL", "sqlite (var)")
+    overrides = {"--workers": args.workers, "--threads": args.threads, "--worker-class": args.worker_class}
     server = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "gunicorn",
+            "-c",
+            "python:webapp.gunicorn",  # the web role's settings (one thread per process, cores + 1 processes)
             "webapp.wsgi",
             "--bind",
             f"127.0.0.1:{args.port}",
-            "--workers",
-            str(args.workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
             "--log-level",
             "warning",
-            "--keep-alive",
-            "10",  # longer than a labeler's pause between requests, so the server does not drop idle connections
+            *(str(x) for flag, value in overrides.items() if value is not None for x in (flag, value)),
         ],
         cwd=ROOT,
         env=django_env(),
@@ -191,27 +212,37 @@ def main() -> None:
                     raise
                 time.sleep(0.3)
         time.sleep(1)
-        stop_at = time.perf_counter() + args.seconds
         started = time.perf_counter()
+        # Labelers do not all press "next" in the same millisecond: client i starts at i/N of the ramp. Latencies count
+        # from the end of the warm-up, so the figures are the steady state, not the start-up burst (printed apart).
+        ramp = args.think if args.ramp is None else args.ramp
+        measured_from = started + max(args.warmup, ramp)
+        stop_at = measured_from + args.seconds
         # The clients run in --processes processes (threads inside each), so the load generator's own GIL does not
         # add to the latencies it measures; perf_counter is the system's monotonic clock, shared by the processes.
-        slices = [list(enumerate(tokens))[i :: args.processes] for i in range(args.processes)]
+        starts = [(i, token, started + ramp * i / len(tokens)) for i, token in enumerate(tokens)]
+        slices = [starts[i :: args.processes] for i in range(args.processes)]
+        before = cpu_seconds()
         with multiprocessing.get_context("fork").Pool(args.processes) as pool:
             parts = pool.starmap(run_clients, [(part, args.port, stop_at, args.think) for part in slices])
+            pool.close()
+            pool.join()
+        clients_cpu = cpu_seconds() - before
         clients = [c for part in parts for c in part]
-        elapsed = time.perf_counter() - started
     finally:
         server.terminate()
         server.wait(timeout=30)
-    latencies = sorted(x for c in clients for x in c.latencies)
-    by_method = {}
-    for method in ("GET", "POST"):
-        values = sorted(x for c in clients for x in c.by_method.get(method, []))
-        if values:
-            by_method[method] = {
-                "p50_ms": round(values[len(values) // 2] * 1000, 1),
-                "p99_ms": round(values[min(len(values) - 1, int(0.99 * len(values)))] * 1000, 1),
-            }
+    server_cpu = cpu_seconds() - before - clients_cpu  # gunicorn's master and workers, reaped by now (incl. start-up)
+    every = [r for c in clients for r in c.requests]
+    steady = [r for r in every if r[0] >= measured_from]
+
+    def quantiles(rows) -> dict:
+        values = sorted(seconds for _, seconds, _ in rows)
+        if not values:
+            return {}
+        q = lambda p: round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 1)  # noqa: E731
+        return {"n": len(values), "p50_ms": q(0.50), "p99_ms": q(0.99), "max_ms": q(1.0)}
+
     holds: dict[int, list[tuple[float, float, int]]] = {}
     for c in clients:
         for face, start, end in c.held:
@@ -224,24 +255,37 @@ def main() -> None:
         if c1 != c2 and s1 < e2 and s2 < e1
     )
     errors = [e for c in clients for e in c.errors]
-    q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000  # noqa: E731
+    window = stop_at - measured_from
     print(
         json.dumps(
             {
                 "clients": args.clients,
                 "think_s": args.think,
                 "served_to_two_at_once": twice,
-                "seconds": round(elapsed, 1),
-                "gunicorn": f"{args.workers} workers x 4 threads (gthread)",
+                "gunicorn": gunicorn_settings(overrides),
                 "database": database,
-                "requests": len(latencies),
-                "requests_per_s": round(len(latencies) / elapsed, 1),
+                "measured_s": round(window, 1),
+                "requests": len(steady),
+                "requests_per_s": round(len(steady) / window, 1),
                 "annotations_saved": sum(len(c.exclude) for c in clients),
-                "p50_ms": round(q(0.50), 1),
-                "p99_ms": round(q(0.99), 1),
-                "by_request": {"GET /api/queue/next/": by_method.get("GET"), "POST annotations": by_method.get("POST")},
+                **{k: v for k, v in quantiles(steady).items() if k != "n"},
+                "by_request": {
+                    "GET /api/queue/next/": quantiles([r for r in steady if r[2] == "GET"]),
+                    "POST annotations": quantiles([r for r in steady if r[2] == "POST"]),
+                },
+                "start_up": {
+                    "ramp_s": ramp,
+                    "warmup_s": round(measured_from - started, 1),
+                    **quantiles([r for r in every if r[0] < measured_from]),
+                },
                 "client_processes": args.processes,
-                "mean_ms": round(statistics.mean(latencies) * 1000, 1),
+                "mean_ms": round(statistics.mean(seconds for _, seconds, _ in steady) * 1000, 1),
+                # CPU per request on this machine: the load generator shares its cores with the server.
+                "cpu_ms_per_request": {
+                    "server": round(server_cpu / len(every) * 1000, 2),
+                    "clients": round(clients_cpu / len(every) * 1000, 2),
+                },
+                "cores": os.cpu_count(),
                 "errors": len(errors),
                 "first_errors": errors[:3],
             },

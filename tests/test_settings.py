@@ -69,3 +69,39 @@ def test_one_sign_in_page_and_a_quiet_403(client, caplog):
     assert response.status_code == 403 and b"Staff only." in response.content
     assert client.get("/import/").status_code == 403
     assert not any(record.exc_info for record in caplog.records)  # an ordinary refusal, not a traceback
+
+
+def test_the_web_role_serves_with_its_gunicorn_settings(tmp_path):
+    """`gunicorn -c python:webapp.gunicorn webapp.wsgi` (Dockerfile, compose, the load benchmark) starts and answers."""
+    import http.client
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1", "VAR_DIR": str(tmp_path)}
+    env["DJANGO_SETTINGS_MODULE"] = "webapp.settings.base"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:webapp.gunicorn", "webapp.wsgi"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/api/no-such-route/")
+                response = conn.getresponse()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+                time.sleep(0.3)
+        assert response.status == 404 and response.getheader("Content-Type") == "application/json"
+        assert response.getheader("Connection") != "close"  # kept alive between a labeler's requests
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -3,11 +3,12 @@
 SQLite has one writer at a time, and a writer that finds the lock taken sleeps in SQLite's busy handler: 1, 2, 5 … then
 100 ms at a time, however soon the lock comes free, while a newcomer takes it at once. Under many small concurrent
 writes (labelers taking leases and saving) a request can sleep far longer than the writes ahead of it took, and the
-unlucky ones wait seconds. Here every write — a transaction
-from BEGIN to COMMIT or ROLLBACK, or a lone INSERT/UPDATE/DELETE in autocommit — first takes an exclusive ``flock`` on
-``<database>-writer.lock``; the kernel wakes a waiting writer the moment the lock is let go, so writers take turns
-instead of sleeping past their turn. Reads never take it (WAL readers do not wait for writers). Processes that do not
-use this backend still work: they fall back on SQLite's own lock and busy timeout.
+unlucky ones wait seconds. Here every write (a transaction from BEGIN to COMMIT or ROLLBACK, or a lone
+INSERT/UPDATE/DELETE in autocommit) first takes an exclusive ``flock`` on ``<database>-writer.lock``; the kernel wakes
+a waiting writer the moment the lock is let go, so writers take turns instead of sleeping past their turn. Reads
+never take it (WAL readers do not wait for writers). Processes that do not use this backend still work: they fall
+back on SQLite's own lock and busy timeout. A writer waits for the lock as long as the writer ahead of it takes (a
+long import batch included), where SQLite alone would give up after its timeout with "database is locked".
 """
 
 from __future__ import annotations
