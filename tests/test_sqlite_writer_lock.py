@@ -70,3 +70,23 @@ def test_a_second_writer_waits_for_the_first_and_goes_on_when_it_commits():
     thread.join(timeout=30)
     assert done and done[0] >= committed
     assert sorted(Group.objects.values_list("name", flat=True)) == ["first", "second"]
+
+
+def test_a_writer_gives_up_after_the_timeout_with_a_clear_error_and_writes_nothing():
+    from django.db import OperationalError
+
+    fd = os.open(f"{connection.settings_dict['NAME']}-writer.lock", os.O_RDWR | os.O_CREAT)
+    options = connection.settings_dict["OPTIONS"]
+    before = options.get("timeout")
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another writer, stuck
+    options["timeout"] = 0.2
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            Group.objects.create(name="late")
+    finally:
+        options["timeout"] = before
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    assert not Group.objects.exists()
+    Group.objects.create(name="now")  # the lock is free again
+    assert Group.objects.count() == 1

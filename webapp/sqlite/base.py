@@ -4,20 +4,23 @@ SQLite has one writer at a time, and a writer that finds the lock taken sleeps i
 100 ms at a time, however soon the lock comes free, while a newcomer takes it at once. Under many small concurrent
 writes (labelers taking leases and saving) a request can sleep far longer than the writes ahead of it took, and the
 unlucky ones wait seconds. Here every write (a transaction from BEGIN to COMMIT or ROLLBACK, or a lone
-INSERT/UPDATE/DELETE in autocommit) first takes an exclusive ``flock`` on ``<database>-writer.lock``; the kernel wakes
-a waiting writer the moment the lock is let go, so writers take turns instead of sleeping past their turn. Reads
-never take it (WAL readers do not wait for writers). Processes that do not use this backend still work: they fall
-back on SQLite's own lock and busy timeout. A writer waits for the lock as long as the writer ahead of it takes (a
-long import batch included), where SQLite alone would give up after its timeout with "database is locked".
+INSERT/UPDATE/DELETE in autocommit) first takes an exclusive ``flock`` on ``<database>-writer.lock``, trying again
+every few milliseconds (at most MAX_PAUSE apart) while another writer holds it, so a freed lock is taken within
+milliseconds, and giving up with "database is locked" after the database's ``timeout``, as SQLite does. Reads never
+take it (WAL readers do not wait for writers). Processes that do not use this backend still work: they fall back on
+SQLite's own lock and busy timeout.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import time
 
+from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
+MAX_PAUSE = 0.005  # seconds between two tries of a waiting writer (SQLite's busy handler: up to 0.1)
 _READS = ("SELECT", "PRAGMA", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK TO")
 
 
@@ -37,7 +40,17 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return False
         if self._writer_fd is None:
             self._writer_fd = os.open(f"{self.settings_dict['NAME']}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._writer_fd, fcntl.LOCK_EX)  # blocks in the kernel; the GIL is let go meanwhile
+        timeout = self.settings_dict["OPTIONS"].get("timeout", 5)
+        deadline, pause = time.monotonic() + timeout, 0.0002
+        while True:
+            try:
+                fcntl.flock(self._writer_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OperationalError(f"database is locked: another writer held it for {timeout} s") from None
+                time.sleep(pause)
+                pause = min(pause * 1.5, MAX_PAUSE)
         self._writer_held = True
         return True
 
