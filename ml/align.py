@@ -126,9 +126,10 @@ DETECTORS = {
 }
 REDETECT_EVERY = 10  # video: frames between detector runs while faces are followed
 # Test-time mirroring of the keypoint model (the mean of the prediction on the crop and the un-mirrored prediction on
-# its mirror image) is NOT used: on the curated block split it helps (1.452 -> 1.439 px, `python -m ml evaluate
-# --mirror`), but through the path users run it does not (915 whole frames: 1.516 -> 1.519 px, 95 % CI of the change
-# [-0.013, +0.007], `bench/pipeline.py --server --server-mirror`), and it doubles the keypoint model's cost per face.
+# its mirror image) is NOT used (measured on the previous, 120-epoch model): on the curated block split it helped
+# (1.452 -> 1.439 px, `python -m ml evaluate --mirror`), but through the path users run it did not (915 whole frames:
+# 1.516 -> 1.519 px, 95 % CI of the change [-0.013, +0.007], `bench/pipeline.py --server --server-mirror`), and it
+# doubles the keypoint model's cost per face.
 KEYPOINT_MIRROR = False
 FOLLOW_ALIGN_STEPS = 0  # video: re-crops of a followed face (its seed is the last frame's alignment)
 

@@ -105,7 +105,7 @@ def test_a_fine_tune_that_only_gets_worse_hands_back_the_starting_weights():
 def test_the_command_line_and_the_app_share_the_baseline_recipes():
     from ml.train import FINETUNE_RECIPES, RECIPES, estimate_seconds, recipe
 
-    assert RECIPES["keypoints"].schedule == "cosine" and RECIPES["keypoints"].epochs == 120
+    assert RECIPES["keypoints"].schedule == "cosine" and RECIPES["keypoints"].epochs == 240
     assert RECIPES["emotion"].batch_size == 128 and RECIPES["emotion"].learning_rate == 3e-3
     assert FINETUNE_RECIPES["emotion"].learning_rate < RECIPES["emotion"].learning_rate
     quick = recipe("keypoints", fine_tune=False, epochs=3)
