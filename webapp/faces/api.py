@@ -80,7 +80,7 @@ class FaceOutput(serializers.ModelSerializer):
         return f"/api/faces/{obj.pk}/image/"
 
     def get_labels(self, obj) -> dict:
-        """The current label per task: the newest human annotation, else the imported one."""
+        """The current label per task, as ``selectors.face_labels`` decides it."""
         if not self.context.get("with_labels"):
             return {}
         return selectors.face_labels(obj)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 
 import numpy as np
 from django.conf import settings
@@ -110,21 +112,10 @@ def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[in
         .values_list("face_id", "origin", "skip", "author_id", LABEL_FIELD[task])
     )
     labels: dict[int, object] = {}
-
-    def decide(face_id, group) -> None:
-        value = _decide(task, group)
+    for face_id, group in groupby(rows.iterator(chunk_size=5000), key=itemgetter(0)):
+        value = _decide(task, [row[1:] for row in group])
         if value is not None:
             labels[face_id] = value
-
-    current, group = None, []
-    for face_id, origin, skip, author, value in rows.iterator(chunk_size=5000):
-        if face_id != current and group:
-            decide(current, group)
-            group = []
-        current = face_id
-        group.append((origin, skip, author, value))
-    if group:
-        decide(current, group)
     return labels
 
 

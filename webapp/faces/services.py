@@ -197,14 +197,15 @@ def _progress(face: Face, task: str) -> list[tuple[str, bool]]:
     those labelers disagree (LABELS_PER_FACE >= 2)."""
     from webapp.faces.selectors import labels_by_labeler, labels_q
 
+    settled = [(f"human_{task}", True), (f"review_{task}", False)]
     needed = settings.LABELS_PER_FACE
-    if needed <= 1:  # this annotation labels it, and one labeler never disagrees: no need to read the others
-        return [(f"human_{task}", True), (f"review_{task}", False)]
+    if needed <= 1:  # one labeler never disagrees: this annotation labels the face (no query on this hot path)
+        return settled
     if Annotation.objects.filter(face=face, origin=Annotation.Origin.REVIEW).filter(labels_q(task)).exists():
-        return [(f"human_{task}", True), (f"review_{task}", False)]
+        return settled
     by_labeler = labels_by_labeler(face=face, task=task)
     done = len(by_labeler) >= needed
-    return [(f"human_{task}", done), (f"review_{task}", done and needed >= 2 and disagree(task, by_labeler))]
+    return [(f"human_{task}", done), (f"review_{task}", done and disagree(task, by_labeler))]
 
 
 def disagree(task: str, by_labeler: dict[str, object]) -> bool:
