@@ -69,6 +69,8 @@ def test_a_failed_save_keeps_the_edits_and_says_why(open_page, labeler, faces, s
     face_id = page.evaluate("window.studio.face.id")
     page.keyboard.press("2")
     _drag(page, 0, 30, 0)
+    # Both tasks confirmed before the save, or the page rightly answers "Nothing confirmed yet" instead of posting.
+    page.wait_for_function("window.studio.confirmed.keypoints && window.studio.confirmed.emotion")
     edited = page.evaluate("window.studio.points")
     open_page.expect_error.append(f"the server responded with a status of {status}")
     page.route(
