@@ -179,7 +179,8 @@ async function next() {
   if (reviewing()) {
     await show(data.face, null, `${data.remaining} waiting for review`, { review: data });
   } else {
-    await show(data.face, data.lease, `${data.remaining} without a human ${task} label`);
+    const count = `${data.remaining.toLocaleString("en")}${data.remaining_capped ? "+" : ""}`;
+    await show(data.face, data.lease, `${count} without a human ${task} label`);
   }
 }
 

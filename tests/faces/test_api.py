@@ -87,9 +87,17 @@ def test_token_auth_for_scripts(labeler):
     assert client.get("/api/faces/").status_code == 403
     client.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
     assert client.get("/api/faces/").json()["detail"] == "Invalid token."  # 403: session auth comes first
+    # the user read with the token is the right one, flags and all (a staff-only call, an annotation's author)
+    staff = Token.objects.create(user=factories.user("staff"))
+    client.credentials(HTTP_AUTHORIZATION=f"Token {staff.key}")
+    assert client.get("/api/training-runs/").status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.get("/api/training-runs/").status_code == 403
+    face = factories.face(seed=3)
+    saved = client.post(f"/api/faces/{face.pk}/annotations/", {"emotion": 2}, format="json")
+    assert saved.status_code == 201 and saved.json()["author"] == labeler.username
     token.user.is_active = False
     token.user.save()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert client.get("/api/faces/").json()["detail"] == "User inactive or deleted."
 
 
@@ -229,7 +237,7 @@ def _version(kind: str = "emotion"):
     return ModelVersion.objects.create(kind=kind, number=number, artifact_dir=f"{kind}/v{number}")
 
 
-def test_queue_serves_unlabeled_faces_first_then_the_most_uncertain(client_for):
+def test_queue_serves_unlabeled_faces_first_then_the_most_uncertain(client_for, settings):
     client = client_for("labeler")
     faces = [factories.face() for _ in range(4)]
     version = _version("emotion")
@@ -244,9 +252,17 @@ def test_queue_serves_unlabeled_faces_first_then_the_most_uncertain(client_for):
         body = client.get(f"/api/queue/next/?task=emotion&exclude={exclude}").json()
         order.append(body["face"]["id"])
     assert order == [faces[3].pk, faces[2].pk, faces[0].pk, faces[1].pk]
-    assert client.get("/api/queue/next/?task=emotion").json()["remaining"] == 3
+    body = client.get("/api/queue/next/?task=emotion").json()
+    assert body["remaining"] == 3 and body["remaining_capped"] is False
     # the keypoints queue is separate: no face has a human keypoint label yet
     assert client.get("/api/queue/next/?task=keypoints").json()["remaining"] == 4
+    # counting stops at QUEUE_COUNT_LIMIT, and says so
+    settings.QUEUE_COUNT_LIMIT = 2
+    body = client.get("/api/queue/next/?task=keypoints").json()
+    assert body["remaining"] == 2 and body["remaining_capped"] is True
+    settings.QUEUE_COUNT_LIMIT = 4
+    body = client.get("/api/queue/next/?task=keypoints").json()
+    assert body["remaining"] == 4 and body["remaining_capped"] is False
     assert client.get("/api/queue/next/?task=age").status_code == 400
 
 

@@ -27,10 +27,11 @@ from webapp.faces.detection import UnprocessableImage
 from webapp.faces.models import Annotation, Face, Prediction, Task
 from webapp.pages.errors import Conflict, ErrorOutput, Unprocessable
 from webapp.pages.permissions import IsStaff
+from webapp.pages.serializers import ModelOutput
 from webapp.registry.models import ModelVersion
 
 
-class AnnotationOutput(serializers.ModelSerializer):
+class AnnotationOutput(ModelOutput):
     author = serializers.CharField(source="author.username", default=None, allow_null=True)
     emotion_label = serializers.SerializerMethodField()
 
@@ -53,7 +54,7 @@ class AnnotationOutput(serializers.ModelSerializer):
         return EMOTIONS[obj.emotion] if obj.emotion is not None else None
 
 
-class FaceOutput(serializers.ModelSerializer):
+class FaceOutput(ModelOutput):
     image_url = serializers.SerializerMethodField()
     labels = serializers.SerializerMethodField()
 
@@ -208,7 +209,7 @@ class AnnotationApi(ListAPIView):
         return Response(AnnotationOutput(annotation).data, status=status.HTTP_201_CREATED)
 
 
-class PredictionOutput(serializers.ModelSerializer):
+class PredictionOutput(ModelOutput):
     version_number = serializers.IntegerField(source="version.number")
 
     class Meta:
@@ -295,7 +296,10 @@ class QueueNextApi(APIView):
                 {
                     "face": FaceOutput(allow_null=True),
                     "lease": LeaseOutput(allow_null=True),
-                    "remaining": serializers.IntegerField(),
+                    "remaining": serializers.IntegerField(help_text="faces without a human label of the task"),
+                    "remaining_capped": serializers.BooleanField(
+                        help_text="true: there are more than `remaining` (counting stops at QUEUE_COUNT_LIMIT)"
+                    ),
                 },
             )
         },
@@ -303,11 +307,13 @@ class QueueNextApi(APIView):
     def get(self, request):
         task, exclude = _queue_params(request)
         face, lease = services.queue_take(task=task, user=request.user, exclude=exclude)
+        remaining, capped = selectors.queue_remaining(task=task)
         return Response(
             {
                 "face": FaceOutput(face, context={"with_labels": True}).data if face else None,
                 "lease": LeaseOutput(lease).data if lease else None,
-                "remaining": selectors.queue_remaining(task=task),
+                "remaining": remaining,
+                "remaining_capped": capped,
             }
         )
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ml.datasets import checksum
@@ -120,20 +119,27 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
 
     A face whose lease expired, or that ``user`` holds already (a reload), can be taken. Two labelers asking at once
     never get the same face (``_take_lease``): the one that loses moves on to the next face.
+
+    This runs on every queue request, so its statements are SQL written out (as ``selectors.queue_head`` explains).
     """
-    from webapp.faces.selectors import queue_candidates
+    from webapp.faces.selectors import queue_head
 
     skip = list(exclude or [])
-    now = timezone.now()
-    mine = Lease.objects.filter(task=task, holder=user)
-    leases = list(mine.select_related("face"))  # a read first: on SQLite every DELETE takes the write lock
-    held = next((x for x in leases if x.expires_at > now and x.face_id not in skip), None)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:  # a read first (on SQLite every DELETE takes the write lock)
+        cursor.execute(
+            'SELECT "face_id", "expires_at" > %s FROM "faces_lease" WHERE "task" = %s AND "holder_id" = %s',
+            [now, task, user.pk],
+        )
+        leases = cursor.fetchall()
+    held = next((face_id for face_id, live in leases if live and face_id not in skip), None)
     if held is not None:  # a reload: the face this labeler already holds
-        return held.face, lease_renew(face=held.face, task=task, user=user)
+        face = Face.objects.get(pk=held)
+        return face, lease_renew(face=face, task=task, user=user)
     if leases:
-        mine.delete()  # one face per labeler and task: a skipped face goes back to the others at once
+        Lease.objects.filter(task=task, holder=user).delete()  # one face per labeler and task: a skip frees it
     for _ in range(20):
-        face = queue_candidates(task=task, user=user, exclude=skip).first()
+        face = queue_head(task=task, user=user, exclude=skip)
         if face is None:
             return None, None
         lease = _take_lease(face, task, user)
@@ -142,9 +148,11 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
             continue
         # Someone may have saved this face (and let go of its lease) between our read and our lease: then it is no
         # longer where we found it in the queue. Read it again now that we hold it.
-        fresh = Face.objects.filter(pk=face.pk).values_list(f"human_{task}", flat=True).first()
-        if fresh is None or fresh != getattr(face, f"human_{task}"):
-            Lease.objects.filter(face=face, task=task, holder=user).delete()
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT "human_{Task(task)}" FROM "faces_face" WHERE "id" = %s', [face.pk])
+            fresh = cursor.fetchone()
+        if fresh is None or bool(fresh[0]) != getattr(face, f"human_{task}"):
+            lease_release(face=face, user=user, task=task)
             skip.append(face.pk)
             continue
         return face, lease
@@ -154,21 +162,29 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
 def _take_lease(face: Face, task: str, user) -> Lease | None:
     """Lease ``face`` to ``user`` for LABEL_LEASE_SECONDS, unless another labeler holds a live lease on it (None).
 
-    One INSERT under the (face, task) unique constraint (a face nobody leased yet), else one conditional UPDATE of the
-    existing row (expired, or this labeler's own): of two racing requests one wins, on SQLite and PostgreSQL alike.
+    One statement: an INSERT under the (face, task) unique constraint that, on conflict, takes the existing row over
+    only if it expired or is this labeler's own; of two racing requests one wins, on SQLite and PostgreSQL alike.
     """
     now = timezone.now()
     until = now + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
-    try:
-        with transaction.atomic():
-            return Lease.objects.create(face=face, task=task, holder=user, expires_at=until)
-    except IntegrityError:
-        taken = (
-            Lease.objects.filter(face=face, task=task)
-            .filter(Q(holder=user) | Q(expires_at__lte=now))
-            .update(holder=user, expires_at=until)
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'INSERT INTO "faces_lease" ("face_id", "task", "holder_id", "expires_at") VALUES (%s, %s, %s, %s)'
+            ' ON CONFLICT ("face_id", "task") DO UPDATE'
+            ' SET "holder_id" = excluded."holder_id", "expires_at" = excluded."expires_at"'
+            ' WHERE "faces_lease"."holder_id" = excluded."holder_id" OR "faces_lease"."expires_at" <= %s'
+            ' RETURNING "id"',
+            [face.pk, task, user.pk, adapt(until), adapt(now)],
         )
-        return Lease.objects.get(face=face, task=task) if taken else None
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    lease = Lease.from_db(
+        connection.alias, ["id", "face_id", "task", "holder_id", "expires_at"], [row[0], face.pk, task, user.pk, until]
+    )
+    lease.face = face
+    return lease
 
 
 def lease_renew(*, face: Face, task: str, user) -> Lease:
@@ -182,8 +198,12 @@ def lease_renew(*, face: Face, task: str, user) -> Lease:
 
 def lease_release(*, face: Face, user, task: str | None = None) -> int:
     """Let go of a face (save, skip, close): only the holder's own leases."""
-    qs = Lease.objects.filter(face=face, holder=user)
-    return qs.filter(task=task).delete()[0] if task else qs.delete()[0]
+    sql, params = 'DELETE FROM "faces_lease" WHERE "face_id" = %s AND "holder_id" = %s', [face.pk, user.pk]
+    if task:
+        sql, params = f'{sql} AND "task" = %s', [*params, task]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 class LeaseLost(Exception):

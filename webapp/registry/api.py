@@ -15,11 +15,12 @@ from rest_framework.views import APIView
 from webapp.faces.models import Task
 from webapp.pages.errors import kind_param
 from webapp.pages.permissions import IsStaff
+from webapp.pages.serializers import ModelOutput
 from webapp.registry import selectors, services
 from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
 
 
-class VersionOutput(serializers.ModelSerializer):
+class VersionOutput(ModelOutput):
     active = serializers.SerializerMethodField()
     parent_number = serializers.IntegerField(source="parent.number", default=None, allow_null=True)
     created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
@@ -62,7 +63,7 @@ class VersionOutput(serializers.ModelSerializer):
         return selectors.version_manifest(obj)["model_url"]
 
 
-class PromotionOutput(serializers.ModelSerializer):
+class PromotionOutput(ModelOutput):
     from_number = serializers.IntegerField(source="from_version.number", default=None, allow_null=True)
     to_number = serializers.IntegerField(source="to_version.number")
     author = serializers.CharField(source="author.username", default=None, allow_null=True)

@@ -10,11 +10,12 @@ from rest_framework.views import APIView
 from webapp.faces.models import Task
 from webapp.pages.errors import ServiceUnavailable, kind_param
 from webapp.pages.permissions import IsStaff
+from webapp.pages.serializers import ModelOutput
 from webapp.training import services
 from webapp.training.models import TrainingRun
 
 
-class RunOutput(serializers.ModelSerializer):
+class RunOutput(ModelOutput):
     requested_by = serializers.CharField(source="requested_by.username", default=None, allow_null=True)
     version_number = serializers.IntegerField(source="version.number", default=None, allow_null=True)
 
