@@ -148,7 +148,7 @@ async function showPlan(kind) {
   try {
     const { data: p } = await api(`/api/training-runs/plan/?kind=${kind}&from_scratch=${fromScratch}`);
     el.textContent =
-      `${p.mode === "fine-tune" ? "Fine-tune the active version" : "Train from scratch (baseline recipe)"}: ` +
+      `${p.mode === "fine-tune" ? "Fine-tune the active version" : "Train from scratch (the full recipe)"}: ` +
       `${p.faces.train} training / ${p.faces.val} validation faces, up to ${p.epochs} epoch${p.epochs === 1 ? "" : "s"} — about ${p.estimate} ` +
       `(${p.basis}).`;
     return p;

@@ -22,7 +22,7 @@ def test_staff_retrains_and_watches_the_run_to_a_new_version(open_page, staff, f
         assert plan.inner_text().startswith("Fine-tune the active version") and "about " in plan.inner_text()
         page.check('.card[data-kind="keypoints"] .scratch')
         page.wait_for_function(
-            "document.querySelector('.card[data-kind=keypoints] .plan').textContent.includes('baseline recipe')"
+            "document.querySelector('.card[data-kind=keypoints] .plan').textContent.includes('the full recipe')"
         )
         page.uncheck('.card[data-kind="keypoints"] .scratch')
         page.click('.card[data-kind="keypoints"] button.retrain')

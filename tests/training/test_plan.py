@@ -9,7 +9,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_the_plan_names_the_recipe_faces_and_an_estimate(labeled_faces, staff_client):
     body = staff_client.get("/api/training-runs/plan/?kind=keypoints&from_scratch=true").json()
-    assert body["mode"] == "from scratch" and body["recipe"] == "baseline" and body["schedule"] == "cosine"
+    assert body["mode"] == "from scratch" and body["recipe"] == "from-scratch" and body["schedule"] == "cosine"
     assert body["faces"]["train"] + body["faces"]["val"] == 30 and body["estimated_seconds"] > 0
     assert "shipped baseline" in body["basis"] and body["estimate"].endswith(("s", "min", "h"))
     fine = staff_client.get("/api/training-runs/plan/?kind=emotion").json()

@@ -121,6 +121,30 @@ def test_kill_9_mid_training_registers_nothing_and_the_run_does_not_stay_running
     assert staff_client.post("/api/training-runs/", {"kind": "keypoints"}, format="json").status_code == 201
 
 
+def test_a_worker_that_comes_back_to_a_reaped_run_registers_nothing(
+    start_worker, redis_broker, labeled_faces, staff_client
+):
+    """A worker paused past the heartbeat timeout (SIGSTOP, a frozen VM) finds its run marked failed when it wakes:
+    it stops after the current epoch and registers no version, and the run stays failed with the reaper's reason."""
+    start_worker(TRAINING_EPOCHS="400")
+    run_id = staff_client.post(
+        "/api/training-runs/", {"kind": "keypoints", "from_scratch": True}, format="json"
+    ).json()["id"]
+    wait_for(run_id, statuses=("running",), timeout=60)
+    deadline = time.monotonic() + 120
+    while TrainingRun.objects.get(pk=run_id).epoch < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    reason = "The worker stopped responding (killed or lost) during training; no version was registered."
+    TrainingRun.objects.filter(pk=run_id).update(status="failed", error=reason)  # what runs_reap_stale writes
+    deadline = time.monotonic() + 120
+    while "no version registered" not in TrainingRun.objects.get(pk=run_id).log and time.monotonic() < deadline:
+        time.sleep(0.3)
+    run = TrainingRun.objects.get(pk=run_id)
+    assert "stopped: the run was marked failed" in run.log, run.log
+    assert run.status == "failed" and run.error == reason and run.version is None and run.epoch < 400
+    assert ModelVersion.objects.filter(kind="keypoints").count() == 1
+
+
 def test_cancel_stops_at_the_next_epoch(start_worker, redis_broker, labeled_faces, staff_client):
     start_worker(TRAINING_EPOCHS="400")
     run_id = staff_client.post(

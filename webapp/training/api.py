@@ -63,7 +63,9 @@ class RunApi(ListAPIView):
 class PlanOutput(serializers.Serializer):
     kind = serializers.CharField()
     mode = serializers.ChoiceField(choices=["fine-tune", "from scratch"])
-    recipe = serializers.CharField(help_text="baseline: the recipe that made the shipped baseline")
+    recipe = serializers.CharField(
+        help_text="from-scratch (ml.train.RECIPES: for keypoints the shipped baseline's) or fine-tuning"
+    )
     faces = serializers.DictField(child=serializers.IntegerField(), help_text="train and val counts")
     epochs = serializers.IntegerField()
     learning_rate = serializers.FloatField()

@@ -13,6 +13,7 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from webapp.registry.models import Promotion
@@ -189,7 +190,7 @@ def _decide(kind: str, candidate: np.ndarray, active: np.ndarray | None, labels:
 
 
 def run_config(kind: str, *, fine_tune: bool):
-    """The baseline's recipe (or the fine-tuning one), with the TRAINING_* settings that are set."""
+    """The from-scratch recipe (or the fine-tuning one), with the TRAINING_* settings that are set."""
     from dataclasses import replace
 
     from ml.train import recipe
@@ -239,7 +240,7 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
     return {
         "kind": kind,
         "mode": "fine-tune" if fine_tune else "from scratch",
-        "recipe": "fine-tuning" if fine_tune else "baseline",
+        "recipe": "fine-tuning" if fine_tune else "from-scratch",
         "faces": {"train": counts.get("train", 0), "val": counts.get("val", 0)},
         "epochs": config.epochs,
         "learning_rate": config.learning_rate,
@@ -309,14 +310,24 @@ def run_execute(run_id: int) -> None:
             )
 
         def should_stop() -> bool:
-            return TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+            """Cancelled, or no longer running: a worker paused past the heartbeat timeout comes back to a run already
+            marked failed (and its kind perhaps retraining elsewhere); it must not register a version then."""
+            return (
+                TrainingRun.objects.filter(pk=run.pk)
+                .filter(Q(cancel_requested=True) | ~Q(status=Status.RUNNING))
+                .exists()
+            )
 
         result = train(
             run.kind, train_data, val_data, config, on_progress, initial_model=initial, should_stop=should_stop
         )
         if result.stopped:
-            TrainingRun.objects.filter(pk=run.pk).update(status=Status.CANCELLED, finished_at=timezone.now())
-            say("cancelled: stopped after the current epoch; no version registered")
+            if TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
+                status=Status.CANCELLED, finished_at=timezone.now()
+            ):
+                say("cancelled: stopped after the current epoch; no version registered")
+            else:
+                say("stopped: the run was marked failed while this worker did not answer; no version registered")
             return
         # Export in the active version's quantization (a float16 or uint8 baseline stays that size for the browser),
         # then score the exported files, not the Keras model: the decision is about what would be served.
