@@ -102,6 +102,12 @@ def test_too_few_labeled_faces_fails_at_once_with_a_message(start_worker, redis_
     assert ModelVersion.objects.filter(kind="emotion").count() == 1
 
 
+def _wait_for_an_epoch(run_id: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while TrainingRun.objects.get(pk=run_id).epoch < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def test_kill_9_mid_training_registers_nothing_and_the_run_does_not_stay_running(
     start_worker, redis_broker, labeled_faces, staff_client
 ):
@@ -109,9 +115,7 @@ def test_kill_9_mid_training_registers_nothing_and_the_run_does_not_stay_running
     response = staff_client.post("/api/training-runs/", {"kind": "keypoints", "from_scratch": True}, format="json")
     run_id = response.json()["id"]
     run = wait_for(run_id, statuses=("running",), timeout=60)
-    deadline = time.monotonic() + 120
-    while TrainingRun.objects.get(pk=run_id).epoch < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)  # mid-training: at least one epoch done, many to go
+    _wait_for_an_epoch(run_id)  # mid-training: at least one epoch done, many to go
     worker.kill()
     run = wait_for(run_id, statuses=("failed",), timeout=30)
     assert "stopped responding" in run.error
@@ -131,9 +135,7 @@ def test_a_worker_that_comes_back_to_a_reaped_run_registers_nothing(
         "/api/training-runs/", {"kind": "keypoints", "from_scratch": True}, format="json"
     ).json()["id"]
     wait_for(run_id, statuses=("running",), timeout=60)
-    deadline = time.monotonic() + 120
-    while TrainingRun.objects.get(pk=run_id).epoch < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_for_an_epoch(run_id)
     reason = "The worker stopped responding (killed or lost) during training; no version was registered."
     TrainingRun.objects.filter(pk=run_id).update(status="failed", error=reason)  # what runs_reap_stale writes
     deadline = time.monotonic() + 120
