@@ -38,8 +38,9 @@ class TrainConfig:
     schedule: str = "plateau"  # "plateau": halve on a stalled validation loss; "cosine": decay to ~0 over the epochs
 
 
-# The recipes that produced the shipped baselines (models/baseline/README.md): `python -m ml train` and the app's
-# from-scratch retrain both use them, so an admin can reproduce or beat the baseline from the app.
+# The from-scratch recipes: `python -m ml train` and the app's from-scratch retrain both use them. The keypoint one made
+# the shipped keypoint baseline; the emotion one made the previous emotion baseline (the shipped one is distilled from
+# GPU-trained teachers, models/baseline/README.md, which the app does not train).
 RECIPES: dict[str, TrainConfig] = {
     "keypoints": TrainConfig(epochs=240, patience=240, learning_rate=2e-3, schedule="cosine"),
     "emotion": TrainConfig(epochs=36, patience=8, batch_size=128, learning_rate=3e-3),
