@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import numpy as np
@@ -108,6 +109,25 @@ def test_the_command_line_and_the_app_share_the_baseline_recipes():
     assert RECIPES["keypoints"].schedule == "cosine" and RECIPES["keypoints"].epochs == 240
     assert RECIPES["emotion"].batch_size == 128 and RECIPES["emotion"].learning_rate == 3e-3
     assert FINETUNE_RECIPES["emotion"].learning_rate < RECIPES["emotion"].learning_rate
+    assert FINETUNE_RECIPES["emotion"].weight_decay == 0 and FINETUNE_RECIPES["emotion"].schedule == "plateau"
     quick = recipe("keypoints", fine_tune=False, epochs=3)
     assert (quick.epochs, quick.patience, quick.schedule, quick.learning_rate) == (3, 3, "cosine", 2e-3)
     assert estimate_seconds("emotion", 1000, quick, per_face_epoch=0.01) == pytest.approx(30.0)
+
+
+def test_a_cosine_schedule_warms_up_then_decays_to_almost_nothing():
+    from ml.train import cosine_rate
+
+    config = TrainConfig(epochs=10, learning_rate=1e-2, schedule="cosine", warmup_epochs=2)
+    rates = [cosine_rate(epoch, config) for epoch in range(config.epochs)]
+    assert rates[:3] == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2])  # the warm-up climbs to the peak
+    assert all(a > b for a, b in itertools.pairwise(rates[2:])) and rates[-1] < 1e-2 / 20
+    plain = TrainConfig(epochs=240, learning_rate=2e-3, schedule="cosine")  # no warm-up: the keypoint recipe's curve
+    assert cosine_rate(0, plain) == 2e-3 and cosine_rate(120, plain) == pytest.approx(1e-3)
+
+
+def test_weight_decay_trains_with_adamw():
+    config = TrainConfig(epochs=1, batch_size=16, steps_per_epoch=1, weight_decay=1e-2, schedule="cosine")
+    result = train("emotion", _emotion_data(20), _emotion_data(10, 50), config)
+    assert type(result.model.optimizer).__name__ == "AdamW" and result.model.optimizer.weight_decay == 1e-2
+    assert np.isfinite(result.history["loss"][0])

@@ -201,7 +201,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Retraining policy.
 TRAINING_MIN_FACES = env.int("TRAINING_MIN_FACES", default=20)  # labeled faces needed, train + validation
 # Epochs and rates come from the recipes (ml.train.RECIPES / FINETUNE_RECIPES: from scratch, for keypoints the very
-# recipe that made the shipped baseline). These override them when set, e.g. for quick trials; unset by default.
+# recipe that made the shipped baseline, for emotion its distilled student's schedule without the teachers). These
+# override them when set, e.g. for quick trials; unset by default.
 TRAINING_EPOCHS = env.int("TRAINING_EPOCHS", default=None)  # from scratch
 TRAINING_FINETUNE_EPOCHS = env.int("TRAINING_FINETUNE_EPOCHS", default=None)
 TRAINING_LEARNING_RATE = env_float("TRAINING_LEARNING_RATE", None)

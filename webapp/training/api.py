@@ -64,7 +64,7 @@ class PlanOutput(serializers.Serializer):
     kind = serializers.CharField()
     mode = serializers.ChoiceField(choices=["fine-tune", "from scratch"])
     recipe = serializers.CharField(
-        help_text="from-scratch (ml.train.RECIPES: for keypoints the shipped baseline's) or fine-tuning"
+        help_text="from-scratch (ml.train.RECIPES: the shipped baselines' schedules, not distilled) or fine-tuning"
     )
     faces = serializers.DictField(child=serializers.IntegerField(), help_text="train and val counts")
     epochs = serializers.IntegerField()
