@@ -183,8 +183,9 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, help="seconds over which the clients start (default: --think)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds left out of the latency figures")
     parser.add_argument("--processes", type=int, default=4, help="client processes (threads spread over them)")
-    parser.add_argument("--data", help="Kaggle keypoints CSV to import (default: ../shared/data/keypoints.csv.gz)")
-    parser.add_argument(
+    faces = parser.add_mutually_exclusive_group()
+    faces.add_argument("--data", help="Kaggle keypoints CSV to import (default: ../shared/data/keypoints.csv.gz)")
+    faces.add_argument(
         "--synthetic",
         type=int,
         default=0,
