@@ -56,6 +56,7 @@ class FaceData:
     points: np.ndarray | None = None  # (N, 15, 2) float32, pixels of the 96x96 frame
     labels: np.ndarray | None = None  # (N,) int64, product emotion codes 0..4
     usage: np.ndarray | None = None  # (N,) str: Training / PublicTest / PrivateTest ("" when the file has none)
+    groups: np.ndarray | None = None  # (N,) str: the person / session of each face (GROUP_COLUMNS), "" for none
     errors: list[RowError] = field(default_factory=list)
     excluded: int = 0  # valid rows left out on purpose (FER fear / neutral)
     excluded_checksums: list[str] = field(default_factory=list)  # their faces (checksum()), to correct earlier imports
@@ -76,7 +77,24 @@ class FaceData:
             points=pick(self.points),
             labels=pick(self.labels),
             usage=pick(self.usage),
+            groups=pick(self.groups),
         )
+
+
+# A column naming the person (or session, or video) of each face, read by every reader when present: frames of one
+# group are near-identical, so every split keeps a group on one side (CK+ ships `subject`).
+GROUP_COLUMNS = ("subject", "group", "person")
+GROUP_MAX_LENGTH = 100
+
+
+def _group(row: dict[str, str]) -> str:
+    for column in GROUP_COLUMNS:
+        if column in row:
+            value = row[column].strip()
+            if len(value) > GROUP_MAX_LENGTH:
+                raise RowSkip(f"{column} is longer than {GROUP_MAX_LENGTH} characters")
+            return value
+    return ""
 
 
 class RowSkip(Exception):
@@ -168,14 +186,15 @@ def _read(
     expected: str,
     parse: Callable[[dict[str, str]], tuple[np.ndarray, object, str] | None],
     progress: Callable[[int], None] | None,
-) -> tuple[list, list, list, list, list[RowError], int]:
-    images, targets, usages, lines, errors, excluded = [], [], [], [], [], 0
+) -> tuple[list, list, list, list, np.ndarray, list[RowError], int]:
+    images, targets, usages, lines, groups, errors, excluded = [], [], [], [], [], [], 0
     for line, row in _rows(path, required, expected):
         if progress:
             progress(line)
         try:
             if "__error__" in row:
                 raise RowSkip(row["__error__"])
+            group = _group(row)
             parsed = parse(row)
         except RowSkip as exc:
             errors.append(RowError(line, str(exc)))
@@ -188,10 +207,11 @@ def _read(
         targets.append(target)
         usages.append(usage)
         lines.append(line)
+        groups.append(group)
     if not images:
         detail = f"; first problem: {errors[0]}" if errors else ""
         raise DatasetError(f"{path}: no valid {fmt} row ({len(errors)} bad, {excluded} left out){detail}")
-    return images, targets, usages, lines, errors, excluded
+    return images, targets, usages, lines, np.asarray(groups, dtype=object), errors, excluded
 
 
 def read_keypoints_csv(path: str | Path, progress: Callable[[int], None] | None = None) -> FaceData:
@@ -214,7 +234,7 @@ def read_keypoints_csv(path: str | Path, progress: Callable[[int], None] | None 
         image = parse_pixels(row["Image"], IMAGE_SIZE)
         return image, np.asarray(coords, np.float32).reshape(NUM_KEYPOINTS, 2), ""
 
-    images, targets, usages, lines, errors, _ = _read(
+    images, targets, usages, lines, groups, errors, _ = _read(
         path, "kaggle-keypoints", (*KEYPOINT_COLUMNS, "Image"), expected, parse, progress
     )
     return FaceData(
@@ -223,6 +243,7 @@ def read_keypoints_csv(path: str | Path, progress: Callable[[int], None] | None 
         points=np.stack(targets),
         usage=np.asarray(usages),
         lines=np.asarray(lines),
+        groups=groups,
         errors=errors,
     )
 
@@ -247,7 +268,7 @@ def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
                 return None  # a valid face of a class the product leaves out
             return image, code_map[code], row["Usage"].strip()
 
-        images, targets, usages, lines, errors, excluded = _read(
+        images, targets, usages, lines, groups, errors, excluded = _read(
             path, fmt, ("emotion", "pixels", "Usage"), expected, parse, progress
         )
         return FaceData(
@@ -256,6 +277,7 @@ def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
             labels=np.asarray(targets, np.int64),
             usage=np.asarray(usages),
             lines=np.asarray(lines),
+            groups=groups,
             errors=errors,
             excluded=excluded,
             excluded_checksums=left_out,
@@ -347,6 +369,9 @@ def split(data: FaceData, val_fraction: float = 0.15) -> tuple[FaceData, FaceDat
     if data.task == "emotion" and data.usage is not None and np.any(data.usage == "PublicTest"):
         val = data.usage == "PublicTest"
         train = data.usage == "Training"
+    elif data.groups is not None and any(data.groups):
+        val = group_held_out(data.groups, val_fraction)
+        train = ~val
     else:
         val = block_split(len(data), val_fraction)
         train = ~val
@@ -415,6 +440,26 @@ def read_frames(directory: str | Path) -> Frames:
         names.append(row["image"])
     persons = np.array([name.rsplit("_", 1)[0] for name in names])
     return Frames(directory, names, persons, points68_to_15(np.array(rows).reshape(-1, 68, 2)))
+
+
+def group_hash(group: str) -> int:
+    """A stable number for a group's name: the same on every run, machine and Python (unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha256(str(group).encode()).digest()[:8], "big")
+
+
+def group_held_out(groups: np.ndarray, val_fraction: float) -> np.ndarray:
+    """Validation mask that holds out whole groups, chosen by a stable hash of their names (a group is on one side,
+    whatever else the file holds and however often it is read)."""
+    return np.array([group_hash(g) % 10_000 < val_fraction * 10_000 for g in groups], bool)
+
+
+def group_folds(groups: np.ndarray, k: int) -> np.ndarray:
+    """Fold number 0..k-1 of each face for k-fold validation by group: every face of a group in one fold. Groups are
+    dealt round-robin in the order of their stable hash, so folds hold about as many groups each and never change
+    while the groups do not."""
+    names = sorted(set(groups), key=lambda g: (group_hash(g), g))
+    fold_of = {name: i % k for i, name in enumerate(names)}
+    return np.array([fold_of[g] for g in groups], np.int64)
 
 
 def person_split(persons: np.ndarray) -> np.ndarray:

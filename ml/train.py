@@ -38,6 +38,9 @@ class TrainConfig:
     schedule: str = "plateau"  # "plateau": halve on a stalled validation loss; "cosine": decay to ~0 over the epochs
     weight_decay: float = 0.0  # > 0: AdamW (decoupled weight decay, scaled by the rate) instead of Adam
     warmup_epochs: int = 0  # cosine only: the rate climbs linearly to its peak over these first epochs
+    # True: the weights of the best validation loss end the run (the starting ones included). False: the last epoch's,
+    # for runs whose validation faces are not the ones the run is for (ml.domain: the user's faces are all trained on)
+    keep_best: bool = True
 
 
 # The from-scratch recipes: `python -m ml train` and the app's from-scratch retrain both use them. The keypoint one made
@@ -242,11 +245,11 @@ def train(
     else:
         schedule = keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), verbose=0)
     start_loss = math.inf
-    if initial_model is not None:
+    if initial_model is not None and config.keep_best:
         start = model.evaluate(val_ds, verbose=0, return_dict=True)
         start_loss = float(start["loss"])
-    keep_best = _KeepBest(config.patience, start_loss)
-    callbacks = [keep_best, schedule, progress]
+    keep_best = _KeepBest(config.patience if config.keep_best else config.epochs + 1, start_loss)
+    callbacks = [keep_best, schedule, progress] if config.keep_best else [schedule, progress]
     history = model.fit(
         train_ds,
         validation_data=val_ds,
@@ -267,7 +270,8 @@ def train(
         n_train=len(train_data),
         n_val=len(val_data),
         epochs_run=len(val_loss),
-        best_epoch=keep_best.best_epoch,  # 0: no epoch beat the starting weights, which were kept
+        # 0: no epoch beat the starting weights, which were kept; without keep_best, the last epoch
+        best_epoch=keep_best.best_epoch if config.keep_best else len(val_loss),
         stopped=progress.cancelled,
         val_scores=val_scores,
     )

@@ -101,3 +101,32 @@ def test_standard_split_uses_publictest_rows_and_contiguous_keypoint_blocks(tmp_
     lines = np.sort(val.lines)
     assert np.all(np.diff(lines)[np.diff(lines) != 1] > 1)  # whole blocks of neighbouring rows
     assert len(np.split(lines, np.where(np.diff(lines) != 1)[0] + 1)) <= 3
+
+
+def test_a_group_column_is_read_and_the_split_keeps_each_group_on_one_side(tmp_path):
+    from ml.datasets import group_folds, group_held_out
+
+    rows = [f"{csvs.fer_row([0, 3, 4][i % 3], i)},S{i // 3:03d}" for i in range(120)]
+    path = csvs.write(tmp_path / "lab.csv", "emotion,pixels,Usage,subject", rows)
+    data = read_faces(path)
+    assert list(data.groups[:4]) == ["S000", "S000", "S000", "S001"]
+    train, val = split(data, val_fraction=0.25)
+    assert len(val) and len(train)
+    train_groups = {g for g in data.groups if g not in set(val.groups)}
+    assert set(train.groups) == train_groups and not set(train.groups) & set(val.groups)
+    # stable: the same groups on the same side whatever else the file holds, on every read
+    again = group_held_out(np.array(["S000", "S017", "S039"]), 0.25)
+    assert list(again) == [g in set(val.groups) for g in ["S000", "S017", "S039"]]
+    folds = group_folds(data.groups, 5)
+    assert sorted(set(folds)) == [0, 1, 2, 3, 4]
+    for g in set(data.groups):
+        assert len(set(folds[data.groups == g])) == 1
+    sizes = np.bincount([folds[list(data.groups).index(g)] for g in set(data.groups)])
+    assert sizes.max() - sizes.min() <= 1  # 40 groups dealt round-robin: 8 each
+    assert (group_folds(data.groups[::-1], 5)[::-1] == folds).all()  # the order of the rows does not matter
+
+
+def test_a_group_longer_than_the_limit_is_a_bad_row(tmp_path):
+    rows = [f"{csvs.fer_row(0, 1)},{'x' * 101}", f"{csvs.fer_row(3, 2)},S1"]
+    data = read_faces(csvs.write(tmp_path / "lab.csv", "emotion,pixels,Usage,subject", rows))
+    assert len(data) == 1 and "subject is longer than 100" in str(data.errors[0]) and data.errors[0].line == 2

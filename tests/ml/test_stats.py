@@ -47,3 +47,32 @@ def test_bad_input_is_refused():
         paired_bootstrap(np.ones(0), np.ones(0), metric="accuracy")
     with pytest.raises(ValueError, match="unknown metric"):
         paired_bootstrap(np.ones(3), np.ones(3), metric="f1")
+
+
+def test_a_group_bootstrap_counts_people_not_their_near_identical_frames():
+    """Ten people, thirty frames each: a gain on two people is two pieces of evidence, not sixty faces'."""
+    groups = np.repeat([f"person {i}" for i in range(10)], 30)
+    active = np.tile(np.r_[np.ones(15), np.zeros(15)], 10)
+    candidate = active.copy()
+    candidate[np.isin(groups, ["person 0", "person 1"])] = 1.0  # all of two people's frames now right
+    by_face = paired_bootstrap(candidate, active, metric="accuracy")
+    by_person = paired_bootstrap(candidate, active, metric="accuracy", groups=groups)
+    assert by_face.improvement == by_person.improvement == pytest.approx(0.1)
+    assert by_face.ci_low > 0  # faces as independent: "sure"
+    assert by_person.ci_low <= 0 and by_person.groups == 10  # people: within noise
+    assert "of 10 people" in by_person.describe()
+
+
+def test_a_group_bootstrap_sees_a_gain_on_most_people():
+    rng = np.random.default_rng(3)
+    groups = np.repeat([f"p{i}" for i in range(30)], 8)
+    active = (rng.random(240) < 0.8).astype(float)
+    candidate = np.where(rng.random(240) < 0.7, 1.0, active)
+    c = paired_bootstrap(candidate, active, metric="accuracy", groups=groups)
+    assert c.groups == 30 and c.ci_low > 0
+    # unequal group sizes are weighted by their faces: the point estimate is the plain mean over faces
+    sizes = np.r_[np.full(10, 2), np.full(5, 20)]
+    groups = np.repeat([f"g{i}" for i in range(15)], sizes)
+    errors = rng.gamma(2.0, 1.0, len(groups))
+    c = paired_bootstrap(errors * 0.5, errors, metric="rmse_px", groups=groups)
+    assert c.active == pytest.approx(np.sqrt(errors.mean())) and c.ci_low > 0

@@ -69,6 +69,7 @@ class FaceOutput(ModelOutput):
             "source_line",
             "usage",
             "split",
+            "group",
             "created_at",
             "human_keypoints",
             "human_emotion",
@@ -115,6 +116,14 @@ class FaceUploadApi(APIView):
     @extend_schema_serializer(component_name="FaceUploadInput")
     class InputSerializer(serializers.Serializer):
         image = serializers.FileField(help_text="JPEG, PNG or WEBP; at most 10 MB and 40 megapixels")
+        group = serializers.CharField(
+            required=False,
+            default="",
+            allow_blank=True,
+            max_length=100,
+            help_text="the person or session the photo shows; every split keeps a group on one side "
+            "(default: the photo itself)",
+        )
 
     @extend_schema_serializer(component_name="FaceUploadOutput")
     class OutputSerializer(serializers.Serializer):
@@ -134,7 +143,9 @@ class FaceUploadApi(APIView):
         data.is_valid(raise_exception=True)
         upload = data.validated_data["image"]
         try:
-            results = services.face_upload(data=upload.read(), filename=upload.name, author=request.user)
+            results = services.face_upload(
+                data=upload.read(), filename=upload.name, author=request.user, group=data.validated_data["group"]
+            )
         except UnprocessableImage as exc:
             raise Unprocessable(str(exc)) from None
         created = sum(1 for _, new in results if new)

@@ -28,6 +28,13 @@ class Face(models.Model):
     source_line = models.PositiveIntegerField(null=True, blank=True)
     usage = models.CharField(max_length=20, blank=True, help_text="FER Usage column, if any")
     split = models.CharField(max_length=5, choices=Split.choices, help_text="fixed at creation, never re-drawn")
+    # Frames of one person (or session, or photo batch) are near-identical: every split keeps a group on one side.
+    group = models.CharField(
+        max_length=100,
+        blank=True,
+        db_index=True,
+        help_text="the person, session or upload batch; empty: the face is a group of its own",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     # Derived from annotations/predictions by the services, so the labeling queue is one indexed query.
@@ -48,6 +55,18 @@ class Face(models.Model):
 
     def __str__(self) -> str:
         return f"face {self.pk} ({self.source} {self.source_name}:{self.source_line or ''})"
+
+    @property
+    def dataset(self) -> str:
+        """The slice a face is measured in: the file it was imported from, or all uploaded photos together."""
+        return dataset_of(self.source, self.source_name)
+
+
+UPLOADS_DATASET = "uploads"
+
+
+def dataset_of(source: str, source_name: str) -> str:
+    return source_name if source == Face.Source.IMPORT else UPLOADS_DATASET
 
 
 class AppendOnly(models.Model):

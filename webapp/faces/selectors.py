@@ -150,33 +150,57 @@ class TrainingSet:
     targets: np.ndarray  # (N, 15, 2) points or (N,) emotion codes
     is_val: np.ndarray  # (N,) bool, the fixed split stored on each face
     human_labels: int  # how many of the labels came from people
+    datasets: np.ndarray  # (N,) str: the slice of each face (Face.dataset)
+    groups: np.ndarray  # (N,) str: the group of each face (its person, session or photo; the face's own id if none)
 
     def counts(self) -> dict:
-        return _counts(len(self.face_ids), self.is_val, self.human_labels)
+        return _counts(len(self.face_ids), self.is_val, self.human_labels, self.datasets, self.groups)
 
 
-def _counts(faces: int, is_val: np.ndarray, human_labels: int) -> dict:
-    return {"faces": faces, "train": int((~is_val).sum()), "val": int(is_val.sum()), "human_labels": human_labels}
+def reference_dataset(datasets: np.ndarray) -> str | None:
+    """The reference slice: the dataset holding most of the labeled faces (for the shipped models, the public set they
+    were trained on, FER2013 or the Kaggle keypoints). Every other dataset is a user's slice."""
+    if settings.TRAINING_REFERENCE_DATASET:
+        return settings.TRAINING_REFERENCE_DATASET
+    names, counts = np.unique(datasets, return_counts=True)
+    return str(names[np.argmax(counts)]) if len(names) else None
 
 
-def _labeled(task: str) -> tuple[dict[int, object], list[int], dict[int, Face], np.ndarray, int]:
-    """The faces with a current label for ``task``: labels, sorted ids, the faces, their fixed split, human count."""
+def _counts(faces: int, is_val: np.ndarray, human_labels: int, datasets: np.ndarray, groups: np.ndarray) -> dict:
+    names, sizes = np.unique(datasets, return_counts=True)
+    reference = reference_dataset(datasets)
+    return {
+        "faces": faces,
+        "train": int((~is_val).sum()),
+        "val": int(is_val.sum()),
+        "human_labels": human_labels,
+        "reference": reference,
+        "datasets": {str(name): int(size) for name, size in zip(names, sizes, strict=True)},
+        "user_groups": len(set(groups[datasets != reference])),
+    }
+
+
+def _labeled(task: str):
+    """The faces with a current label for ``task``: labels, sorted ids, the faces, their fixed split, human count,
+    their datasets and their groups."""
     labels = current_labels(task=task)
     ids = sorted(labels)
     faces = Face.objects.in_bulk(ids)
     is_val = np.array([faces[i].split == Face.Split.VAL for i in ids], bool)
     human = Face.objects.filter(pk__in=ids, **{f"human_{task}": True}).count()
-    return labels, ids, faces, is_val, human
+    datasets = np.array([faces[i].dataset for i in ids], dtype=object)
+    groups = np.array([f"{faces[i].dataset}/{faces[i].group or f'face {i}'}" for i in ids], dtype=object)
+    return labels, ids, faces, is_val, human, datasets, groups
 
 
 def training_counts(*, task: str) -> dict:
     """``training_set(task=...).counts()`` without reading a single image (what a plan shown on a page needs)."""
-    _, ids, _, is_val, human = _labeled(task)
-    return _counts(len(ids), is_val, human)
+    _, ids, _, is_val, human, datasets, groups = _labeled(task)
+    return _counts(len(ids), is_val, human, datasets, groups)
 
 
 def training_set(*, task: str) -> TrainingSet:
-    labels, ids, faces, is_val, human = _labeled(task)
+    labels, ids, faces, is_val, human, datasets, groups = _labeled(task)
     media = settings.MEDIA_ROOT
     images = np.zeros((len(ids), 96, 96), np.uint8)
     for i, face_id in enumerate(ids):
@@ -192,6 +216,8 @@ def training_set(*, task: str) -> TrainingSet:
         targets=targets,
         is_val=is_val,
         human_labels=human,
+        datasets=datasets,
+        groups=groups,
     )
 
 

@@ -312,13 +312,20 @@ def _write_frame(frame: np.ndarray, digest: str) -> str:
     return relative
 
 
-def split_for(digest: str) -> str:
-    """The fixed validation split of faces that bring none: a hash of the face's identity, never re-drawn."""
-    return Face.Split.VAL if int(digest[:8], 16) % 100 < settings.TRAINING_VAL_PERCENT else Face.Split.TRAIN
+def split_for(*, digest: str, group: str = "") -> str:
+    """The fixed validation split of faces that bring none, never re-drawn: a stable hash of the face's group (every
+    face of a person or photo batch on one side), or of the face itself when it has no group."""
+    from ml.datasets import group_held_out
+
+    held_out = group_held_out(np.array([group or digest]), settings.TRAINING_VAL_PERCENT / 100)[0]
+    return Face.Split.VAL if held_out else Face.Split.TRAIN
 
 
-def face_upload(*, data: bytes, filename: str, author) -> list[tuple[Face, bool]]:
+def face_upload(*, data: bytes, filename: str, author, group: str = "") -> list[tuple[Face, bool]]:
     """Store an uploaded photo as one face per face in it. Returns [(face, created)]; the same pixels are one face.
+
+    ``group``: the person or session the photo shows (a batch of photos of one sitting); without one, the faces of a
+    photo form its group, so they stay on one side of every split.
 
     A 96x96 picture is taken as a face already cut in the product's framing (what the browser sends); any other
     picture goes through detection and alignment (faces.detection), and one with no face raises UnprocessableImage.
@@ -331,6 +338,8 @@ def face_upload(*, data: bytes, filename: str, author) -> list[tuple[Face, bool]
 
         frames = face_crops(image)
     original = None
+    file_digest = hashlib.sha256(data).hexdigest()
+    group = group.strip() or f"photo:{file_digest[:16]}"
     results = []
     for frame in frames:
         digest = checksum(frame)
@@ -339,7 +348,6 @@ def face_upload(*, data: bytes, filename: str, author) -> list[tuple[Face, bool]
             results.append((existing, False))
             continue
         if original is None:
-            file_digest = hashlib.sha256(data).hexdigest()
             original = f"originals/{file_digest[:2]}/{file_digest}.{images.EXTENSIONS[fmt]}"
             _write_once(Path(settings.MEDIA_ROOT) / original, data)
         try:
@@ -350,7 +358,8 @@ def face_upload(*, data: bytes, filename: str, author) -> list[tuple[Face, bool]
                     original=original,
                     source=Face.Source.UPLOAD,
                     source_name=Path(filename or "upload").name[:200],
-                    split=split_for(digest),
+                    split=split_for(digest=digest, group=group),
+                    group=group,
                     created_by=author,
                 )
         except IntegrityError:  # the same picture sent at the same moment by someone else: one face, theirs
@@ -396,12 +405,15 @@ def faces_import(
     annotation, so the history keeps the old one; human labels still come first), and faces this file leaves out (FER
     fear / neutral) lose their imported label. This repairs an earlier import read in the wrong format.
     """
-    from ml.datasets import block_split, read_faces
+    from ml.datasets import block_split, group_held_out, read_faces
 
     data = read_faces(path, fmt, progress=on_read)  # raises DatasetError for a file it cannot use at all
     report = ImportReport(path=str(path), format=fmt, rows_read=len(data) + len(data.errors) + data.excluded)
     report.errors, report.excluded = data.errors, data.excluded
-    if data.task == "keypoints":
+    groups = data.groups if data.groups is not None else np.full(len(data), "", object)
+    if any(groups):  # the file names each face's person: whole persons are held out
+        held_out = group_held_out(groups, settings.TRAINING_VAL_PERCENT / 100) & (groups != "")
+    elif data.task == "keypoints":
         held_out = block_split(len(data), settings.TRAINING_VAL_PERCENT / 100)  # frames of one video stay together
     else:
         held_out = np.isin(data.usage, ["PublicTest", "PrivateTest"])
@@ -431,6 +443,7 @@ def faces_import(
                     source_line=int(data.lines[i]),
                     usage=str(data.usage[i]) if data.usage is not None else "",
                     split=Face.Split.VAL if held_out[i] else Face.Split.TRAIN,
+                    group=str(groups[i]),
                     created_by=author,
                 )
             )

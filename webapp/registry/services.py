@@ -109,7 +109,7 @@ def version_promote(*, version: ModelVersion, author=None, action: str = Promoti
             from_version=previous,
             to_version=version,
             action=action,
-            reason=reason[:300],
+            reason=reason[:600],
             author=author,
         )
 

@@ -216,6 +216,15 @@ PROMOTION_MARGIN_ACCURACY = env_float("PROMOTION_MARGIN_ACCURACY", 0.0)
 # bootstrap interval of the improvement (at this confidence) above the margin; else the run stays a candidate.
 PROMOTION_MIN_FACES = env.int("PROMOTION_MIN_FACES", default=200)
 PROMOTION_CONFIDENCE = env_float("PROMOTION_CONFIDENCE", 0.95)
+# Where users have labeled faces of their own (datasets beside the reference one, the largest unless named here), a
+# retrain runs the domain recipe (ml.domain) and is judged per slice: the users' faces must improve beyond noise in a
+# k-fold by person, from at least this many people and faces, and the reference slice (its fixed validation faces)
+# may drop by at most the tolerance.
+TRAINING_REFERENCE_DATASET = env.str("TRAINING_REFERENCE_DATASET", default="")
+PROMOTION_TOLERANCE_ACCURACY = env_float("PROMOTION_TOLERANCE_ACCURACY", 0.01)
+PROMOTION_TOLERANCE_RMSE_PX = env_float("PROMOTION_TOLERANCE_RMSE_PX", 0.05)
+PROMOTION_MIN_GROUPS = env.int("PROMOTION_MIN_GROUPS", default=8)
+PROMOTION_MIN_USER_FACES = env.int("PROMOTION_MIN_USER_FACES", default=40)
 # Start a retrain automatically after this many new human labels of a kind (0: off).
 AUTO_RETRAIN_AFTER_LABELS = env.int("AUTO_RETRAIN_AFTER_LABELS", default=0)
 # How long the labeling queue keeps a served face for its labeler (the label page renews it every third of this).

@@ -64,10 +64,15 @@ class PlanOutput(serializers.Serializer):
     kind = serializers.CharField()
     mode = serializers.ChoiceField(choices=["fine-tune", "from scratch"])
     recipe = serializers.CharField(
-        help_text="from-scratch (ml.train.RECIPES: the shipped baselines' schedules, not distilled) or fine-tuning"
+        help_text="from-scratch (ml.train.RECIPES: the shipped baselines' schedules, not distilled), fine-tuning, or "
+        "domain (ml.domain: users' own faces beside the reference set, k-fold by person then the final model)"
     )
     faces = serializers.DictField(child=serializers.IntegerField(), help_text="train and val counts")
-    epochs = serializers.IntegerField()
+    reference = serializers.CharField(
+        allow_null=True, help_text="the reference dataset (the largest, unless TRAINING_REFERENCE_DATASET names one)"
+    )
+    user_faces = serializers.IntegerField(help_text="labeled faces of the other datasets: the users' own slices")
+    epochs = serializers.IntegerField(help_text="in all: a domain run counts its fold models' epochs too")
     learning_rate = serializers.FloatField()
     schedule = serializers.CharField()
     batch_size = serializers.IntegerField()

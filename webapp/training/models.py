@@ -39,7 +39,7 @@ class TrainingRun(models.Model):
         "registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     promoted = models.BooleanField(default=False)
-    decision = models.CharField(max_length=300, blank=True, help_text="why the version was or was not promoted")
+    decision = models.CharField(max_length=600, blank=True, help_text="why the version was or was not promoted")
 
     class Meta:
         ordering = ["-created_at", "-id"]

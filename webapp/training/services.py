@@ -7,6 +7,7 @@ import logging
 import shutil
 import threading
 import traceback
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -171,9 +172,8 @@ def _decide(kind: str, candidate: np.ndarray, active: np.ndarray | None, labels:
 
     if active is None:
         return True, f"no active {kind} model: promoted", None
-    metric = "rmse_px" if kind == "keypoints" else "accuracy"
-    comparison = paired_bootstrap(candidate, active, metric=metric, confidence=settings.PROMOTION_CONFIDENCE)
-    margin = settings.PROMOTION_MARGIN_RMSE_PX if kind == "keypoints" else settings.PROMOTION_MARGIN_ACCURACY
+    comparison = paired_bootstrap(candidate, active, metric=METRIC[kind], confidence=settings.PROMOTION_CONFIDENCE)
+    margin = _margin(kind)
     missing = [] if labels is None else [name for i, name in enumerate(EMOTIONS) if not (labels == i).any()]
     if comparison.n < settings.PROMOTION_MIN_FACES:
         reason = (
@@ -189,18 +189,81 @@ def _decide(kind: str, candidate: np.ndarray, active: np.ndarray | None, labels:
     return False, f"kept as a candidate: {reason}; {comparison.describe()}", comparison.to_dict()
 
 
+METRIC = {"keypoints": "rmse_px", "emotion": "accuracy"}
+
+
+def _margin(kind: str) -> float:
+    return settings.PROMOTION_MARGIN_RMSE_PX if kind == "keypoints" else settings.PROMOTION_MARGIN_ACCURACY
+
+
+def _tolerance(kind: str) -> float:
+    return settings.PROMOTION_TOLERANCE_RMSE_PX if kind == "keypoints" else settings.PROMOTION_TOLERANCE_ACCURACY
+
+
+def _per_dataset(metric: str, datasets, groups, candidate, active) -> dict:
+    """Each user dataset's own figures (the k-fold candidate and the active model), for the Models page."""
+    from ml.stats import _metric
+
+    out = {}
+    for name in sorted(set(datasets)):
+        mask = datasets == name
+        out[str(name)] = {
+            "n": int(mask.sum()),
+            "groups": len(set(groups[mask])),
+            "candidate": float(_metric(candidate[mask], metric)),
+            "active": float(_metric(active[mask], metric)),
+        }
+    return out
+
+
+def decide_slices(kind: str, *, user, reference) -> tuple[bool, str]:
+    """The rule where users have faces of their own: promote when their slice improves beyond noise (the people
+    bootstrap of the k-fold scores) and the reference slice drops by no more than the tolerance.
+
+    ``user`` / ``reference``: ``ml.stats.Comparison`` of the candidate against the active model on each slice.
+    """
+    tolerance, margin = _tolerance(kind), _margin(kind)
+    unit = " px" if kind == "keypoints" else ""
+    figures = f"your faces: {user.describe()}; reference: {reference.describe()}"
+    if user.groups < settings.PROMOTION_MIN_GROUPS or user.n < settings.PROMOTION_MIN_USER_FACES:
+        reason = (
+            f"your faces come from {user.groups} people ({user.n} faces); at least "
+            f"{settings.PROMOTION_MIN_GROUPS} people and {settings.PROMOTION_MIN_USER_FACES} faces are needed to "
+            "promote automatically"
+        )
+    elif user.ci_low <= margin:
+        reason = "within noise on your faces" if user.ci_high > margin else "not better on your faces"
+    elif reference.improvement < -tolerance:
+        drop = f"{-reference.improvement:.4f}{unit}"
+        reason = f"the reference slice drops by {drop}, more than the tolerance {tolerance:g}{unit}"
+    else:
+        return True, f"promoted: {figures}"
+    return False, f"kept as a candidate: {reason}; {figures}"
+
+
 def run_config(kind: str, *, fine_tune: bool):
     """The from-scratch recipe (or the fine-tuning one), with the TRAINING_* settings that are set."""
-    from dataclasses import replace
-
     from ml.train import recipe
 
+    return _overridden(recipe(kind, fine_tune=fine_tune), fine_tune=fine_tune)
+
+
+def _overridden(config, *, fine_tune: bool):
     epochs = settings.TRAINING_FINETUNE_EPOCHS if fine_tune else settings.TRAINING_EPOCHS
     rate = settings.TRAINING_FINETUNE_LEARNING_RATE if fine_tune else settings.TRAINING_LEARNING_RATE
-    config = recipe(kind, fine_tune=fine_tune, epochs=epochs)
+    if epochs is not None:
+        config = replace(config, epochs=epochs, patience=min(config.patience, epochs))
     if settings.TRAINING_SEED is not None:
         config = replace(config, seed=settings.TRAINING_SEED)
     return config if rate is None else replace(config, learning_rate=rate)
+
+
+def domain_recipe(kind: str):
+    """The domain recipe (ml.domain) of a kind, with the fine-tune settings that are set (TRAINING_FINETUNE_*)."""
+    from ml.domain import DOMAIN_RECIPES
+
+    recipe = DOMAIN_RECIPES[kind]
+    return replace(recipe, config=_overridden(recipe.config, fine_tune=True))
 
 
 def _duration(seconds: float) -> str:
@@ -211,12 +274,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _user_faces(counts: dict) -> int:
+    """Labeled faces outside the reference dataset: the users' own slices."""
+    return sum(n for name, n in counts.get("datasets", {}).items() if name != counts.get("reference"))
+
+
 def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> dict:
     """What a retrain would do now, before it is asked for: faces, recipe, epochs and an estimated duration.
 
     The estimate is every epoch over every training face (early stopping only shortens it), at the speed measured by
     this instance's latest finished run of the kind, or else by the shipped baseline's own training.
     """
+    from ml.domain import folds_for
     from ml.train import SECONDS_PER_FACE_EPOCH, estimate_seconds
     from webapp.faces.selectors import training_counts
     from webapp.registry.selectors import active_version
@@ -225,6 +294,13 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
         counts = training_counts(task=kind)
     fine_tune = not from_scratch and active_version(kind=kind) is not None
     config = run_config(kind, fine_tune=fine_tune)
+    user_faces = _user_faces(counts)
+    n_train = counts.get("train", 0)
+    if fine_tune and user_faces:
+        domain = domain_recipe(kind)
+        reference_train = counts.get("train", 0)  # an upper bound: the replay is a sample of it
+        n_train = user_faces * domain.repeats + min(domain.replay, reference_train)
+        config = replace(domain.config, epochs=domain.config.epochs * (folds_for(domain, counts["user_groups"]) + 1))
     per_face_epoch, basis = SECONDS_PER_FACE_EPOCH[kind], "speed of the shipped baseline's training"
     last = (
         TrainingRun.objects.filter(kind=kind, status=Status.SUCCEEDED)
@@ -236,12 +312,15 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
         done = (last.metrics.get("epochs_run") or 0) * (last.metrics.get("n_train") or 0)
         if done > 0:
             per_face_epoch, basis = last.metrics["train_seconds"] / done, f"speed of run {last.pk} on this worker"
-    seconds = estimate_seconds(kind, counts.get("train", 0), config, per_face_epoch)
+    seconds = estimate_seconds(kind, n_train, config, per_face_epoch)
+    domain_run = fine_tune and user_faces > 0
     return {
         "kind": kind,
         "mode": "fine-tune" if fine_tune else "from scratch",
-        "recipe": "fine-tuning" if fine_tune else "from-scratch",
+        "recipe": "domain" if domain_run else "fine-tuning" if fine_tune else "from-scratch",
         "faces": {"train": counts.get("train", 0), "val": counts.get("val", 0)},
+        "reference": counts.get("reference"),
+        "user_faces": user_faces,
         "epochs": config.epochs,
         "learning_rate": config.learning_rate,
         "schedule": config.schedule,
@@ -256,8 +335,10 @@ def run_execute(run_id: int) -> None:
     """The body of training.tasks.retrain. Safe to run twice: only a pending run is claimed."""
     from ml.align import framing_of
     from ml.datasets import FaceData
+    from ml.domain import domain_fine_tune
     from ml.evaluate import evaluate, face_scores
     from ml.export import export_tfjs, load_tfjs, read_manifest
+    from ml.stats import paired_bootstrap
     from ml.train import train
     from webapp.faces.selectors import training_set
     from webapp.registry.selectors import active_version, version_dir
@@ -286,16 +367,24 @@ def run_execute(run_id: int) -> None:
             lines=data.face_ids[mask],
             **{"points" if run.kind == "keypoints" else "labels": data.targets[mask]},
         )
-        train_data, val_data = as_face_data(~data.is_val), as_face_data(data.is_val)
-
         parent = active_version(kind=run.kind)
         initial = None if run.from_scratch or parent is None else load_tfjs(version_dir(parent))
+        # The users' own faces (datasets beside the reference one) get the domain recipe when there is a model to
+        # fine-tune; the reference slice keeps its fixed validation faces.
+        user = (data.datasets != counts["reference"]) if initial is not None else np.zeros(len(data.face_ids), bool)
+        reference = ~user
+        train_data, val_data = as_face_data(reference & ~data.is_val), as_face_data(reference & data.is_val)
+        if user.any() and (not len(train_data) or not len(val_data)):
+            raise ValidationError(
+                f"The reference dataset {counts['reference']} needs training and validation faces "
+                f"({len(train_data)} / {len(val_data)}) to replay and to check against."
+            )
         config = run_config(run.kind, fine_tune=initial is not None)
-        epochs = config.epochs
         mode = "from scratch" if initial is None else f"fine-tuning {parent}"
         plan = run_plan(kind=run.kind, from_scratch=initial is None, counts=counts)
+        epochs = plan["epochs"]
         say(
-            f"{mode}: the {plan['recipe']} recipe, up to {epochs} epochs at rate {config.learning_rate:g} "
+            f"{mode}: the {plan['recipe']} recipe, {epochs} epochs in all at rate {plan['learning_rate']:g} "
             f"(estimated {plan['estimate']}, {plan['basis']})",
             epochs=epochs,
         )
@@ -318,10 +407,33 @@ def run_execute(run_id: int) -> None:
                 .exists()
             )
 
-        result = train(
-            run.kind, train_data, val_data, config, on_progress, initial_model=initial, should_stop=should_stop
-        )
-        if result.stopped:
+        domain = None
+        if user.any():
+            user_data, user_groups = as_face_data(user), data.groups[user]
+            recipe = domain_recipe(run.kind)
+            say(
+                f"your faces: {len(user_data)} of {len(set(user_groups))} people in "
+                f"{', '.join(sorted(set(data.datasets[user])))}; up to {recipe.folds} folds by person, then the "
+                f"model on all of them, each with {recipe.replay} faces of {counts['reference']} replayed"
+            )
+            domain = domain_fine_tune(
+                run.kind,
+                user_data,
+                user_groups,
+                train_data,
+                val_data,
+                initial,
+                recipe,
+                on_progress,
+                should_stop=should_stop,
+            )
+            result, stopped = domain.final, domain.stopped
+        else:
+            result = train(
+                run.kind, train_data, val_data, config, on_progress, initial_model=initial, should_stop=should_stop
+            )
+            stopped = result.stopped
+        if stopped:
             if TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
                 status=Status.CANCELLED, finished_at=timezone.now()
             ):
@@ -337,25 +449,54 @@ def run_execute(run_id: int) -> None:
         quantize = None if quantize in (None, "float32") else quantize
         staging = staging_dir(run.kind)
         shutil.rmtree(staging)
-        export_tfjs(result.model, staging, task=run.kind, quantize=quantize, extra={"history": result.history})
+        history = result.history
+        export_tfjs(result.model, staging, task=run.kind, quantize=quantize, extra={"history": history})
         served_metrics, served_scores = evaluate(load_tfjs(staging), val_data, framing_of(read_manifest(staging)))
         # both models scored face by face on this run's validation faces, each in its own framing
         active_scores = None
         if parent:
-            active_scores = face_scores(load_tfjs(parent_dir), val_data, framing_of(parent_manifest))
-        labels = val_data.labels if run.kind == "emotion" else None
-        promote, decision, comparison = _decide(run.kind, served_scores, active_scores, labels)
+            active_model = load_tfjs(parent_dir)
+            active_scores = face_scores(active_model, val_data, framing_of(parent_manifest))
+        train_seconds, epochs_run, n_train = result.seconds, result.epochs_run, result.n_train
+        if domain is None:
+            labels = val_data.labels if run.kind == "emotion" else None
+            promote, decision, comparison = _decide(run.kind, served_scores, active_scores, labels)
+            slices = {"reference": {**comparison, "dataset": counts["reference"]}} if comparison else {}
+        else:
+            metric, confidence = METRIC[run.kind], settings.PROMOTION_CONFIDENCE
+            active_user = face_scores(active_model, user_data, framing_of(parent_manifest))
+            on_user = paired_bootstrap(
+                domain.user_scores, active_user, metric=metric, confidence=confidence, groups=user_groups
+            )
+            on_reference = paired_bootstrap(served_scores, active_scores, metric=metric, confidence=confidence)
+            promote, decision = decide_slices(run.kind, user=on_user, reference=on_reference)
+            comparison = on_reference.to_dict()
+            slices = {
+                "reference": {**comparison, "dataset": counts["reference"]},
+                "user": {
+                    **on_user.to_dict(),
+                    "method": f"{domain.folds}-fold by person" if domain.folds else "in-sample (one person: no folds)",
+                    "datasets": _per_dataset(metric, data.datasets[user], user_groups, domain.user_scores, active_user),
+                },
+            }
+            epochs_run, train_seconds = (
+                epochs,
+                domain.seconds,
+            )  # every fold model and the final one: the next plan's speed
         report = {
             **served_metrics,
             "quantization": quantize or "float32",
-            "train_seconds": round(result.seconds, 1),
-            "epochs_run": result.epochs_run,
+            "train_seconds": round(train_seconds, 1),
+            "epochs_run": epochs_run,
             "best_epoch": result.best_epoch,
-            "n_train": result.n_train,
+            "n_train": n_train,
             "config": result.config,
+            "recipe": plan["recipe"],
         }
         if comparison is not None:
             report["comparison"] = {**comparison, "against": str(parent), "decision": decision}
+        if slices:
+            report["slices"] = slices
         (staging / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
         version = version_register(
             kind=run.kind,
@@ -376,7 +517,7 @@ def run_execute(run_id: int) -> None:
             promoted=promote,
             decision=decision,
             metrics=report,
-            history=result.history,
+            history=history,
         )
         say(f"registered {version}; {decision}")
     except Exception as exc:
