@@ -106,7 +106,12 @@ def domain_fine_tune(
     def shifted(run: int) -> ProgressFn | None:
         if on_progress is None:
             return None
-        return lambda epoch, logs: on_progress(run * config.epochs + epoch, {**logs, "epochs": total})
+        def report(epoch: int, logs: dict) -> None:
+            done = run * config.epochs + epoch
+            per_epoch = logs.get("elapsed_s", 0.0) / max(1, epoch)
+            on_progress(done, {**logs, "epochs": total, "eta_s": per_epoch * (total - done)})
+
+        return report
 
     scores = np.full(len(user), math.nan)
     seconds = 0.0

@@ -46,3 +46,10 @@ export function toast(message, kind = "info") {
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => { el.className = ""; }, kind === "error" ? 8000 : 3500);
 }
+
+// Data never becomes markup: every value a person or a file chose (a name, a note, a log line, a dataset's name)
+// passes through here before it goes into a template of ours.
+const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+export function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ENTITIES[c]);
+}

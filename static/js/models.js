@@ -1,4 +1,4 @@
-import { api, toast } from "./api.js";
+import { api, esc, toast } from "./api.js";
 
 const Chart = window.Chart;
 const charts = {};
@@ -21,8 +21,29 @@ function comparisonText(version) {
   const unit = c.metric === "rmse_px" ? " px" : "";
   const name = c.metric === "rmse_px" ? "RMSE" : "accuracy";
   const ci = `${Math.round(100 * c.confidence)} % CI [${c.ci_low >= 0 ? "+" : ""}${fmt(c.ci_low, 4)}, ${c.ci_high >= 0 ? "+" : ""}${fmt(c.ci_high, 4)}]`;
+  if (version.metrics.slices?.user) return slicesTable(version);
   return `<div class="comparison muted">on the same ${c.n} validation faces: ${name} v${version.number} ${fmt(c.candidate, 4)}${unit}` +
-    ` vs ${c.against} ${fmt(c.active, 4)}${unit}; ${c.improvement >= 0 ? "better" : "worse"} by ${fmt(Math.abs(c.improvement), 4)}${unit}, ${ci}</div>`;
+    ` vs ${esc(c.against)} ${fmt(c.active, 4)}${unit}; ${c.improvement >= 0 ? "better" : "worse"} by ${fmt(Math.abs(c.improvement), 4)}${unit}, ${ci}</div>`;
+}
+
+const signed = (v) => `${v >= 0 ? "+" : "−"}${fmt(Math.abs(v), 4)}`;
+
+// Where users labeled faces of their own, a version is judged per slice: theirs (each face scored by a model of the
+// k-fold that never saw its person) and the reference set's fixed validation faces. Candidate and the model it would
+// replace, side by side, with the decision.
+function slicesTable(version) {
+  const { user, reference } = version.metrics.slices;
+  const c = version.metrics.comparison;
+  const unit = c.metric === "rmse_px" ? " px" : "";
+  const row = (label, s, detail) => `<tr><td>${label}</td><td>${s.n} faces${s.groups ? ` of ${s.groups} people` : ""}${detail}</td>
+    <td>${fmt(s.candidate, 4)}${unit}</td><td>${fmt(s.active, 4)}${unit}</td>
+    <td>${signed(s.improvement)} [${signed(s.ci_low)}, ${signed(s.ci_high)}]</td></tr>`;
+  const datasets = Object.entries(user.datasets || {}).map(([name, d]) =>
+    `<tr class="muted"><td>· ${esc(name)}</td><td>${d.n} faces of ${d.groups} people</td><td>${fmt(d.candidate, 4)}${unit}</td><td>${fmt(d.active, 4)}${unit}</td><td></td></tr>`).join("");
+  return `<table class="slices"><tr><th>slice</th><th></th><th>v${version.number}</th><th>${esc(c.against)}</th><th>change, ${Math.round(100 * c.confidence)} % CI</th></tr>
+    ${row("your faces", user, ` (${esc(user.method)})`)}${datasets}
+    ${row(`reference: ${esc(reference.dataset)}`, reference, " (validation)")}</table>
+    <div class="comparison muted">${esc(c.decision)}</div>`;
 }
 
 function card(kind) {
@@ -38,7 +59,7 @@ async function loadVersions() {
     body.innerHTML = rows.length ? rows.map((v) => `
       <tr class="${v.active ? "active" : ""}" data-id="${v.id}">
         <td><a href="#" class="show" data-id="${v.id}">v${v.number}</a> ${v.active ? '<span class="badge">active</span>' : ""}
-          <div class="muted">${v.note || ""}${v.parent_number ? ` · from v${v.parent_number}` : ""}</div></td>
+          <div class="muted">${esc(v.note)}${v.parent_number ? ` · from v${v.parent_number}` : ""}</div></td>
         <td>${metricText(v)}${comparisonText(v)}</td>
         <td>${v.trained_on.faces ?? "–"} faces${v.trained_on.human_labels != null ? ` · ${v.trained_on.human_labels} human` : ""}</td>
         <td>${when(v.created_at)}</td>
@@ -84,8 +105,8 @@ async function showVersion(id) {
   const m = v.metrics || {};
   if (v.kind === "emotion" && m.confusion_matrix) {
     const max = Math.max(...m.confusion_matrix.flat());
-    second.innerHTML = `<h3>Confusion (v${v.number}; rows true, columns predicted)</h3><table class="confusion"><tr><th></th>${m.labels.map((l) => `<th>${l}</th>`).join("")}</tr>` +
-      m.confusion_matrix.map((row, i) => `<tr><th>${m.labels[i]}</th>${row.map((n) => `<td style="background: rgba(53,224,161,${(0.85 * n / max).toFixed(2)})">${n}</td>`).join("")}</tr>`).join("") + "</table>";
+    second.innerHTML = `<h3>Confusion (v${v.number}; rows true, columns predicted)</h3><table class="confusion"><tr><th></th>${m.labels.map((l) => `<th>${esc(l)}</th>`).join("")}</tr>` +
+      m.confusion_matrix.map((row, i) => `<tr><th>${esc(m.labels[i])}</th>${row.map((n) => `<td style="background: rgba(53,224,161,${(0.85 * n / max).toFixed(2)})">${n}</td>`).join("")}</tr>`).join("") + "</table>";
   } else if (v.kind === "keypoints" && m.per_point_error_px) {
     // one row per point, every label shown: 15 points need the height
     second.innerHTML = `<h3>Error per point (v${v.number}, px)</h3><div class="points-box"><canvas class="points"></canvas></div>`;
@@ -111,11 +132,11 @@ function renderRun(run) {
   const pct = finished ? 100 : run.epochs ? Math.round((100 * run.epoch) / run.epochs) : 0;
   const eta = run.eta_seconds != null && run.status === "running" ? ` · ETA ${Math.ceil(run.eta_seconds)} s` : "";
   const loss = run.loss != null ? ` · loss ${fmt(run.loss, 5)} · val ${fmt(run.val_loss, 5)}` : "";
-  el.innerHTML = `<div><b>Run ${run.id}: ${run.status}</b> · epoch ${run.epoch}/${run.epochs || "?"}${loss}${eta}</div>
+  el.innerHTML = `<div><b>Run ${run.id}: ${esc(run.status)}</b> · epoch ${run.epoch}/${run.epochs || "?"}${loss}${eta}</div>
     <progress max="100" value="${pct}"></progress>
-    ${run.decision ? `<div>${run.decision}</div>` : ""}${run.error ? `<div class="error">${run.error}</div>` : ""}
+    ${run.decision ? `<div>${esc(run.decision)}</div>` : ""}${run.error ? `<div class="error">${esc(run.error)}</div>` : ""}
     ${["pending", "running"].includes(run.status) ? `<button class="cancel" data-id="${run.id}">Cancel</button>` : ""}
-    <pre>${(run.log || "").split("\n").slice(-8).join("\n")}</pre>`;
+    <pre>${esc((run.log || "").split("\n").slice(-8).join("\n"))}</pre>`;
 }
 
 async function follow(runId) {
@@ -226,7 +247,7 @@ async function loadAgreement() {
   el.querySelector(".summary").textContent =
     `Keypoints: ${a.keypoints.faces} shared faces, ${kp}. Emotion: ${a.emotion.faces} shared faces, ${em}.`;
   const share = (v, n) => (v == null ? "–" : `${(100 * v).toFixed(0)} % of ${n}`);
-  el.querySelector(".labelers").innerHTML = a.labelers.map((l) => `<tr><td>${l.labeler}</td><td>${l.faces}</td>
+  el.querySelector(".labelers").innerHTML = a.labelers.map((l) => `<tr><td>${esc(l.labeler)}</td><td>${l.faces}</td>
     <td>${l.median_seconds_per_save ?? "–"}</td><td>${share(l.emotion_agreement_with_others, l.emotion_shared_faces)}</td>
     <td>${l.keypoints_distance_to_others_px == null ? "–" : `${fmt(l.keypoints_distance_to_others_px, 2)} on ${l.keypoints_shared_faces}`}</td></tr>`).join("")
     || '<tr><td colspan="5" class="muted">No human labels yet.</td></tr>';

@@ -62,3 +62,68 @@ def test_a_labeler_gets_403(open_page, transactional_db):
     page = open_page("/models/", user=factories.user("labeler"))
     assert page.request.get(page.url).status == 403
     assert "Staff only." in page.content()
+
+
+HOSTILE = '<img src=x onerror="window.__xss = (window.__xss || 0) + 1">'
+
+
+def test_names_notes_and_decisions_are_shown_as_text_never_run(open_page, staff, media, tmp_path):
+    """A labeler named like markup, a version note, a run's decision and log: the Models page shows them as they are.
+    The version's slices (the users' faces beside the reference set) are shown side by side with the decision."""
+    import shutil
+
+    from tests import factories
+    from webapp.faces.services import annotation_submit
+    from webapp.registry.models import ModelVersion
+    from webapp.registry.services import staging_dir, version_register
+    from webapp.training.models import TrainingRun
+
+    labeler = factories.user("labeler", HOSTILE[:150])
+    from tests.csvs import fer_row, write
+    from webapp.faces.models import Face
+    from webapp.faces.services import faces_import
+
+    faces_import(path=write(tmp_path / "f.csv", "emotion,pixels,Usage", [fer_row(0, 1)]), fmt="fer2013")
+    annotation_submit(face=Face.objects.get(), author=labeler, emotion=3)
+    baseline = ModelVersion.objects.get(kind="emotion", number=1)
+    staging = staging_dir("emotion")
+    shutil.rmtree(staging)
+    shutil.copytree(settings.BASE_DIR / "models" / "baseline" / "emotion", staging)
+    slice_ = {"metric": "accuracy", "confidence": 0.95, "improvement": 0.07, "ci_low": 0.04, "ci_high": 0.1}
+    comparison = {**slice_, "n": 2266, "candidate": 0.778, "active": 0.779, "improvement": -0.001, "ci_low": -0.008}
+    comparison |= {"ci_high": 0.006, "against": "emotion v1", "decision": f"promoted: {HOSTILE}"}
+    metrics = {
+        "accuracy": 0.778,
+        "macro_f1": 0.72,
+        "comparison": comparison,
+        "slices": {
+            "reference": {**comparison, "dataset": "fer2013.csv.gz"},
+            "user": {
+                **slice_,
+                "n": 489,
+                "groups": 62,
+                "candidate": 0.95,
+                "active": 0.88,
+                "method": "5-fold by person",
+                "datasets": {HOSTILE: {"n": 489, "groups": 62, "candidate": 0.95, "active": 0.88}},
+            },
+        },
+    }
+    version = version_register(
+        kind="emotion", export_dir=staging, metrics=metrics, trained_on={"faces": 9}, parent=baseline, note=HOSTILE
+    )
+    TrainingRun.objects.create(kind="emotion", status="running", log=HOSTILE, decision=HOSTILE, epochs=3, epoch=1)
+
+    page = open_page("/models/", user=staff)
+    page.wait_for_function("window.studio && window.studio.ready", timeout=30_000)
+    page.wait_for_function("!document.querySelector('#agreement .summary').textContent.startsWith('Loading')")
+    page.wait_for_selector('.card[data-kind="emotion"] .run:not([hidden])')
+    assert HOSTILE[:150] in page.locator("#agreement .labelers").inner_text()
+    row = page.locator(f'.card[data-kind="emotion"] tr[data-id="{version.pk}"]')
+    assert HOSTILE in row.inner_text()  # the note, as text
+    table = row.locator("table.slices").inner_text()
+    assert "your faces" in table and "489 faces of 62 people" in table and "5-fold by person" in table
+    assert "reference: fer2013.csv.gz" in table and "0.9500" in table and "0.8800" in table and HOSTILE in table
+    assert HOSTILE in page.locator('.card[data-kind="emotion"] .run').inner_text()
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__xss") is None and page.locator("img[src=x]").count() == 0
