@@ -45,7 +45,7 @@ lint: $(BIN)/.installed
 checks: deps
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') ALLOWED_HOSTS=studio.example \
-	  DJANGO_SETTINGS_MODULE=webapp.settings.production $(BIN)/python manage.py check --deploy --fail-level WARNING
+	  CACHE_URL=redis://127.0.0.1:6379/1 DJANGO_SETTINGS_MODULE=webapp.settings.production $(BIN)/python manage.py check --deploy --fail-level WARNING
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 pytest: deps /usr/bin/chromium

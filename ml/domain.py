@@ -33,6 +33,9 @@ class DomainRecipe:
     replay: int  # reference faces sampled into the mix
     folds: int  # k of the k-fold by group (fewer when there are fewer groups)
     config: TrainConfig  # the fine-tune's schedule
+    # The model kept is this much of the fine-tuned weights and the rest of the parent's (weight-space ensembling,
+    # "WiSE-FT", Wortsman et al. 2022): most of the gain on the new domain, less of the loss on the reference one.
+    blend: float = 1.0
 
 
 # Chosen on a person split of the CK+ pool (README, "The loop on a user's own faces"): the emotion rate is the
@@ -66,6 +69,18 @@ def mixed(user: FaceData, reference: FaceData, recipe: DomainRecipe, seed: int) 
     """The training faces of one domain fine-tune: the user's faces ``repeats`` times and a seeded replay sample."""
     take = np.random.default_rng(seed).choice(len(reference), size=min(recipe.replay, len(reference)), replace=False)
     return _concat([user.subset(np.tile(np.arange(len(user)), recipe.repeats)), reference.subset(np.sort(take))])
+
+
+def blended(result: TrainResult, parent, blend: float) -> TrainResult:
+    """``result`` with its model's weights moved to ``blend`` x its own + (1 - blend) x the parent's."""
+    if blend < 1.0:
+        result.model.set_weights(
+            [
+                blend * own + (1.0 - blend) * theirs
+                for own, theirs in zip(result.model.get_weights(), parent.get_weights(), strict=True)
+            ]
+        )
+    return result
 
 
 def folds_for(recipe: DomainRecipe, groups: int) -> int:
@@ -106,6 +121,7 @@ def domain_fine_tune(
     def shifted(run: int) -> ProgressFn | None:
         if on_progress is None:
             return None
+
         def report(epoch: int, logs: dict) -> None:
             done = run * config.epochs + epoch
             per_epoch = logs.get("elapsed_s", 0.0) / max(1, epoch)
@@ -123,18 +139,23 @@ def domain_fine_tune(
             result = train(
                 task, mix, user.subset(held), fold_config, shifted(fold), initial_model=parent, should_stop=should_stop
             )
+            result = blended(result, parent, recipe.blend)
             seconds += result.seconds
             if result.stopped:
                 return DomainResult(final=result, user_scores=scores, folds=k, seconds=seconds, stopped=True)
             scores[held] = face_scores(result.model, user.subset(held), framing)
-    final = train(
-        task,
-        mixed(user, reference_train, recipe, config.seed),
-        reference_val,
-        config,
-        shifted(k),
-        initial_model=parent,
-        should_stop=should_stop,
+    final = blended(
+        train(
+            task,
+            mixed(user, reference_train, recipe, config.seed),
+            reference_val,
+            config,
+            shifted(k),
+            initial_model=parent,
+            should_stop=should_stop,
+        ),
+        parent,
+        recipe.blend,
     )
     seconds += final.seconds
     if not k:  # one group: nothing to hold out; its own in-sample scores (the rule refuses so few people anyway)

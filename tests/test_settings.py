@@ -8,7 +8,7 @@ from tests.conftest import REPO_ROOT
 
 
 def _check(**env):
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "CACHE_URL")}
     return subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=REPO_ROOT,
@@ -19,13 +19,24 @@ def _check(**env):
     )
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS"])
+PRODUCTION_ENV = {"SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "studio.example", "CACHE_URL": "redis://127.0.0.1:6379/1"}
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "CACHE_URL"])
 def test_production_refuses_to_start_without_its_environment(missing):
-    env = {"SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "studio.example"}
+    env = dict(PRODUCTION_ENV)
     env.pop(missing)
     done = _check(**env)
     assert done.returncode != 0
-    assert "production settings need SECRET_KEY and ALLOWED_HOSTS" in done.stderr and missing in done.stderr
+    assert "production settings need SECRET_KEY, ALLOWED_HOSTS and CACHE_URL" in done.stderr and missing in done.stderr
+
+
+@pytest.mark.parametrize("cache", ["locmemcache://", "dummycache://"])
+def test_production_refuses_a_cache_each_process_keeps_to_itself(cache):
+    """Throttles count in the cache: with one per gunicorn process, N processes let a user through N times."""
+    done = _check(**{**PRODUCTION_ENV, "CACHE_URL": cache})
+    assert done.returncode != 0 and "CACHE_URL must name a cache shared by every process" in done.stderr
+    assert _check(**PRODUCTION_ENV).returncode == 0
 
 
 def test_broker_falls_back_to_sqlite_when_no_redis_answers(monkeypatch):

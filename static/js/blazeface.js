@@ -44,10 +44,10 @@ function anchors({ input, strides, anchors_per_layer: perLayer }) {
   return out;
 }
 
-export async function loadBlazeFace(modelUrl) {
+export async function loadBlazeFace(modelUrl, specUrl) {
   const [model, spec] = await Promise.all([
     tf.loadLayersModel(modelUrl),
-    fetch(modelUrl.replace(/model\.json$/, "detector.json")).then((r) => r.json()),
+    fetch(specUrl).then((r) => r.json()),
   ]);
   return { model, spec, anchors: anchors(spec) };
 }

@@ -54,7 +54,7 @@ export async function loadModels(manifest) {
 export async function loadDetector(pipeline) {
   const settings = pipeline.detector;
   if (settings.name !== "blazeface") throw new Error(`unknown detector ${settings.name}`);
-  return { settings, blazeface: await loadBlazeFace(settings.model_url) };
+  return { settings, blazeface: await loadBlazeFace(settings.model_url, settings.spec_url) };
 }
 
 // Faces that fill the picture are found more often inside a black border, small ones less often: the detector runs on

@@ -49,5 +49,7 @@ def active_manifest() -> dict:
     pointers = {p.kind: p.version for p in ActiveVersion.objects.select_related("version")}
     manifests = {kind: (version_manifest(pointers[kind]) if kind in pointers else None) for kind in TASKS}
     pipeline = pipeline_manifest()
+    # each file by its own (in production, hashed) URL: neither name can be derived from the other
     pipeline["detector"]["model_url"] = static("detector/model.json")
+    pipeline["detector"]["spec_url"] = static("detector/detector.json")
     return {**manifests, "pipeline": pipeline}

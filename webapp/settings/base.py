@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from STATIC_ROOT in every role that runs collectstatic (production); runserver serves them itself.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -113,7 +115,20 @@ STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 # The browser's face detector, built from an npm package by `python -m ml detector` (make deps does it).
 DETECTOR_DIR = Path(env.str("DETECTOR_DIR", default=str(BASE_DIR / "build" / "detector")))
-STATICFILES_DIRS = [BASE_DIR / "static", ("vendor", BASE_DIR / "node_modules"), ("detector", DETECTOR_DIR)]
+# From node_modules, the folders the pages (and the benchmarks' face-api) load: collectstatic hashes and compresses
+# each file it collects, and the whole of node_modules is 350 MB.
+VENDOR_DIRS = [
+    "@tensorflow/tfjs/dist",
+    "@tensorflow/tfjs-backend-wasm/dist",
+    "@vladmandic/face-api/dist",
+    "@vladmandic/face-api/model",
+    "chart.js/dist",
+]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("detector", DETECTOR_DIR),
+    *((f"vendor/{folder}", BASE_DIR / "node_modules" / folder) for folder in VENDOR_DIRS),
+]
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"  # face images are served through the API (labelers only), never from here
 # Exported model versions: models/<kind>/v<N>/, each written once and never modified.

@@ -7,13 +7,25 @@ from django.core.exceptions import ImproperlyConfigured
 from webapp.settings.base import *  # noqa: F403
 from webapp.settings.base import env
 
-_missing = [name for name in ("SECRET_KEY", "ALLOWED_HOSTS") if not os.environ.get(name, "").strip()]
+_missing = [name for name in ("SECRET_KEY", "ALLOWED_HOSTS", "CACHE_URL") if not os.environ.get(name, "").strip()]
 if _missing:
-    # The base settings have local defaults for both; production must never fall back on them.
+    # The base settings have local defaults for these; production must never fall back on them.
     raise ImproperlyConfigured(
-        f"production settings need SECRET_KEY and ALLOWED_HOSTS in the environment; missing: {', '.join(_missing)}"
+        "production settings need SECRET_KEY, ALLOWED_HOSTS and CACHE_URL in the environment; missing: "
+        + ", ".join(_missing)
+    )
+if CACHES["default"]["BACKEND"].endswith(("locmem.LocMemCache", "dummy.DummyCache")):  # noqa: F405
+    # Throttles (uploads, writes, sign-in) count in the cache: a per-process cache lets each gunicorn process count
+    # on its own, N processes N times the limit.
+    raise ImproperlyConfigured(
+        f"CACHE_URL must name a cache shared by every process (redis://…, as compose runs), not {os.environ['CACHE_URL']}"
     )
 DEBUG = False
+# Hashed names (cached for a year by WhiteNoise) and gzip/brotli copies, made by collectstatic.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "webapp.staticstorage.StaticStorage"},
+}
 SECRET_KEY = env.str("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 

@@ -1,0 +1,143 @@
+"""The production role as compose runs it: production settings, collectstatic, gunicorn with webapp/gunicorn.py.
+
+Every page's CSS and JS (and the import map's modules) answer 200 with their content type, under hashed names that
+are cached for a year, and the demo runs in Chromium with no console error, offline.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from html.parser import HTMLParser
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.browser]
+
+PAGES = ["/", "/accounts/login/", "/label/", "/import/", "/models/", "/api/docs/"]
+TYPES = {".css": "text/css", ".js": "text/javascript", ".mjs": "text/javascript"}
+
+
+class _Assets(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+        self.in_import_map = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "link" and attrs.get("rel") == "stylesheet":
+            self.urls.append(attrs["href"])
+        elif tag == "script" and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        self.in_import_map = tag == "script" and attrs.get("type") == "importmap"
+
+    def handle_data(self, data):
+        if self.in_import_map:
+            self.urls += re.findall(r'"(/static/[^"]+)"', data)
+
+    def handle_endtag(self, tag):
+        self.in_import_map = False
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory):
+    """A production instance of its own: SQLite and files in a temporary folder, the local Redis as its cache."""
+    var = tmp_path_factory.mktemp("production")
+    port = _port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "webapp.settings.production",
+        "SECRET_KEY": "test-" + "k" * 50,
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "CACHE_URL": "redis://127.0.0.1:6379/14",
+        "SECURE_SSL_REDIRECT": "false",
+        "VAR_DIR": str(var),
+        "DATABASE_URL": f"sqlite:///{var}/db.sqlite3",
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    for command in (["migrate", "-v0"], ["bootstrap"], ["collectstatic", "--noinput", "-v0"]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=REPO_ROOT, env=env, check=True, timeout=600)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:webapp.gunicorn", "webapp.wsgi"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=(var / "gunicorn.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/models/active/", timeout=5)
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((var / "gunicorn.log").read_text()[-3000:]) from None
+            time.sleep(0.3)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.status, response.headers, response.read()
+
+
+def test_every_pages_css_and_js_loads_under_a_hashed_name_cached_for_a_year(production):
+    seen = set()
+    for page in PAGES:
+        status, _, body = _get(production + page)  # the staff pages show the sign-in page, with the same assets
+        assert status == 200, page
+        parser = _Assets()
+        parser.feed(body.decode())
+        assert parser.urls, f"{page} links no CSS or JS"
+        seen.update(parser.urls)
+    ours = [u for u in seen if u.startswith("/static/")]
+    assert any(u.startswith("/static/css/app.") for u in ours) and any("tf.fesm.min." in u for u in ours)
+    for url in ours:
+        status, headers, body = _get(production + url)
+        extension = os.path.splitext(url)[1]
+        assert status == 200 and body, url
+        assert headers["Content-Type"].startswith(TYPES[extension]), (url, headers["Content-Type"])
+        if re.search(r"\.[0-9a-f]{12}\.(css|js)$", url):
+            assert "max-age=315360000" in headers["Cache-Control"], (url, headers["Cache-Control"])
+    hashed = [u for u in ours if re.search(r"\.[0-9a-f]{12}\.(css|js)$", u)]
+    assert len(hashed) == len(ours), set(ours) - set(hashed)
+
+
+def test_the_demo_runs_in_chromium_with_no_console_error(production, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    errors = []
+    try:
+        page = context.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: errors.append(f"{r.url}: {r.failure}"))
+        page.goto(production + "/")
+        try:
+            page.wait_for_function("window.studio && window.studio.ready === true", timeout=60_000)
+        except Exception:
+            raise AssertionError(f"the demo never got ready: {errors}") from None
+        assert page.locator("#backend").inner_text() == "wasm"
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgba(0, 0, 0, 0)"
+        for path in ("/label/", "/models/"):
+            page.goto(production + path)  # signed out: the sign-in page, styled
+            page.wait_for_load_state("networkidle")
+    finally:
+        context.close()
+    assert errors == []
