@@ -14,11 +14,12 @@ if _missing:
         "production settings need SECRET_KEY, ALLOWED_HOSTS and CACHE_URL in the environment; missing: "
         + ", ".join(_missing)
     )
-if CACHES["default"]["BACKEND"].endswith(("locmem.LocMemCache", "dummy.DummyCache")):  # noqa: F405
+if CACHES["default"]["BACKEND"].endswith(("locmem.LocMemCache", "dummy.DummyCache")):
     # Throttles (uploads, writes, sign-in) count in the cache: a per-process cache lets each gunicorn process count
     # on its own, N processes N times the limit.
     raise ImproperlyConfigured(
-        f"CACHE_URL must name a cache shared by every process (redis://…, as compose runs), not {os.environ['CACHE_URL']}"
+        "CACHE_URL must name a cache shared by every process (redis://…, as compose runs), not "
+        + os.environ["CACHE_URL"]
     )
 DEBUG = False
 # Hashed names (cached for a year by WhiteNoise) and gzip/brotli copies, made by collectstatic.
