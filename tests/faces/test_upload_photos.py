@@ -119,3 +119,25 @@ def test_the_same_new_picture_sent_at_once_by_several_clients_is_one_face_and_no
             responses = list(pool.map(send, range(4)))
         assert sorted(r.status_code for r in responses) in ([200, 200, 200, 201],), [r.content for r in responses]
         assert len({r.json()["faces"][0]["id"] for r in responses}) == 1 and Face.objects.count() == 1
+
+
+@pytest.mark.parametrize("size", [(40000, 1000), (1, 30000), (9000, 1000)])
+def test_a_strip_of_a_picture_is_refused_at_once_and_stores_nothing(client_for, shipped_models, size):
+    """A 39 KB PNG of 40000 x 1000 px is under the pixel limit; detecting in it took a minute and gigabytes."""
+    import time
+
+    started = time.monotonic()
+    response = _upload(client_for("labeler"), Image.new("L", size, 128), "PNG", "strip.png")
+    assert response.status_code == 400, response.content
+    assert f"{size[0]} x {size[1]} px" in str(response.json()) and "at most 8" in str(response.json())
+    assert time.monotonic() - started < 5 and Face.objects.count() == 0
+
+
+def test_a_large_photo_is_read_at_a_bounded_size_and_its_face_still_found(client_for, shipped_models, settings):
+    settings.DETECT_MAX_SIDE = 512
+    photo = astronaut(2048)  # 2048 px: the detector reads it at 512
+    response = _upload(client_for("labeler"), photo)
+    assert response.status_code == 201, response.content
+    face = Face.objects.get(pk=response.json()["faces"][0]["id"])
+    mid, distance = _anchors_in_stored(face)
+    assert np.abs(mid - align.FACE_FRAMING.center).max() < 4 and abs(distance - 38) < 4

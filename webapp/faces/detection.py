@@ -39,8 +39,14 @@ def _analyzer():
 def face_crops(image) -> list[np.ndarray]:
     """Every face in a whole photo as a 96x96 grey crop in the stored framing (align.FACE_FRAMING), best first.
 
-    With no active keypoint model the crop comes from the detector box alone (its prior), unrefined.
+    With no active keypoint model the crop comes from the detector box alone (its prior), unrefined. The photo is
+    read at most DETECT_MAX_SIDE px on its longer side.
     """
+    from django.conf import settings
+
+    from webapp.faces.images import bounded
+
+    image = bounded(image, settings.DETECT_MAX_SIDE)
     with _lock:
         analyzer, detector = _analyzer()
         if analyzer is not None:

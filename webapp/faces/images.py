@@ -36,6 +36,7 @@ def decode_upload(data: bytes) -> tuple[Image.Image, str]:
                 raise ValidationError(
                     {"image": [f"{image.format} images are not accepted; send a JPEG, PNG or WEBP image."]}
                 )
+            _check_shape(*image.size)  # from the header, before a single pixel is decoded
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValidationError(
@@ -47,6 +48,30 @@ def decode_upload(data: bytes) -> tuple[Image.Image, str]:
         raise ValidationError({"image": [f"The file is not a readable JPEG, PNG or WEBP image ({exc})."]}) from None
     # exif_transpose returns a copy without .format when it turns the image, so the verified format goes alongside
     return ImageOps.exif_transpose(_eight_bit(image)), image.format
+
+
+def _check_shape(width: int, height: int) -> None:
+    """A strip of a picture (40000 x 1000 px is under the pixel limit) holds no face worth finding, and detecting in
+    one took a minute and gigabytes: refuse sides far out of proportion."""
+    ratio = max(width, height) / max(1, min(width, height))
+    if ratio > settings.UPLOAD_MAX_ASPECT:
+        raise ValidationError(
+            {
+                "image": [
+                    f"The image is {width} x {height} px: one side is {ratio:.0f} times the other; at most "
+                    f"{settings.UPLOAD_MAX_ASPECT:g} is accepted. Crop it around the faces."
+                ]
+            }
+        )
+
+
+def bounded(image: Image.Image, side: int) -> Image.Image:
+    """The picture with its longer side at most ``side`` px (a face detector reads a few hundred pixels anyway)."""
+    if max(image.size) <= side:
+        return image
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BOX)
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
