@@ -5,12 +5,21 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.throttling import ScopedRateThrottle
 
 from webapp.faces import api as faces
 from webapp.faces import datasets_api as datasets
 from webapp.pages.parsers import PARSERS
 from webapp.registry import api as registry
 from webapp.training import api as training
+
+class TokenObtainApi(ObtainAuthToken):
+    """DRF's token view; sign-in attempts are throttled per client address (THROTTLE_LOGIN)."""
+
+    parser_classes = PARSERS
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
 
 api = [
     path("faces/", faces.FaceListApi.as_view(), name="face-list"),
@@ -35,7 +44,7 @@ api = [
     path("training-runs/plan/", training.RunPlanApi.as_view(), name="run-plan"),
     path("training-runs/<int:run_id>/", training.RunDetailApi.as_view(), name="run-detail"),
     path("training-runs/<int:run_id>/cancel/", training.RunCancelApi.as_view(), name="run-cancel"),
-    path("auth/token/", ObtainAuthToken.as_view(parser_classes=PARSERS), name="auth-token"),
+    path("auth/token/", TokenObtainApi.as_view(), name="auth-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -49,7 +58,8 @@ def api_not_found(request, *args, **kwargs):
 
 urlpatterns = [
     path("api/", include(api)),
-    re_path(r"^api/(?:.*/)?$", api_not_found),  # ends in a slash, so APPEND_SLASH still redirects /api/faces
+    # ends in a slash, so APPEND_SLASH still redirects /api/faces; (?s): a newline in the path is a character too
+    re_path(r"(?s)^api/(?:.*/)?$", api_not_found),
     path("model-files/<str:kind>/<str:name>/<path:path>", registry.model_file, name="model-file"),
     path("admin/login/", RedirectView.as_view(url="/accounts/login/", query_string=True)),
     path("admin/", admin.site.urls),

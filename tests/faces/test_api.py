@@ -405,3 +405,38 @@ def test_a_junk_picture_never_reaches_the_queue(client_for):
     assert (
         not Face.objects.exists() and client_for("labeler").get("/api/queue/next/?task=emotion").json()["face"] is None
     )
+
+
+# --- hostile requests (issue #21) -----------------------------------------------------------------------------
+
+
+def test_guessing_passwords_for_a_token_is_throttled(settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    factories.user("labeler", "target")
+    client = APIClient()
+    statuses = [
+        client.post("/api/auth/token/", {"username": "target", "password": f"guess{i}"}).status_code for i in range(12)
+    ]
+    assert statuses[:10] == [400] * 10 and statuses[10:] == [429, 429]
+    assert "throttled" in client.post("/api/auth/token/", {"username": "target", "password": "pw"}).json()["detail"]
+    cache.clear()
+    assert client.post("/api/auth/token/", {"username": "target", "password": "pw"}).status_code == 200
+
+
+def test_a_nul_byte_in_a_model_file_path_is_a_404_not_a_500(client, settings):
+    from webapp.registry.services import baseline_register
+
+    settings.BASELINE_MODELS_DIR = settings.BASE_DIR / "models" / "baseline"
+    version = baseline_register()[0]
+    response = client.get(f"/model-files/{version.artifact_dir}/%00.json")
+    assert response.status_code == 404
+    assert client.get(f"/model-files/{version.artifact_dir}/model.json").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/faces/%0Ax/", "/api/%0A/", "/api/faces/1/%0D%0Aimage/"])
+def test_a_newline_in_an_api_path_gets_the_apis_json_404(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert "No such API route" in response.json()["detail"]

@@ -179,6 +179,8 @@ def model_file(request, kind: str, name: str, path: str):
     The URL names the version's directory, not its number: a directory name is never given twice (see
     ``services.version_register``), so a cached file can never stand for other weights.
     """
+    if "\x00" in path:  # a path with a NUL byte names no file (the OS refuses it: a 500 before)
+        raise Http404("no such model file")
     version = get_object_or_404(ModelVersion, artifact_dir=f"{kind}/{name}")
     root = (Path(settings.MODELS_ROOT) / version.artifact_dir).resolve()
     target = (root / path).resolve()

@@ -163,6 +163,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "uploads": env.str("THROTTLE_UPLOADS", default="30/minute"),
         "writes": env.str("THROTTLE_WRITES", default="120/minute"),
+        # sign-in attempts for a token, per client address: guessing passwords is slow
+        "login": env.str("THROTTLE_LOGIN", default="10/minute"),
     },
     "EXCEPTION_HANDLER": "webapp.pages.errors.exception_handler",
 }
