@@ -13,6 +13,7 @@ from webapp.pages.parsers import PARSERS
 from webapp.registry import api as registry
 from webapp.training import api as training
 
+
 class TokenObtainApi(ObtainAuthToken):
     """DRF's token view; sign-in attempts are throttled per client address (THROTTLE_LOGIN)."""
 
