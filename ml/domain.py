@@ -33,9 +33,6 @@ class DomainRecipe:
     replay: int  # reference faces sampled into the mix
     folds: int  # k of the k-fold by group (fewer when there are fewer groups)
     config: TrainConfig  # the fine-tune's schedule
-    # The model kept is this much of the fine-tuned weights and the rest of the parent's (weight-space ensembling,
-    # "WiSE-FT", Wortsman et al. 2022): most of the gain on the new domain, less of the loss on the reference one.
-    blend: float = 1.0
 
 
 # Chosen on a person split of the CK+ pool (20 people held out; README, "The loop on a user's own faces"): a cosine
@@ -73,18 +70,6 @@ def mixed(user: FaceData, reference: FaceData, recipe: DomainRecipe, seed: int) 
     """The training faces of one domain fine-tune: the user's faces ``repeats`` times and a seeded replay sample."""
     take = np.random.default_rng(seed).choice(len(reference), size=min(recipe.replay, len(reference)), replace=False)
     return _concat([user.subset(np.tile(np.arange(len(user)), recipe.repeats)), reference.subset(np.sort(take))])
-
-
-def blended(result: TrainResult, parent, blend: float) -> TrainResult:
-    """``result`` with its model's weights moved to ``blend`` x its own + (1 - blend) x the parent's."""
-    if blend < 1.0:
-        result.model.set_weights(
-            [
-                blend * own + (1.0 - blend) * theirs
-                for own, theirs in zip(result.model.get_weights(), parent.get_weights(), strict=True)
-            ]
-        )
-    return result
 
 
 def folds_for(recipe: DomainRecipe, groups: int) -> int:
@@ -143,23 +128,18 @@ def domain_fine_tune(
             result = train(
                 task, mix, user.subset(held), fold_config, shifted(fold), initial_model=parent, should_stop=should_stop
             )
-            result = blended(result, parent, recipe.blend)
             seconds += result.seconds
             if result.stopped:
                 return DomainResult(final=result, user_scores=scores, folds=k, seconds=seconds, stopped=True)
             scores[held] = face_scores(result.model, user.subset(held), framing)
-    final = blended(
-        train(
-            task,
-            mixed(user, reference_train, recipe, config.seed),
-            reference_val,
-            config,
-            shifted(k),
-            initial_model=parent,
-            should_stop=should_stop,
-        ),
-        parent,
-        recipe.blend,
+    final = train(
+        task,
+        mixed(user, reference_train, recipe, config.seed),
+        reference_val,
+        config,
+        shifted(k),
+        initial_model=parent,
+        should_stop=should_stop,
     )
     seconds += final.seconds
     if not k:  # one group: nothing to hold out; its own in-sample scores (the rule refuses so few people anyway)
