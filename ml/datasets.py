@@ -106,7 +106,8 @@ def _open_text(path: Path) -> io.TextIOBase:
     magic = raw.read(2)
     raw.seek(0)
     stream = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw  # by content, not by name
-    return io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    # utf-8-sig: Excel starts its UTF-8 CSVs with a byte-order mark, which would otherwise glue onto the first column
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
 
 
 def count_lines(path: str | Path) -> int:
@@ -248,6 +249,9 @@ def read_keypoints_csv(path: str | Path, progress: Callable[[int], None] | None 
     )
 
 
+USAGES = ("Training", "PublicTest", "PrivateTest", "")  # FER2013's split column; empty: the app draws the split
+
+
 def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
     expected = f"the {fmt} format: columns emotion, pixels, Usage (emotion codes 0..{n_codes - 1})"
 
@@ -262,11 +266,14 @@ def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
                 raise RowSkip(f"emotion is not an integer: {text[:20]!r}") from None
             if not 0 <= code < n_codes:
                 raise RowSkip(f"emotion {code} is out of range 0..{n_codes - 1}")
+            usage = row["Usage"].strip()
+            if usage not in USAGES:
+                raise RowSkip(f"Usage {usage[:20]!r} is not one of {', '.join(u for u in USAGES if u)} (or empty)")
             image = parse_pixels(row["pixels"], FER_SIZE)
             if code not in code_map:
                 left_out.append(checksum(to_frame(image[None])[0]))
                 return None  # a valid face of a class the product leaves out
-            return image, code_map[code], row["Usage"].strip()
+            return image, code_map[code], usage
 
         images, targets, usages, lines, groups, errors, excluded = _read(
             path, fmt, ("emotion", "pixels", "Usage"), expected, parse, progress

@@ -59,8 +59,8 @@ def api_not_found(request, *args, **kwargs):
 
 urlpatterns = [
     path("api/", include(api)),
-    # ends in a slash, so APPEND_SLASH still redirects /api/faces; (?s): a newline in the path is a character too
-    re_path(r"(?s)^api/(?:.*/)?$", api_not_found),
+    # ends in a slash, so APPEND_SLASH still redirects /api/faces; [\s\S]: a newline in the path is a character too
+    re_path(r"^api/(?:[\s\S]*/)?$", api_not_found),
     path("model-files/<str:kind>/<str:name>/<path:path>", registry.model_file, name="model-file"),
     path("admin/login/", RedirectView.as_view(url="/accounts/login/", query_string=True)),
     path("admin/", admin.site.urls),

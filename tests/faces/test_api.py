@@ -440,3 +440,16 @@ def test_a_newline_in_an_api_path_gets_the_apis_json_404(client, path):
     response = client.get(path)
     assert response.status_code == 404 and response["Content-Type"] == "application/json"
     assert "No such API route" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("query", ["source=zzz", "split=nowhere", "labeled=bogus"])
+def test_an_unknown_filter_value_is_a_400_naming_the_choices(client_for, query):
+    response = client_for("labeler").get(f"/api/faces/?{query}")
+    assert response.status_code == 400 and "must be one of" in str(response.json())
+
+
+def test_an_unreadable_upload_says_so_without_python_internals(client_for):
+    response = _upload(client_for("labeler"), b"this is not a picture at all")
+    assert response.status_code == 400
+    message = str(response.json())
+    assert "not a readable JPEG, PNG or WEBP image" in message and "BytesIO" not in message and "0x" not in message

@@ -130,3 +130,17 @@ def test_a_group_longer_than_the_limit_is_a_bad_row(tmp_path):
     rows = [f"{csvs.fer_row(0, 1)},{'x' * 101}", f"{csvs.fer_row(3, 2)},S1"]
     data = read_faces(csvs.write(tmp_path / "lab.csv", "emotion,pixels,Usage,subject", rows))
     assert len(data) == 1 and "subject is longer than 100" in str(data.errors[0]) and data.errors[0].line == 2
+
+
+def test_a_csv_saved_by_excel_with_a_byte_order_mark_reads_like_any_other(tmp_path):
+    path = csvs.write(tmp_path / "excel.csv", csvs.FER_HEADER, [csvs.fer_row(3, 1), csvs.fer_row(0, 2)])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    data = read_faces(path)
+    assert data.format == "fer2013" and len(data) == 2 and not data.errors
+
+
+def test_a_fer_row_with_an_unknown_usage_is_a_bad_row_not_a_silent_import(tmp_path):
+    rows = [csvs.fer_row(3, 1, "Nowhere"), csvs.fer_row(0, 2, "PublicTest"), csvs.fer_row(0, 3, "")]
+    data = read_faces(csvs.write(tmp_path / "f.csv", csvs.FER_HEADER, rows))
+    assert len(data) == 2 and [e.line for e in data.errors] == [2]
+    assert "Usage 'Nowhere' is not one of Training, PublicTest, PrivateTest" in data.errors[0].reason

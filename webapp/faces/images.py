@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -45,7 +46,10 @@ def decode_upload(data: bytes) -> tuple[Image.Image, str]:
     except ValidationError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ValidationError({"image": [f"The file is not a readable JPEG, PNG or WEBP image ({exc})."]}) from None
+        # Pillow names its in-memory buffer in some messages ("<_io.BytesIO object at 0x…>"): not the user's business
+        detail = re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>", "", str(exc)).strip()
+        detail = f" ({detail})" if detail and "cannot identify image file" not in detail else ""
+        raise ValidationError({"image": [f"The file is not a readable JPEG, PNG or WEBP image{detail}."]}) from None
     # exif_transpose returns a copy without .format when it turns the image, so the verified format goes alongside
     return ImageOps.exif_transpose(_eight_bit(image)), image.format
 

@@ -28,6 +28,9 @@ def face_list(*, source: str | None = None, split: str | None = None, labeled: s
     """Faces, newest first. ``labeled`` = keypoints|emotion keeps faces with a human label of that task,
     ``unlabeled:keypoints`` those without."""
     qs = Face.objects.all().order_by("-id")
+    for name, value, choices in (("source", source, Face.Source.values), ("split", split, Face.Split.values)):
+        if value and value not in choices:
+            raise ValidationError({name: [f"must be one of {', '.join(choices)}, got {value!r}"]})
     if source:
         qs = qs.filter(source=source)
     if split:
