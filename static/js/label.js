@@ -269,7 +269,13 @@ async function save({ skip = false } = {}) {
   if (json.points && state.predictionIds.keypoints) json.prediction = state.predictionIds.keypoints;
   else if (json.emotion != null && state.predictionIds.emotion) json.prediction = state.predictionIds.emotion;
   try {
-    await api(`/api/faces/${state.face.id}/annotations/`, { method: "POST", json });
+    const { status, data } = await api(`/api/faces/${state.face.id}/annotations/`, { method: "POST", json });
+    if (status === 409) { // another labeler holds this face: nothing was stored
+      state.saving = false;
+      setMessage(`Not saved: ${data.detail}`);
+      updateButtons();
+      return;
+    }
     const what = [json.points && "points", json.emotion != null && "emotion"].filter(Boolean).join(" and ");
     toast(skip ? `Face ${state.face.id} marked as not a face.` : `Saved the ${what} of face ${state.face.id}.`, "ok");
     state.done += 1;

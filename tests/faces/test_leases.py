@@ -82,3 +82,29 @@ def test_concurrent_labelers_never_share_a_face(live_server):
     assert len(served) == 36 and len(set(served)) == 36, sorted(served)  # no face went to two labelers
     assert Annotation.objects.filter(origin="human").count() == 36 and not Lease.objects.exists()
     assert set(served) <= {f.pk for f in faces}
+
+
+def test_a_save_on_a_face_another_labeler_holds_is_refused_and_stores_nothing(client_for):
+    """The queue promised the face to Ann: Bob's save gets a 409 that says who holds it and until when; Ann's goes
+    through; once her lease has expired (or she saved), Bob's would too. A reviewer's decision is never refused."""
+    face = factories.face()
+    ann, bob = client_for("labeler"), client_for("labeler")
+    assert _next(ann, task="emotion")["face"]["id"] == face.pk
+    refused = bob.post(f"/api/faces/{face.pk}/annotations/", {"emotion": "sad"}, format="json")
+    assert refused.status_code == 409 and "is being labeled by" in refused.json()["detail"]
+    assert "(emotion)" in refused.json()["detail"] and not Annotation.objects.filter(face=face, origin="human").exists()
+    # a lease for the other task does not hold this one
+    assert (
+        bob.post(f"/api/faces/{face.pk}/annotations/", {"points": factories.points(1)}, format="json").status_code
+        == 201
+    )
+    assert bob.post(f"/api/faces/{face.pk}/annotations/", {"skip": True}, format="json").status_code == 409
+    assert (
+        client_for("staff")
+        .post(f"/api/faces/{face.pk}/annotations/", {"emotion": "happiness", "review": True}, format="json")
+        .status_code
+        == 201
+    )
+    assert ann.post(f"/api/faces/{face.pk}/annotations/", {"emotion": "anger"}, format="json").status_code == 201
+    assert not Lease.objects.filter(face=face).exists()  # Ann's save let go of her lease
+    assert bob.post(f"/api/faces/{face.pk}/annotations/", {"emotion": "sad"}, format="json").status_code == 201

@@ -195,7 +195,13 @@ class AnnotationApi(ListAPIView):
             required=False, default=False, help_text="staff: a reviewer's decision between labelers (it is the label)"
         )
 
-    @extend_schema(request=InputSerializer, responses={201: AnnotationOutput})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: AnnotationOutput,
+            409: OpenApiResponse(ErrorOutput, description="another labeler holds the face for this task (a lease)"),
+        },
+    )
     def post(self, request, face_id: int):
         face = get_object_or_404(Face, pk=face_id)
         data = self.InputSerializer(data=request.data)
@@ -208,15 +214,18 @@ class AnnotationApi(ListAPIView):
                 raise serializers.ValidationError({"prediction": [f"no prediction {values['prediction']}"]})
         if values["review"] and not request.user.is_staff:
             raise PermissionDenied("Only staff review labels.")
-        annotation = services.annotation_submit(
-            face=face,
-            author=request.user,
-            points=values.get("points"),
-            emotion=values.get("emotion"),
-            skip=values["skip"],
-            prediction=prediction,
-            origin=Annotation.Origin.REVIEW if values["review"] else Annotation.Origin.HUMAN,
-        )
+        try:
+            annotation = services.annotation_submit(
+                face=face,
+                author=request.user,
+                points=values.get("points"),
+                emotion=values.get("emotion"),
+                skip=values["skip"],
+                prediction=prediction,
+                origin=Annotation.Origin.REVIEW if values["review"] else Annotation.Origin.HUMAN,
+            )
+        except services.FaceHeld as exc:
+            raise Conflict(str(exc)) from None
         return Response(AnnotationOutput(annotation).data, status=status.HTTP_201_CREATED)
 
 

@@ -73,6 +73,18 @@ def validate_emotion(emotion) -> int:
 # --- annotations and predictions -------------------------------------------------------------------------------
 
 
+class FaceHeld(Exception):
+    """Another labeler holds a live lease on the face for a task this save touches."""
+
+    def __init__(self, lease: Lease):
+        holder = lease.holder.get_username()
+        super().__init__(
+            f"Face {lease.face_id} is being labeled by {holder} ({lease.task}) until "
+            f"{lease.expires_at:%H:%M:%S} UTC; your label was not saved. Take the next face from the queue."
+        )
+        self.lease = lease
+
+
 def annotation_submit(
     *,
     face: Face,
@@ -83,9 +95,28 @@ def annotation_submit(
     prediction: Prediction | None = None,
     origin: str = Annotation.Origin.HUMAN,
 ) -> Annotation:
-    """Add a correction. Never updates an earlier row: the face's current label is its newest human row."""
+    """Add a correction. Never updates an earlier row: the face's current label is its newest human row.
+
+    A labeler's save on a face another labeler holds (a live lease for a task the save touches) raises FaceHeld:
+    the queue promised that labeler the face, and two people labeling one face blind to each other is work lost.
+    A reviewer's decision is not refused (it settles a face, whoever holds it).
+    """
     if points is None and emotion is None and not skip:
         raise ValidationError({"points": ["send points, an emotion, or skip=true"]})
+    if origin == Annotation.Origin.HUMAN and getattr(author, "pk", None):
+        tasks = [
+            t
+            for t, touched in ((Task.KEYPOINTS, points is not None), (Task.EMOTION, emotion is not None))
+            if touched or skip
+        ]
+        held = (
+            Lease.objects.filter(face=face, task__in=tasks, expires_at__gt=timezone.now())
+            .exclude(holder=author)
+            .select_related("holder")
+            .first()
+        )
+        if held is not None:
+            raise FaceHeld(held)
     clean_points = validate_points(points) if points is not None else None
     clean_emotion = validate_emotion(emotion) if emotion is not None else None
     if prediction is not None and prediction.face_id != face.pk:
