@@ -437,7 +437,8 @@ document.addEventListener("keydown", (event) => {
   } else if (key === "?") {
     const help = $("help");
     help.open ? help.close() : help.showModal();
-  } else if (key === "Enter" && !["BUTTON", "A"].includes(event.target.tagName)) {
+  } else if (key === "Enter" && (!["BUTTON", "A"].includes(event.target.tagName) || event.target.closest("#emotions"))) {
+    // an emotion button keeps the focus after a click: picking it again would do nothing, so Enter saves there too
     event.preventDefault();
     save();
   } else if ((key === "s" || key === "S") && !ctrl) {

@@ -251,3 +251,40 @@ def test_review_flow_end_to_end(open_page, staff, faces, settings):
     )
     face.refresh_from_db()
     assert not face.review_emotion and current_labels(task="emotion")[face.pk] == 3
+
+
+def test_enter_after_clicking_an_emotion_with_the_mouse_saves(open_page, labeler, faces):
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    face_id = page.evaluate("window.studio.face.id")
+    page.keyboard.press("a")  # the model's points, accepted
+    page.click('#emotions button[data-emotion="4"]')  # the focus stays on the button
+    assert page.evaluate("document.activeElement.dataset.emotion") == "4"
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"window.studio.face && window.studio.face.id !== {face_id}", timeout=20_000)
+    assert Annotation.objects.get(face_id=face_id, origin="human").emotion == 4
+
+
+def test_a_second_labeler_saving_a_held_face_is_told_and_keeps_the_edits(open_page, labeler, faces):
+    """Ann's page holds the face; Bob's page shows it too once he asks for it by id (B goes back), and his save is
+    refused with who holds it."""
+    from tests import factories
+    from webapp.faces.models import Face
+    from webapp.faces.services import queue_take
+
+    open_page.expect_error.append("status of 409")
+    ann_page = open_page("/label/", user=labeler)
+    _ready(ann_page)
+    held = ann_page.evaluate("window.studio.face.id")
+    bob = factories.user("labeler", "bob")
+    bob_page = open_page("/label/", user=bob)
+    _ready(bob_page)
+    assert bob_page.evaluate("window.studio.face.id") != held  # the queue never serves Bob Ann's face
+    # Bob's page is made to show Ann's face (as a stale tab would after her lease was taken over): his save is refused
+    bob_page.evaluate(f"window.studio.face = {{...window.studio.face, id: {held}}}")
+    bob_page.keyboard.press("a")
+    bob_page.keyboard.press("Enter")
+    bob_page.wait_for_function("document.getElementById('message').textContent.includes('Not saved')")
+    assert f"being labeled by {labeler.username}" in bob_page.locator("#message").inner_text()
+    assert not Annotation.objects.filter(face_id=held, origin="human").exists()
+    assert queue_take(task="keypoints", user=bob)[0].pk != held and Face.objects.filter(pk=held).exists()
