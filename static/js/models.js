@@ -139,6 +139,13 @@ function renderRun(run) {
     <pre>${esc((run.log || "").split("\n").slice(-8).join("\n"))}</pre>`;
 }
 
+// While a run of a kind is pending or running, its Retrain button is off (a second press would only get a 409).
+function retrainEnabled(kind, enabled) {
+  const button = card(kind).querySelector("button.retrain");
+  button.disabled = !enabled;
+  button.title = enabled ? "" : "A run of this kind is going; wait for it or cancel it.";
+}
+
 async function follow(runId) {
   if (state.runs[runId]) return;
   state.runs[runId] = true;
@@ -151,6 +158,7 @@ async function follow(runId) {
       break;
     }
     renderRun(run);
+    retrainEnabled(run.kind, !["pending", "running"].includes(run.status));
     if (!["pending", "running"].includes(run.status)) {
       await loadVersions();
       showPlan(run.kind);

@@ -250,3 +250,16 @@ def test_automatic_retrain_after_n_human_labels(redis_broker, dirs, settings):
     assert run.kind == "emotion" and run.trigger == "auto" and run.status == "pending"
     annotation_submit(face=faces[2], points=factories.points(), author=None)
     assert TrainingRun.objects.count() == 1  # one keypoint label is not enough for keypoints
+
+
+def test_a_fine_tune_that_learned_nothing_registers_no_copy_of_its_parent(
+    start_worker, redis_broker, labeled_faces, staff_client
+):
+    """At a rate of 1,000 every step wrecks the model, so no epoch beats the parent on validation loss: the run ends
+    on the parent's own weights, and a version would be the parent again under a new number."""
+    start_worker(TRAINING_FINETUNE_LEARNING_RATE="1000")
+    run = wait_for(staff_client.post("/api/training-runs/", {"kind": "keypoints"}, format="json").json()["id"])
+    assert run.status == "succeeded", run.log + run.error
+    assert run.version is None and "nothing registered: no epoch beat keypoints v1" in run.decision
+    assert ModelVersion.objects.filter(kind="keypoints").count() == 1
+    assert staff_client.get(f"/api/training-runs/{run.pk}/").json()["version_number"] is None

@@ -56,7 +56,7 @@ class RunApi(ListAPIView):
             raise ServiceUnavailable(f"Retraining is unavailable right now: {exc}. Labeling keeps working.") from exc
         body = RunOutput(run).data
         if not created:
-            body = {**body, "detail": f"A {run.kind} run ({run.pk}) is already {run.status}; not starting another."}
+            body = {**body, "detail": f"Run {run.pk} ({run.kind}) is already {run.status}; not starting another."}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_409_CONFLICT)
 
 

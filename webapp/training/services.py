@@ -433,6 +433,17 @@ def run_execute(run_id: int) -> None:
                 run.kind, train_data, val_data, config, on_progress, initial_model=initial, should_stop=should_stop
             )
             stopped = result.stopped
+        if not stopped and domain is None and initial is not None and result.best_epoch == 0:
+            # no epoch beat the parent on validation loss, so the run ends on the parent's own weights: a version
+            # would be the parent again under a new number
+            decision = (
+                f"nothing registered: no epoch beat {parent} on validation loss, so the fine-tune kept its weights"
+            )
+            TrainingRun.objects.filter(pk=run.pk).update(
+                status=Status.SUCCEEDED, finished_at=timezone.now(), decision=decision, history=result.history
+            )
+            say(decision)
+            return
         if stopped:
             if TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
                 status=Status.CANCELLED, finished_at=timezone.now()
