@@ -32,10 +32,14 @@ setup: deps
 	$(BIN)/python manage.py bootstrap
 
 # One command: set up, then the web server and one Celery worker (Ctrl+C stops both).
+# The worker logs to var/worker.log and TensorFlow's C++ start-up chatter is off, so the URL line stays in sight.
 run: setup
-	@$(BIN)/celery -A webapp worker -Q training,celery --concurrency 1 --loglevel INFO & \
+	@export TF_CPP_MIN_LOG_LEVEL=2; \
+	  $(BIN)/celery -A webapp worker -Q training,celery --concurrency 1 --loglevel INFO --logfile var/worker.log \
+	    >>var/worker.log 2>&1 & \
 	  worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
-	  echo; echo "  Emotion AI Studio: http://$(HOST):$(PORT)/   (admin login: see var/admin-password.txt)"; echo; \
+	  echo; echo "  Emotion AI Studio: http://$(HOST):$(PORT)/   (admin login: see var/admin-password.txt;" \
+	    "worker log: var/worker.log)"; echo; \
 	  $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 lint: $(BIN)/.installed
