@@ -184,6 +184,8 @@ async function next() {
   }
 }
 
+const SOURCES = { import: "imported", human: "by a person", labelers: "the labelers' consensus", review: "a reviewer's decision" };
+
 // Put a face on the board: the model's guess, or (going back) the labels it has now, so a saved face shows what was saved.
 async function show(face, lease, where, { current = false, review = null } = {}) {
   holdLease(lease);
@@ -223,7 +225,7 @@ async function show(face, lease, where, { current = false, review = null } = {})
   $("model").textContent = `Model said: ${labels[guess]} ${(100 * prediction.probabilities[guess]).toFixed(0)}% (emotion v${manifest.emotion.version}), points from keypoints v${manifest.keypoints.version}.`;
   $("current").textContent = review
     ? `Labelers: ${byLabeler.map(([who, v]) => `${who}: ${v == null ? "not a face" : Array.isArray(v) ? "points" : labels[v]}`).join(" · ")}. Your decision is the label.`
-    : labelsNow.emotion != null ? `Current label: ${labels[labelsNow.emotion]}${face.human_emotion ? " (by a person)" : " (imported)"}.` : "";
+    : labelsNow.emotion != null ? `Current label: ${labels[labelsNow.emotion]} (${SOURCES[face.label_sources?.emotion] || "imported"}).` : "";
   render();
   board.focus();
   if (!current && !review) recordPredictions(face, analyzed);
@@ -277,7 +279,12 @@ async function save({ skip = false } = {}) {
       return;
     }
     const what = [json.points && "points", json.emotion != null && "emotion"].filter(Boolean).join(" and ");
-    toast(skip ? `Face ${state.face.id} marked as not a face.` : `Saved the ${what} of face ${state.face.id}.`, "ok");
+    const queueTask = taskOf() === "keypoints" ? "points" : "emotion";
+    const open = !skip && !reviewing() && !(queueTask === "points" ? json.points : json.emotion != null);
+    // saved, but not for the queue's task: the face still needs that label, and would come straight back
+    if (open) state.skipped.push(state.face.id);
+    toast(skip ? `Face ${state.face.id} marked as not a face.`
+      : `Saved the ${what} of face ${state.face.id}.${open ? ` It still needs its ${queueTask}: it stays in the queue for later.` : ""}`, "ok");
     state.done += 1;
     state.history.push(state.face.id);
     state.saving = false;

@@ -288,3 +288,16 @@ def test_a_second_labeler_saving_a_held_face_is_told_and_keeps_the_edits(open_pa
     assert f"being labeled by {labeler.username}" in bob_page.locator("#message").inner_text()
     assert not Annotation.objects.filter(face_id=held, origin="human").exists()
     assert queue_take(task="keypoints", user=bob)[0].pk != held and Face.objects.filter(pk=held).exists()
+
+
+def test_saving_only_the_emotion_in_the_keypoints_queue_moves_on(open_page, labeler, faces):
+    """The face still needs its points, so it stays in the queue, but not for this session's very next request."""
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    face_id = page.evaluate("window.studio.face.id")
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"window.studio.face && window.studio.face.id !== {face_id}", timeout=20_000)
+    saved = Annotation.objects.get(face_id=face_id, origin="human")
+    assert saved.emotion == 1 and saved.points is None
+    assert "still needs its points" in page.locator("#toast").inner_text()

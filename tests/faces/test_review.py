@@ -90,3 +90,21 @@ def test_one_face_read_alone_has_the_labels_the_whole_table_gives_it(settings, p
         assert face_labels(face) == {task: current_labels(task=task).get(face.pk) for task in Task.values}
     assert face_labels(skipped) == {"keypoints": None, "emotion": None}
     assert face_labels(reviewed)["emotion"] == 3 and face_labels(imported)["emotion"] == 4
+
+
+def test_with_two_labelers_per_face_the_second_labels_blind(client_for, settings):
+    """The queue shows no labeler another's answer (the model's guess only); a label says where it comes from."""
+    from tests import factories
+    from webapp.faces.services import annotation_submit
+
+    settings.LABELS_PER_FACE = 2
+    face = factories.face()
+    ann = factories.user("labeler", "ann")
+    annotation_submit(face=face, author=ann, emotion="sad")
+    served = client_for("labeler").get("/api/queue/next/?task=emotion").json()["face"]
+    assert served["id"] == face.pk and served["labels"] == {} and served["label_sources"] == {}
+    detail = client_for("staff").get(f"/api/faces/{face.pk}/").json()
+    assert detail["labels"]["emotion"] == 2 and detail["label_sources"]["emotion"] == "labelers"
+    settings.LABELS_PER_FACE = 1
+    detail = client_for("staff").get(f"/api/faces/{face.pk}/").json()
+    assert detail["label_sources"] == {"keypoints": None, "emotion": "human"}

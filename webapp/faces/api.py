@@ -57,6 +57,7 @@ class AnnotationOutput(ModelOutput):
 class FaceOutput(ModelOutput):
     image_url = serializers.SerializerMethodField()
     labels = serializers.SerializerMethodField()
+    label_sources = serializers.SerializerMethodField()
 
     class Meta:
         model = Face
@@ -76,16 +77,26 @@ class FaceOutput(ModelOutput):
             "keypoints_uncertainty",
             "emotion_uncertainty",
             "labels",
+            "label_sources",
         ]
 
     def get_image_url(self, obj) -> str:
         return f"/api/faces/{obj.pk}/image/"
 
+    def _labels(self, obj) -> tuple[dict, dict]:
+        if not self.context.get("with_labels"):
+            return {}, {}
+        if getattr(obj, "_labels_and_sources", None) is None:
+            obj._labels_and_sources = selectors.face_labels_and_sources(obj)
+        return obj._labels_and_sources
+
     def get_labels(self, obj) -> dict:
         """The current label per task, as ``selectors.face_labels`` decides it."""
-        if not self.context.get("with_labels"):
-            return {}
-        return selectors.face_labels(obj)
+        return self._labels(obj)[0]
+
+    def get_label_sources(self, obj) -> dict:
+        """Per task, where the current label comes from: review, human, labelers (a consensus), import, or null."""
+        return self._labels(obj)[1]
 
 
 class FaceListApi(ListAPIView):
@@ -330,7 +341,8 @@ class QueueNextApi(APIView):
         remaining, capped = selectors.queue_remaining(task=task)
         return Response(
             {
-                "face": FaceOutput(face, context={"with_labels": True}).data if face else None,
+                # several labelers per face label blind: each is shown the model's guess, never another's label
+                "face": FaceOutput(face, context={"with_labels": settings.LABELS_PER_FACE < 2}).data if face else None,
                 "lease": LeaseOutput(lease).data if lease else None,
                 "remaining": remaining,
                 "remaining_capped": capped,

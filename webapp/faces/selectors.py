@@ -124,7 +124,16 @@ def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[in
 
 
 def face_labels(face: Face) -> dict[str, object]:
-    """task -> ``face``'s current label (as ``current_labels`` decides it, None if it has none), in one query.
+    """task -> ``face``'s current label (as ``current_labels`` decides it, None if it has none), in one query."""
+    return face_labels_and_sources(face)[0]
+
+
+_SOURCE = {0: "review", 2: "import"}
+
+
+def face_labels_and_sources(face: Face) -> tuple[dict[str, object], dict[str, str | None]]:
+    """``face_labels``, and per task where the label comes from: "review", "human" (one labeler's), "labelers" (the
+    consensus of several, with LABELS_PER_FACE >= 2), "import", or None.
 
     SQL written out: every queue request shows the face's labels (see ``queue_head``)."""
     origins = list(_RANK)
@@ -138,11 +147,14 @@ def face_labels(face: Face) -> dict[str, object]:
         rows = cursor.fetchall()
     points = Annotation._meta.get_field("points")
     rows = [(origin, bool(skip), by, points.from_db_value(p, None, connection), e) for origin, skip, by, p, e in rows]
-    labels = {}
+    labels, sources = {}, {}
     for i, task in enumerate((Task.KEYPOINTS, Task.EMOTION)):
         group = [(origin, skip, by, values[i]) for origin, skip, by, *values in rows if skip or values[i] is not None]
         labels[task] = _decide(task, group) if group else None
-    return labels
+        best = min((_RANK[origin] for origin, *_ in group), default=None)
+        human = "labelers" if settings.LABELS_PER_FACE >= 2 else "human"
+        sources[task] = None if labels[task] is None else _SOURCE.get(best, human)
+    return labels, sources
 
 
 @dataclass
