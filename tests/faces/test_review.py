@@ -108,3 +108,19 @@ def test_with_two_labelers_per_face_the_second_labels_blind(client_for, settings
     settings.LABELS_PER_FACE = 1
     detail = client_for("staff").get(f"/api/faces/{face.pk}/").json()
     assert detail["label_sources"] == {"keypoints": None, "emotion": "human"}
+
+
+def test_a_tie_between_two_labelers_is_no_label_until_a_reviewer_decides(client_for, settings):
+    from tests import factories
+    from webapp.faces.selectors import current_labels
+    from webapp.faces.services import annotation_submit
+
+    settings.LABELS_PER_FACE = 2
+    face = factories.face()
+    annotation_submit(face=face, author=factories.user("labeler"), emotion="sad")
+    annotation_submit(face=face, author=factories.user("labeler"), emotion="surprise")
+    assert face.pk not in current_labels(task="emotion")  # not trained on, not exported
+    review = client_for("staff").get("/api/review/next/?task=emotion").json()
+    assert review["face"]["id"] == face.pk and review["consensus"] is None  # nothing pre-selected
+    annotation_submit(face=face, author=factories.user("staff"), emotion="happiness", origin="review")
+    assert current_labels(task="emotion")[face.pk] == 3

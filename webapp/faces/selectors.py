@@ -64,15 +64,17 @@ def labels_by_labeler(*, face: Face, task: str) -> dict[str, object]:
 
 
 def consensus(task: str, values: list) -> object:
-    """The label several labelers agree on: the most chosen emotion (ties: the newest of them), or the mean of their
-    points (a point is visible if most saw it). ``values`` newest first; None (a skip) wins only as a majority."""
+    """The label several labelers agree on: the most chosen emotion, or the mean of their points (a point is visible
+    if most saw it). ``values`` newest first; None (a skip) wins only as a majority. A tie between emotions (1-1) is
+    no consensus: None, and the face has no label until a reviewer decides."""
     if sum(v is None for v in values) * 2 > len(values):
         return None
     values = [v for v in values if v is not None]
     if task == Task.EMOTION:
         counts = {v: values.count(v) for v in values}
         top = max(counts.values())
-        return next(v for v in values if counts[v] == top)
+        winners = [v for v in counts if counts[v] == top]
+        return winners[0] if len(winners) == 1 else None
     return [
         {
             "x": round(sum(v[i]["x"] for v in values) / len(values), 4),
