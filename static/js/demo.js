@@ -36,8 +36,30 @@ function renderFaces(faces, labels) {
     const bars = face.probabilities.map((p, j) => `
       <div class="bar${j === top ? " top" : ""}"><span>${labels[j]}</span>
         <meter min="0" max="1" value="${p.toFixed(3)}"></meter><b>${(100 * p).toFixed(0)}%</b></div>`).join("");
-    return `<div class="face" data-face="${i}"><h3>Face ${i + 1}: ${labels[top]}</h3>${bars}</div>`;
+    const sure = face.probabilities[top] >= LOW_CONFIDENCE;
+    const title = sure ? labels[top] : `${labels[top]}? (low confidence)`;
+    const hint = sure ? "" : `<p class="muted">Under ${100 * LOW_CONFIDENCE} %: none of the five classes fits well. The model knows no neutral or fear, so a calm face is read as its nearest class.</p>`;
+    return `<div class="face" data-face="${i}"><h3>Face ${i + 1}: ${title}</h3>${hint}${bars}</div>`;
   }).join("");
+}
+
+// Below this top probability a face's emotion is shown as a guess: the five classes have no "neutral" (README).
+const LOW_CONFIDENCE = 0.5;
+
+// Each face's number at its box, as in the list beside the picture ("Face 2: sad" is the box marked 2).
+function numberFaces(faces, scale, mirrored) {
+  context.font = "bold 16px system-ui, sans-serif";
+  context.textBaseline = "top";
+  faces.forEach((face, i) => {
+    const square = geometry.sourceSquare(face.crop.matrix, 96);
+    const left = mirrored ? view.width - (square.x + square.side) * scale : square.x * scale;
+    const x = Math.max(0, left) + 4;
+    const y = Math.max(0, square.y * scale) + 4;
+    context.fillStyle = "rgba(0,0,0,0.6)";
+    context.fillRect(x - 3, y - 2, 20, 20);
+    context.fillStyle = "#ffffff";
+    context.fillText(String(i + 1), x + 1, y);
+  });
 }
 
 async function analyse(source, width, height, { video = false } = {}) {
@@ -61,6 +83,7 @@ async function analyse(source, width, height, { video = false } = {}) {
     drawSkeleton(context, face.points, skeleton, toCanvas, { radius: Math.max(2.5, (square.side * scale) / 60) });
   });
   context.restore();
+  numberFaces(faces, scale, state.source === "camera");
   renderFaces(faces, state.models.manifest.emotion.labels);
   state.last = {
     faces: faces.map((f) => ({ box: f.box, points: f.points, probabilities: f.probabilities })),

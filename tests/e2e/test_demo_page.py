@@ -180,3 +180,25 @@ def test_a_photo_without_a_face_says_so_without_webcam_advice(open_page, tmp_pat
     page.wait_for_function("document.getElementById('status').textContent.includes('No face found')", timeout=30_000)
     advice = page.locator("#faces").inner_text()
     assert "No face found in this photo" in advice and "camera, with light" not in advice
+
+
+def test_a_group_photo_numbers_each_face_as_the_list_does_and_says_when_it_is_unsure(open_page, tmp_path):
+    from tests.ml.test_detect import group_photo
+
+    page = open_page("/")
+    _wait_ready(page)
+    photo = tmp_path / "group.jpg"
+    group_photo().save(photo, quality=92)
+    page.set_input_files("#photo", str(photo))
+    page.wait_for_function("window.studio.last && window.studio.last.faces.length === 2", timeout=30_000)
+    headings = page.locator("#faces .face h3").all_inner_texts()
+    assert [h.split(":")[0] for h in headings] == ["Face 1", "Face 2"]
+    # a white number on a dark tag at the top-left corner of each face's box
+    white = page.evaluate(
+        """() => { const c = document.getElementById('view'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] === 255 && d[i+1] === 255 && d[i+2] === 255) n++; return n; }"""
+    )
+    assert white > 20
+    probabilities = [f["probabilities"] for f in page.evaluate("window.studio.last.faces")]
+    for heading, p in zip(headings, probabilities, strict=True):
+        assert ("low confidence" in heading) == (max(p) < 0.5), (heading, p)
