@@ -138,6 +138,7 @@ def main() -> None:
             worker.wait(timeout=60)
         run = TrainingRun.objects.filter(kind="emotion").latest("id")
         served = ActiveVersion.objects.get(kind="emotion").version
+        candidate = score(run.version) if run.version and run.version != served else None
         user = run.metrics.get("slices", {}).get("user", {})
         return {
             "seconds": round(time.monotonic() - t0, 1),
@@ -150,6 +151,7 @@ def main() -> None:
             else None,
             "served": served.number,
             "served_scores": score(served),
+            "candidate_scores": candidate,  # a version kept as a candidate, for the record: not what users get
         }
 
     results: dict = {

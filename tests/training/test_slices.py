@@ -45,8 +45,9 @@ def test_the_tolerance_is_in_pixels_for_keypoints(settings):
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_retrain_with_a_users_faces_stores_both_slices(start_worker, redis_broker, labeled_faces, staff_client, dirs):
-    """A lab's file of four people beside the reference file: the worker runs the domain recipe, three folds by
-    person, and the version keeps both slices; four people are too few to promote."""
+    """A lab's file of four people beside the reference file: the worker runs the domain recipe, one fold per person
+    (fewer people than the recipe's five folds), and the version keeps both slices; four people are too few to
+    promote."""
     from webapp.faces.models import Face
     from webapp.faces.services import faces_import
 
@@ -67,8 +68,8 @@ def test_a_retrain_with_a_users_faces_stores_both_slices(start_worker, redis_bro
     assert slices["reference"]["dataset"] == "fer.csv"
     assert slices["reference"]["n"] == Face.objects.filter(source_name="fer.csv", split="val").count()
     user = slices["user"]
-    assert user["n"] == 24 and user["groups"] == 4 and user["method"] == "3-fold by person"
+    assert user["n"] == 24 and user["groups"] == 4 and user["method"] == "4-fold by person"
     assert user["datasets"]["lab.csv"]["n"] == 24 and user["datasets"]["lab.csv"]["groups"] == 4
     assert 0 <= user["candidate"] <= 1 and np.isfinite(user["ci_low"])
-    assert run.epochs == 4 and run.epoch == 4  # three fold models and the final one, one epoch each here
+    assert run.epochs == 5 and run.epoch == 5  # four fold models and the final one, one epoch each here
     assert not run.promoted and "your faces come from 4 people" in run.decision
