@@ -2,13 +2,9 @@ from django.conf import settings
 from django.db import models
 
 from ml.schema import EMOTIONS
+from webapp.common.models import AppendOnly, Task
 
 EMOTION_CHOICES = [(i, name) for i, name in enumerate(EMOTIONS)]
-
-
-class Task(models.TextChoices):
-    KEYPOINTS = "keypoints"
-    EMOTION = "emotion"
 
 
 class Face(models.Model):
@@ -67,18 +63,6 @@ UPLOADS_DATASET = "uploads"
 
 def dataset_of(source: str, source_name: str) -> str:
     return source_name if source == Face.Source.IMPORT else UPLOADS_DATASET
-
-
-class AppendOnly(models.Model):
-    """Rows that are written once: a correction is a new row, history is never rewritten."""
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise RuntimeError(f"{type(self).__name__} rows are append-only; write a new row instead")
-        super().save(*args, **kwargs)
 
 
 class Annotation(AppendOnly):

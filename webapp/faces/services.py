@@ -21,6 +21,7 @@ from ml.datasets import checksum
 from ml.schema import EMOTIONS, IMAGE_SIZE, NUM_EMOTIONS, NUM_KEYPOINTS
 from webapp.faces import images
 from webapp.faces.models import Annotation, Face, Lease, Prediction, Task
+from webapp.faces.signals import labels_saved
 
 BATCH = 1000
 
@@ -141,7 +142,8 @@ def annotation_submit(
             )
             if author is not None and getattr(author, "pk", None):
                 lease_release(face=face, user=author)  # saved: the face goes back to nobody
-            transaction.on_commit(lambda: _maybe_auto_retrain(changed))
+            tasks = [task for task, done in changed.items() if done]
+            transaction.on_commit(lambda: labels_saved.send(sender=Annotation, tasks=tasks))
     return annotation
 
 
@@ -273,17 +275,6 @@ def disagree(task: str, by_labeler: dict[str, object]) -> bool:
         for i, a in enumerate(arrays)
         for b in arrays[i + 1 :]
     )
-
-
-def _maybe_auto_retrain(changed: dict[str, bool]) -> None:
-    """``changed``: task -> whether this annotation labeled it."""
-    if settings.AUTO_RETRAIN_AFTER_LABELS <= 0:
-        return
-    from webapp.training.services import run_request_if_due
-
-    for kind in Task.values:
-        if changed[kind]:
-            run_request_if_due(kind=kind)
 
 
 def prediction_record(

@@ -60,7 +60,7 @@ def exception_handler(exc, context):
 
 def kind_param(request) -> str:
     """``?kind=`` of a list: one of the model kinds, else a 400 naming them (not an empty list that looks like data)."""
-    from webapp.faces.models import Task
+    from webapp.common.models import Task
 
     kind = request.query_params.get("kind", "")
     if kind not in Task.values:

@@ -12,7 +12,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.faces.models import Task
+from webapp.common.models import Task
 from webapp.pages.errors import kind_param
 from webapp.pages.permissions import IsStaff
 from webapp.pages.serializers import ModelOutput

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from webapp.faces.models import AppendOnly, Task
+from webapp.common.models import AppendOnly, Task
 
 
 class ModelVersion(AppendOnly):

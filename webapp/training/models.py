@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from webapp.faces.models import Task
+from webapp.common.models import Task
 
 
 class TrainingRun(models.Model):
