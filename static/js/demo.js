@@ -144,6 +144,7 @@ async function startCamera() {
   state.analyzer.reset();
   state.live = true;
   state.source = "camera";
+  state.name = `camera-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-")}.png`;
   $("camera").textContent = "Stop webcam";
   setStatus("Live", "ok");
   requestAnimationFrame(loop);
@@ -178,6 +179,7 @@ async function openPhoto(file) {
   fitCanvas(image.naturalWidth, image.naturalHeight);
   $("hint").hidden = true;
   state.source = "photo";
+  state.name = file.name;
   const last = await analyse(image, image.naturalWidth, image.naturalHeight);
   setStatus(last.faces.length ? `${last.faces.length} face(s) in ${file.name}` : `No face found in ${file.name}.`,
     last.faces.length ? "ok" : "error");
@@ -192,11 +194,15 @@ async function sendForLabeling() {
   const manifest = state.models.manifest;
   try {
     const ids = [];
+    // one request for the whole picture (the upload throttle counts pictures), its faces kept under its name
+    const form = new FormData();
     for (let i = 0; i < last.faces.length; i++) {
-      const form = new FormData();
-      form.append("image", await greyPng(Float32Array.from(last.stored[i].grey)), "browser-crop.png");
-      const { data } = await api("/api/faces/upload/", { method: "POST", form });
-      const face = data.faces[0];
+      form.append("crops", await greyPng(Float32Array.from(last.stored[i].grey)), `face-${i + 1}.png`);
+    }
+    form.append("name", state.name || "picture.png");
+    const { data } = await api("/api/faces/upload/", { method: "POST", form });
+    for (let i = 0; i < last.faces.length; i++) {
+      const face = data.faces[i];
       const unsure = uncertainty(state.models, Float32Array.from(last.greys[i]), { points: last.cropPoints[i], probabilities: last.faces[i].probabilities });
       const points = last.stored[i].points.map(([x, y]) => ({ x: clampFrame(x), y: clampFrame(y), visible: true }));
       await api(`/api/faces/${face.id}/predictions/`, { method: "POST", json: {

@@ -127,7 +127,7 @@ def test_send_for_labeling_queues_the_crop_with_the_models_predictions(open_page
     page.click("#send")
     page.wait_for_function("document.getElementById('toast').textContent.includes('labeling queue')", timeout=20_000)
     face = Face.objects.get(source="upload")
-    assert face.created_by == labeler and face.source_name == "browser-crop.png"
+    assert face.created_by == labeler and face.source_name == "astronaut.png"  # the picture's name
     assert sorted(Prediction.objects.filter(face=face).values_list("task", flat=True)) == ["emotion", "keypoints"]
     assert face.keypoints_uncertainty is not None and 0 <= face.emotion_uncertainty <= 1
     # the stored frame is exactly the crop the models saw in the browser
@@ -202,3 +202,29 @@ def test_a_group_photo_numbers_each_face_as_the_list_does_and_says_when_it_is_un
     probabilities = [f["probabilities"] for f in page.evaluate("window.studio.last.faces")]
     for heading, p in zip(headings, probabilities, strict=True):
         assert ("low confidence" in heading) == (max(p) < 0.5), (heading, p)
+
+
+def test_a_group_photo_is_sent_for_labeling_in_one_request_under_its_name(open_page, labeler, tmp_path, settings):
+    """Every face of the picture in one upload: a throttle of 1 upload a minute lets the whole picture through, and
+    its faces share the picture's group."""
+    from tests.ml.test_detect import group_photo
+    from webapp.faces.models import Face
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": "1/minute"},
+    }
+    from django.core.cache import cache
+
+    cache.clear()
+    page = open_page("/", user=labeler)
+    _wait_ready(page)
+    photo = tmp_path / "team.jpg"
+    group_photo().save(photo, quality=92)
+    page.set_input_files("#photo", str(photo))
+    page.wait_for_function("window.studio.last && window.studio.last.faces.length === 2", timeout=30_000)
+    page.click("#send")
+    page.wait_for_function("document.getElementById('toast').textContent.includes('labeling queue')", timeout=20_000)
+    faces = Face.objects.filter(source="upload")
+    assert faces.count() == 2 and set(faces.values_list("source_name", flat=True)) == {"team.jpg"}
+    assert len(set(faces.values_list("group", flat=True))) == 1

@@ -141,3 +141,24 @@ def test_a_large_photo_is_read_at_a_bounded_size_and_its_face_still_found(client
     face = Face.objects.get(pk=response.json()["faces"][0]["id"])
     mid, distance = _anchors_in_stored(face)
     assert np.abs(mid - align.FACE_FRAMING.center).max() < 4 and abs(distance - 38) < 4
+
+
+def test_crops_of_one_picture_are_one_request_and_a_wrong_size_stores_nothing(client_for):
+    from tests import factories
+
+    client = client_for("labeler")
+    crops = [io.BytesIO(factories.png(i)) for i in (1, 2)]
+    response = client.post("/api/faces/upload/", {"crops": crops, "name": "team.jpg"}, format="multipart")
+    assert response.status_code == 201 and response.json()["created"] == 2
+    faces = Face.objects.all()
+    assert set(faces.values_list("source_name", flat=True)) == {"team.jpg"}
+    assert len(set(faces.values_list("group", flat=True))) == 1
+    wrong = [io.BytesIO(factories.png(3)), io.BytesIO(factories.png(4, size=(120, 96)))]
+    response = client.post("/api/faces/upload/", {"crops": wrong}, format="multipart")
+    assert response.status_code == 400 and "crop 2 is 120x96" in str(response.json()) and Face.objects.count() == 2
+    both = client.post(
+        "/api/faces/upload/",
+        {"crops": [io.BytesIO(factories.png(5))], "image": io.BytesIO(factories.png(6))},
+        format="multipart",
+    )
+    assert both.status_code == 400 and Face.objects.count() == 2

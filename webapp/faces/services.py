@@ -391,6 +391,20 @@ def face_upload(*, data: bytes, filename: str, author, group: str = "") -> list[
     return results
 
 
+def faces_upload_crops(*, crops: list[bytes], filename: str, author, group: str = "") -> list[tuple[Face, bool]]:
+    """The faces of one picture as the browser cut them (96x96 each, the stored framing), stored in one request under
+    the picture's name; without a ``group`` they share the picture's. A crop of another size is refused before any is
+    stored."""
+    for i, data in enumerate(crops):
+        image, _ = images.decode_upload(data)
+        if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ValidationError({"crops": [f"crop {i + 1} is {image.width}x{image.height}; crops are 96x96 faces"]})
+    group = group.strip() or f"photo:{hashlib.sha256(b''.join(crops)).hexdigest()[:16]}"
+    return [
+        result for data in crops for result in face_upload(data=data, filename=filename, author=author, group=group)
+    ]
+
+
 @dataclass
 class ImportReport:
     path: str
