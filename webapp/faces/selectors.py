@@ -267,6 +267,10 @@ def queue_head(*, task: str, user, exclude: list[int] | None = None) -> Face | N
         f'SELECT f.* FROM "faces_face" f WHERE {" AND ".join(where)}'
         f' ORDER BY f."human_{task}", f."{task}_uncertainty" DESC NULLS LAST, f."id" LIMIT 1'
     )
+    if connection.features.has_select_for_update_skip_locked:
+        # PostgreSQL's work-queue idiom: a face another request is leasing right now is locked by it, and this
+        # request takes the next one instead of queueing behind that lock (the caller holds a transaction)
+        sql += " FOR UPDATE OF f SKIP LOCKED"
     return next(iter(Face.objects.raw(sql, params)), None)
 
 

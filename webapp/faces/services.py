@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -172,10 +173,15 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
     if leases:
         Lease.objects.filter(task=task, holder=user).delete()  # one face per labeler and task: a skip frees it
     for _ in range(20):
-        face = queue_head(task=task, user=user, exclude=skip)
-        if face is None:
-            return None, None
-        lease = _take_lease(face, task, user)
+        # PostgreSQL: one transaction for the read and the lease, the head read FOR UPDATE SKIP LOCKED, so labelers
+        # asking at once each lock and lease a different face instead of racing for one. SQLite has one writer: its
+        # write lock is taken only by the lease's own statement, as short as it can be.
+        locking = connection.features.has_select_for_update_skip_locked
+        with transaction.atomic() if locking else contextlib.nullcontext():
+            face = queue_head(task=task, user=user, exclude=skip)
+            if face is None:
+                return None, None
+            lease = _take_lease(face, task, user)
         if lease is None:  # someone else holds it: the next face
             skip.append(face.pk)
             continue
