@@ -49,3 +49,22 @@ def test_promote_and_rollback_admin_actions(admin_client, tiny_exports):
         url, {"action": "promote", "_selected_action": [v.pk for v in ModelVersion.objects.all()]}, follow=True
     )
     assert "Select exactly one version." in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/", "/admin/faces/face/", "/admin/registry/modelversion/", "/admin/training/trainingrun/"]
+)
+def test_staff_who_are_not_superusers_see_the_admins_rows(media, staff, path):
+    client = Client()
+    client.force_login(staff)  # is_staff, not a superuser, no per-model permission
+    factories.face()
+    assert client.get(path).status_code == 200
+
+
+def test_a_labeler_opening_the_admin_is_told_it_is_for_staff(media):
+    client = Client()
+    labeler = factories.user("labeler", "lena")
+    client.force_login(labeler)
+    response = client.get("/admin/", follow=True)
+    page = response.content.decode()
+    assert response.status_code == 200 and "The admin is for staff" in page and "signed in as lena" in page

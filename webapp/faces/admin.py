@@ -4,7 +4,7 @@ from django.utils.html import format_html, format_html_join
 
 from ml.schema import EMOTIONS, SKELETON
 from webapp.faces.models import Annotation, Face, Prediction
-from webapp.pages.admin import ReadOnlyAdminMixin
+from webapp.pages.admin import ReadOnlyAdminMixin, StaffAdminMixin
 
 
 class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -20,7 +20,7 @@ class AnnotationInline(ReadOnlyInline):
 
 
 @admin.register(Face)
-class FaceAdmin(admin.ModelAdmin):
+class FaceAdmin(StaffAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "source",
@@ -81,7 +81,7 @@ class FaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Annotation)
-class AnnotationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AnnotationAdmin(StaffAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """A correction is a new row, made in the labeling page or the API."""
 
     list_display = ["id", "face", "origin", "author", "emotion", "skip", "created_at"]

@@ -1,13 +1,13 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from webapp.pages.admin import ReadOnlyAdminMixin
+from webapp.pages.admin import ReadOnlyAdminMixin, StaffAdminMixin
 from webapp.registry import services
 from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(StaffAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "number", "is_active", "parent", "created_at", "note"]
     list_filter = ["kind"]
     readonly_fields = [f.name for f in ModelVersion._meta.fields]
@@ -47,14 +47,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Promotion)
-class PromotionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PromotionAdmin(StaffAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "kind", "action", "from_version", "to_version", "author", "reason"]
     list_filter = ["kind", "action"]
     readonly_fields = [f.name for f in Promotion._meta.fields]
 
 
 @admin.register(ActiveVersion)
-class ActiveVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ActiveVersionAdmin(StaffAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Move the pointer with the promote / roll back actions on versions, which log the move."""
 
     list_display = ["kind", "version", "updated_at"]

@@ -1,11 +1,12 @@
 from django.contrib import admin, messages
 
+from webapp.pages.admin import StaffAdminMixin
 from webapp.training import services
 from webapp.training.models import TrainingRun
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(StaffAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "kind",
