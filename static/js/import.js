@@ -1,5 +1,5 @@
 // Staff import page: the file goes to POST /api/datasets/import/ with upload progress, and the report comes back.
-import { csrfToken } from "./api.js";
+import { csrfToken, esc } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -46,6 +46,8 @@ $("import-form").addEventListener("submit", (event) => {
     let body = null;
     try { body = JSON.parse(xhr.responseText); } catch { body = null; }
     if (xhr.status >= 400) {
+      $("progress").hidden = true; // the upload's bar said 100 %: nothing was imported
+      $("progress").value = 0;
       $("import-status").textContent = `Not imported: ${(body && body.detail) || `${xhr.status} ${xhr.statusText}`}`;
       $("import-status").className = "error";
       return;
@@ -57,7 +59,7 @@ $("import-form").addEventListener("submit", (event) => {
     report.hidden = false;
     report.querySelector(".summary").textContent = body.summary;
     report.querySelector(".bad-count").textContent = `${body.errors.length} bad rows`;
-    report.querySelector(".errors").innerHTML = body.errors.map((e) => `<li>${e.replace(/</g, "&lt;")}</li>`).join("");
+    report.querySelector(".errors").innerHTML = body.errors.map((e) => `<li>${esc(e)}</li>`).join("");
   };
   xhr.send(form);
 });

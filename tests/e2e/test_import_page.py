@@ -32,3 +32,4 @@ def test_a_wrong_format_is_refused_on_the_page(open_page, staff, media, tmp_path
     page.wait_for_function("document.getElementById('import-status').textContent.startsWith('Not imported')")
     assert "import it as fer2013" in page.locator("#import-status").inner_text()
     assert Face.objects.count() == 0
+    assert page.locator("#progress").is_hidden()  # no full bar for an import that did not happen
