@@ -236,3 +236,23 @@ def test_relabel_of_an_unchanged_keypoints_file_changes_nothing_and_fixes_moved_
     labels = current_labels(task="keypoints")
     first = [float(r.split(",")[0]) for r in moved[1:]]
     assert sorted(round(v[0]["x"], 3) for v in labels.values()) == sorted(round(x, 3) for x in first)
+
+
+def test_an_import_over_the_web_with_more_rows_than_the_limit_is_a_413_and_stores_nothing(tmp_path, settings):
+    from rest_framework.test import APIClient
+
+    from tests import factories
+    from webapp.faces.models import Face
+
+    settings.IMPORT_MAX_ROWS = 5
+    client = APIClient()
+    client.force_authenticate(factories.user("staff"))
+    path = csvs.write(tmp_path / "big.csv.gz", csvs.FER_HEADER, [csvs.fer_row(0, i) for i in range(6)], gz=True)
+    with path.open("rb") as f:
+        response = client.post("/api/datasets/import/", {"format": "fer2013", "file": f}, format="multipart")
+    assert response.status_code == 413 and "has 6 rows" in response.json()["detail"]
+    assert "manage.py import_faces" in response.json()["detail"] and Face.objects.count() == 0
+    settings.IMPORT_MAX_ROWS = 6
+    with path.open("rb") as f:
+        response = client.post("/api/datasets/import/", {"format": "fer2013", "file": f}, format="multipart")
+    assert response.status_code == 201 and Face.objects.count() == 6

@@ -4,17 +4,25 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from django.conf import settings
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from ml.datasets import READERS, DatasetError
+from ml.datasets import READERS, DatasetError, count_lines
 from webapp.faces.formats import WRITERS
 from webapp.faces.services import faces_import
+from webapp.pages.errors import ErrorOutput, TooLarge
 from webapp.pages.permissions import IsStaff
 
 
@@ -35,6 +43,7 @@ class DatasetImportApi(APIView):
     @extend_schema(
         request=InputSerializer,
         responses={
+            413: OpenApiResponse(ErrorOutput, description="more rows than IMPORT_MAX_ROWS"),
             201: inline_serializer(
                 "ImportReport",
                 {
@@ -45,7 +54,7 @@ class DatasetImportApi(APIView):
                     "errors": serializers.ListField(child=serializers.CharField()),
                     "summary": serializers.CharField(),
                 },
-            )
+            ),
         },
     )
     def post(self, request):
@@ -57,6 +66,18 @@ class DatasetImportApi(APIView):
             with path.open("wb") as f:
                 for chunk in upload.chunks():
                     f.write(chunk)
+            # an import holds its rows in memory (~18 MB per 1,000): refuse what the web process cannot hold, read
+            # from the file itself (a small .gz can hold a huge file), before a row is parsed
+            try:
+                rows = count_lines(path) - 1
+            except DatasetError as exc:
+                raise serializers.ValidationError({"file": [str(exc).replace(str(tmp) + "/", "")]}) from exc
+            if rows > settings.IMPORT_MAX_ROWS:
+                raise TooLarge(
+                    f"{upload.name} has {rows:,} rows; an import over the web takes at most "
+                    f"{settings.IMPORT_MAX_ROWS:,} (IMPORT_MAX_ROWS). Split the file, or import it on the server with "
+                    "`manage.py import_faces`."
+                )
             try:
                 report = faces_import(
                     path=path,

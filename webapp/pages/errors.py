@@ -28,6 +28,11 @@ class ErrorOutput(serializers.Serializer):
     errors = serializers.DictField(required=False)
 
 
+class TooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"

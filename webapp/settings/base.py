@@ -139,6 +139,8 @@ BASELINE_MODELS_DIR = Path(env.str("BASELINE_MODELS_DIR", default=str(BASE_DIR /
 # Uploads: JPEG/PNG/WEBP only, decoded to check; the pixel limit also lowers Pillow's bomb guard.
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
+# An import over the web holds its rows in memory (~18 MB per 1,000 rows): larger files go through the command line.
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=60_000)
 UPLOAD_MAX_ASPECT = env_float("UPLOAD_MAX_ASPECT", 8.0)  # longer side / shorter side: a strip holds no face
 # Whole photos are brought down to this longer side before detection: the cost of finding faces stays bounded whatever
 # the upload (a 40-megapixel photo in a few hundred ms), and the stored 96x96 crops lose nothing a face needs.
