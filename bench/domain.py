@@ -142,7 +142,7 @@ def main() -> None:
         user = run.metrics.get("slices", {}).get("user", {})
         return {
             "seconds": round(time.monotonic() - t0, 1),
-            "version": run.version.number,
+            "version": run.version.number if run.version else None,
             "promoted": run.promoted,
             "decision": run.decision,
             "recipe": run.metrics.get("recipe"),
