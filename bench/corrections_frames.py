@@ -23,12 +23,11 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
-from instance import DATA, ROOT, instance_env, start_worker
+from instance import DATA, ROOT, labeling_env, manage, start_worker
 from pipeline import frame_rmse, match
 
 OUT = ROOT / "bench" / "out" / "corrections-frames"
@@ -39,12 +38,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--frames", type=int, default=0, help="use only this many frames of each half (0: all)")
     args = parser.parse_args()
-    env = {**instance_env(OUT, redis_db=11), "THROTTLE_UPLOADS": "100000/minute", "THROTTLE_WRITES": "100000/minute"}
+    env = labeling_env(OUT, redis_db=11)
     os.environ.update(env)
-    manage = [sys.executable, str(ROOT / "manage.py")]
-
-    def command(*a: str, **extra) -> subprocess.CompletedProcess:
-        return subprocess.run([*manage, *a], env={**env, **extra}, cwd=ROOT, check=True, capture_output=True, text=True)
+    command = manage(env)
 
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)

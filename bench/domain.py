@@ -25,12 +25,11 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 import numpy as np
-from instance import DATA, ROOT, instance_env, start_worker
+from instance import DATA, ROOT, labeling_env, manage, start_worker
 
 OUT = ROOT / "bench" / "out" / "domain"
 POOL = DATA / "ckplus" / "pool.csv.gz"
@@ -44,12 +43,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--keep", action="store_true", help="reuse the instance (FER2013 already imported)")
     args = parser.parse_args()
-    env = {**instance_env(OUT, redis_db=12), "THROTTLE_UPLOADS": "100000/minute", "THROTTLE_WRITES": "100000/minute"}
+    env = labeling_env(OUT, redis_db=12)
     os.environ.update(env)
-    manage = [sys.executable, str(ROOT / "manage.py")]
-
-    def command(*a: str, **extra) -> subprocess.CompletedProcess:
-        return subprocess.run([*manage, *a], env={**env, **extra}, cwd=ROOT, check=True, capture_output=True, text=True)
+    command = manage(env)
 
     if not args.keep:
         shutil.rmtree(OUT, ignore_errors=True)

@@ -23,6 +23,28 @@ def instance_env(out: Path, redis_db: int) -> dict[str, str]:
     }
 
 
+def labeling_env(out: Path, redis_db: int) -> dict[str, str]:
+    """``instance_env`` for a benchmark that uploads and labels through the API as fast as it can: the per-user
+    throttles are for people, and would only measure themselves."""
+    return {**instance_env(out, redis_db), "THROTTLE_UPLOADS": "100000/minute", "THROTTLE_WRITES": "100000/minute"}
+
+
+def manage(env: dict[str, str]):
+    """``command("migrate", "-v0", EXTRA_ENV="1")``: manage.py of the instance, checked, its output captured."""
+
+    def command(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            env={**env, **extra},
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+    return command
+
+
 def start_worker(env: dict[str, str], out: Path) -> subprocess.Popen:
     """One real Celery worker on an emptied broker db, logging to ``out``/worker.log; stop it with terminate()."""
     import redis
