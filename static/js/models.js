@@ -93,7 +93,8 @@ async function showVersion(id) {
     lossCanvas.after(note);
   }
   note.hidden = Boolean(epochs.length);
-  charts[`${v.kind}-loss`] = new Chart(el.querySelector("canvas.loss"), {
+  // no curves, no chart: Chart.js would set the canvas visible again and draw empty axes
+  if (epochs.length) charts[`${v.kind}-loss`] = new Chart(el.querySelector("canvas.loss"), {
     type: "line",
     data: { labels: epochs, datasets: [
       { label: "train", data: history.loss || [], borderColor: "#35e0a1", pointRadius: 0 },

@@ -127,3 +127,7 @@ def test_names_notes_and_decisions_are_shown_as_text_never_run(open_page, staff,
     assert HOSTILE in page.locator('.card[data-kind="emotion"] .run').inner_text()
     page.wait_for_timeout(300)
     assert page.evaluate("window.__xss") is None and page.locator("img[src=x]").count() == 0
+    # the shipped emotion model has no curves: its note, not empty axes
+    page.click(f'.card[data-kind="emotion"] a.show[data-id="{baseline.pk}"]')
+    page.wait_for_function("!document.querySelector('.card[data-kind=emotion] .no-curves').hidden")
+    assert page.locator('.card[data-kind="emotion"] canvas.loss').is_hidden()

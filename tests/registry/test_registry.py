@@ -129,3 +129,12 @@ def test_the_active_row_says_what_a_rollback_would_serve(client_for, baseline, t
     services.version_promote(version=_new_version("emotion", tiny_exports, tmp_path))
     now = rows()
     assert now[2]["active"] and now[2]["rolls_back_to"] == 1 and now[1]["rolls_back_to"] is None
+
+
+def test_the_shipped_baselines_say_what_they_were_trained_on_not_their_validation_count(settings, media):
+    settings.BASELINE_MODELS_DIR = settings.BASE_DIR / "models" / "baseline"
+    versions = {v.kind: v for v in services.baseline_register()}
+    assert versions["keypoints"].trained_on["faces"] == versions["keypoints"].metrics["n_train"]
+    # the distilled emotion baseline names no training count: unknown, not its 2,275 validation faces
+    assert versions["emotion"].trained_on["faces"] is None
+    assert versions["emotion"].trained_on["validation"] == versions["emotion"].metrics["n"]
