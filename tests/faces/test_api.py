@@ -86,7 +86,7 @@ def test_token_auth_for_scripts(labeler):
     client.credentials(HTTP_AUTHORIZATION=f"Token {outsider.key}")
     assert client.get("/api/faces/").status_code == 403
     client.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
-    assert client.get("/api/faces/").json()["detail"] == "Invalid token."  # 403: session auth comes first
+    assert client.get("/api/faces/").json()["detail"] == "Invalid token."  # a 401 (see the bad-token test below)
     # the user read with the token is the right one, flags and all (a staff-only call, an annotation's author)
     staff = Token.objects.create(user=factories.user("staff"))
     client.credentials(HTTP_AUTHORIZATION=f"Token {staff.key}")
@@ -453,3 +453,13 @@ def test_an_unreadable_upload_says_so_without_python_internals(client_for):
     assert response.status_code == 400
     message = str(response.json())
     assert "not a readable JPEG, PNG or WEBP image" in message and "BytesIO" not in message and "0x" not in message
+
+
+@pytest.mark.parametrize("path", ["/api/models/active/", "/api/faces/"])
+def test_a_bad_token_is_a_401_with_its_scheme_and_no_token_keeps_the_403(path):
+    client = APIClient()
+    response = client.get(path, HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Token")
+    assert response.json()["detail"] == "Invalid token."
+    assert client.get("/api/models/active/").status_code == 200
+    assert client.get("/api/faces/").status_code == 403  # no credentials, a role needed: unchanged

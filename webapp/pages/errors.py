@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, AuthenticationFailed, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -51,6 +51,12 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    if isinstance(exc, AuthenticationFailed):
+        # credentials were sent and are wrong (a bad or revoked token): 401 with the scheme to use, on every endpoint,
+        # public ones included. DRF answers 403 here because the session scheme comes first and names no challenge;
+        # a request with no credentials at all still gets 403 where a role is needed.
+        response.status_code = status.HTTP_401_UNAUTHORIZED
+        response["WWW-Authenticate"] = 'Token realm="api"'
     data = response.data
     if isinstance(exc, ValidationError):
         errors = data if isinstance(data, dict) else {"non_field_errors": data}
