@@ -21,9 +21,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def test_labels_retrain_register_promote_and_flip_the_manifest(start_worker, redis_broker, labeled_faces, staff_client):
-    # a rate at which one epoch on these few faces beats the untrained parent: a fine-tune that beats nothing
-    # registers nothing (test_a_fine_tune_that_learned_nothing_registers_no_copy_of_its_parent)
-    start_worker(TRAINING_FINETUNE_LEARNING_RATE="3e-3")
+    start_worker()
     # a person corrects a face: the training set takes the newest human label
     from webapp.faces.models import Face
     from webapp.faces.services import annotation_submit
@@ -43,12 +41,15 @@ def test_labels_retrain_register_promote_and_flip_the_manifest(start_worker, red
     detail = staff_client.get(f"/api/training-runs/{run.pk}/").json()
     assert detail["status"] == "succeeded" and detail["version_number"] == 2 and "epoch 1/1" in detail["log"]
 
-    # emotion: the worker demands +2.0 accuracy, which no model reaches -> registered, kept as a candidate
-    response = staff_client.post("/api/training-runs/", {"kind": "emotion"}, format="json")
+    # emotion: the worker demands +2.0 accuracy, which no model reaches -> registered, kept as a candidate. From
+    # scratch, so a version is always registered (a fine-tune that beats its parent on nothing registers nothing,
+    # and on these eight validation faces whether one epoch does is up to the threads' summation order)
+    response = staff_client.post("/api/training-runs/", {"kind": "emotion", "from_scratch": True}, format="json")
     run = wait_for(response.json()["id"])
     assert run.status == "succeeded", run.log + run.error
     assert not run.promoted and "kept as a candidate" in run.decision
-    assert run.version.number == 2 and run.version.trained_on["mode"].startswith("fine-tuning emotion v1")
+    assert run.version.number == 2 and run.version.trained_on["mode"] == "from scratch"
+    assert run.version.parent.number == 1
     # exported like the version it would replace (uint8 here), and scored as those files
     from webapp.registry.selectors import version_dir
 
