@@ -37,7 +37,7 @@ class DomainRecipe:
 
 # Chosen on a person split of the CK+ pool (20 people held out; README, "The loop on a user's own faces"): a cosine
 # decay from 5e-4 (the fine-tune rate x 3.3) over 8 epochs; a replay of 4,000 reference faces kept FER2013 within
-# 0.006 where 2,000-3,000 lost 0.015-0.019. 5 folds: with 3, each fold model saw two thirds of the people and 105 faces
+# 0.006 where 2,000-3,000 lost 0.019. 5 folds: with 3, each fold model saw two thirds of the people and 105 faces
 # of 14 people gave +0.038 with an interval touching 0 (bench/domain.py); 6 models of 8 epochs fit in 15 minutes.
 DOMAIN_RECIPES: dict[str, DomainRecipe] = {
     "emotion": DomainRecipe(
