@@ -26,6 +26,8 @@ def test_a_wrong_format_is_refused_on_the_page(open_page, staff, media, tmp_path
     path = csvs.write(tmp_path / "fer2013.csv", csvs.FER_HEADER, [csvs.fer_row(0, 70, "Training")])
     page = open_page("/import/", user=staff)
     page.set_input_files("#file", str(path))
+    # the page reads the header and picks the format itself; a person then overrules it
+    page.wait_for_function("document.getElementById('format').value === 'fer2013'")
     page.select_option("#format", "icml")
     open_page.expect_error.append("status of 400")
     page.click("#start")
