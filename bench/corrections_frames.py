@@ -21,13 +21,12 @@ import argparse
 import io
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
 
 import numpy as np
-from instance import DATA, ROOT, labeling_env, manage, start_worker
+from instance import DATA, ROOT, fresh_instance, labeling_env, manage, start_worker
 from pipeline import frame_rmse, match
 
 OUT = ROOT / "bench" / "out" / "corrections-frames"
@@ -42,11 +41,7 @@ def main() -> None:
     os.environ.update(env)
     command = manage(env)
 
-    shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir(parents=True)
-    command("migrate", "-v0")
-    command("bootstrap")
-    command("import_faces", "--format", "kaggle-keypoints", str(DATA / "keypoints.csv.gz"), "-v0")
+    fresh_instance(OUT, command, "kaggle-keypoints", DATA / "keypoints.csv.gz")
 
     sys.path.insert(0, str(ROOT))
     import django

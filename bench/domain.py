@@ -24,12 +24,11 @@ import argparse
 import io
 import json
 import os
-import shutil
 import sys
 import time
 
 import numpy as np
-from instance import DATA, ROOT, labeling_env, manage, start_worker
+from instance import DATA, ROOT, fresh_instance, labeling_env, manage, start_worker
 
 OUT = ROOT / "bench" / "out" / "domain"
 POOL = DATA / "ckplus" / "pool.csv.gz"
@@ -48,11 +47,7 @@ def main() -> None:
     command = manage(env)
 
     if not args.keep:
-        shutil.rmtree(OUT, ignore_errors=True)
-        OUT.mkdir(parents=True)
-        command("migrate", "-v0")
-        command("bootstrap")
-        command("import_faces", "--format", "fer2013", str(DATA / "fer2013.csv.gz"), "-v0")
+        fresh_instance(OUT, command, "fer2013", DATA / "fer2013.csv.gz")
 
     sys.path.insert(0, str(ROOT))
     import django

@@ -45,6 +45,17 @@ def manage(env: dict[str, str]):
     return command
 
 
+def fresh_instance(out: Path, command, fmt: str, data: Path) -> None:
+    """An empty instance in ``out``: migrated, the shipped baselines active, one real data file imported."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    command("migrate", "-v0")
+    command("bootstrap")
+    command("import_faces", "--format", fmt, str(data), "-v0")
+
+
 def start_worker(env: dict[str, str], out: Path) -> subprocess.Popen:
     """One real Celery worker on an emptied broker db, logging to ``out``/worker.log; stop it with terminate()."""
     import redis
