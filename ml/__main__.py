@@ -164,6 +164,14 @@ def cmd_export(args) -> None:
         print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict | list)}, indent=2))
 
 
+def cmd_tflite(args) -> None:
+    """Write model.tflite (the server's LiteRT runtime) into exports made before every export had one."""
+    from ml.litert import write_tflite
+
+    for model_dir in args.model:
+        print(f"wrote {write_tflite(model_dir)}")
+
+
 def cmd_framing(args) -> None:
     """Where the anchors sit in a data set's faces: from its points (keypoint files), or by running the aligned
     keypoint path of --model on its faces (files without points, e.g. FER2013)."""
@@ -342,6 +350,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quantize", choices=["uint8", "float16"])
     p.add_argument("--data", help="score the export on this CSV's standard validation split")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("tflite", help="add model.tflite (the server's runtime) to TF.js exports that have none")
+    p.add_argument("--model", nargs="+", required=True, help="export directories (with model.json)")
+    p.set_defaults(func=cmd_tflite)
 
     p = sub.add_parser("framing", help="measure where the eyes and lips sit in a data set's faces")
     p.add_argument("--data", required=True)

@@ -1,4 +1,4 @@
-"""Face detection on the server: MediaPipe's BlazeFace, run with TensorFlow's own TFLite interpreter.
+"""Face detection on the server: MediaPipe's BlazeFace, run with LiteRT's interpreter (no TensorFlow in memory).
 
 The model files ship in the npm package ``@mediapipe/face_detection`` that the web app already installs (no download
 at run time). The decoding follows MediaPipe's face detection graphs: SSD anchors on a square input, boxes and 6
@@ -94,7 +94,7 @@ class FaceDetector:
     """
 
     def __init__(self, settings: DetectorSettings = DETECTORS["blazeface"], *, pad: float | None = None):
-        import tensorflow as tf
+        from ml.litert import interpreter
 
         self.variant = VARIANTS[settings.variant]
         self.anchors = _anchors(self.variant)
@@ -103,9 +103,7 @@ class FaceDetector:
             raise FileNotFoundError(
                 f"{path}: BlazeFace model missing (it comes with `npm ci`: @mediapipe/face_detection)"
             )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter announces its move to ai_edge_litert
-            self._interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=1)
+        self._interpreter = interpreter(path=path)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         # two outputs: boxes and landmarks (N, 16) and scores (N, 1), told apart by their width

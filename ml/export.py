@@ -1,6 +1,7 @@
 """Keras -> TF.js layers format (``tensorflowjs``), with optional weight quantization and a manifest.json.
 
-An export directory holds model.json + weight shards + manifest.json (+ metrics.json and plots when given). It is built
+An export directory holds model.json + weight shards + manifest.json (+ metrics.json and plots when given), and
+model.tflite, the same weights for the server's LiteRT runtime (ml.litert). It is built
 in a temporary sibling directory and moved into place with ``os.replace``, so a reader never sees half of it.
 """
 
@@ -13,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ml.align import MODEL_FRAMINGS
+from ml.litert import write_tflite
 from ml.schema import manifest_fields
 
 QUANTIZATIONS = {"float16": "float16", "uint8": "uint8"}
@@ -44,6 +46,7 @@ def export_tfjs(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         _convert(model, tmp, quantize)
+        write_tflite(tmp)  # the server's light runtime (ml.litert) runs the same weights
         weight_bytes = sum(p.stat().st_size for p in tmp.glob("*.bin"))
         manifest = {
             **manifest_fields(task),

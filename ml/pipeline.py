@@ -28,16 +28,28 @@ class AnalyzedFace:
 
 @dataclass
 class LoadedModel:
-    model: object  # a tf_keras model
+    model: object  # a tf_keras model or an ml.litert.LiteModel
     framing: align.Framing
     manifest: dict
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path) -> LoadedModel:
-        from ml.export import load_tfjs, read_manifest
+    def from_dir(cls, model_dir: str | Path, *, runtime: str = "keras") -> LoadedModel:
+        """``runtime``: "keras" loads the TF.js files into tf_keras (TensorFlow); "litert" runs the export's
+        model.tflite with LiteRT alone (the web process: no TensorFlow in memory)."""
+        from ml.export import read_manifest
 
         manifest = read_manifest(model_dir)
-        return cls(load_tfjs(model_dir), align.framing_of(manifest), manifest)
+        if runtime == "litert":
+            from ml.litert import TFLITE_FILE, LiteModel
+
+            model = LiteModel(Path(model_dir) / TFLITE_FILE)
+        elif runtime == "keras":
+            from ml.export import load_tfjs
+
+            model = load_tfjs(model_dir)
+        else:
+            raise ValueError(f"unknown runtime {runtime!r}; expected keras or litert")
+        return cls(model, align.framing_of(manifest), manifest)
 
     def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
         x = np.stack(crops).astype(np.float32)[..., None] * self.manifest["normalization"]["pixel_scale"]

@@ -1,7 +1,8 @@
 """The production role as compose runs it: production settings, collectstatic, gunicorn with webapp/gunicorn.py.
 
 Every page's CSS and JS (and the import map's modules) answer 200 with their content type, under hashed names that
-are cached for a year, and the demo runs in Chromium with no console error, offline.
+are cached for a year, and the demo runs in Chromium with no console error, offline. A whole photo is detected and
+aligned in the web process without TensorFlow in it (LiteRT).
 """
 
 import os
@@ -12,6 +13,8 @@ import sys
 import time
 import urllib.request
 from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -88,7 +91,7 @@ def production(tmp_path_factory):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((var / "gunicorn.log").read_text()[-3000:]) from None
             time.sleep(0.3)
-    yield url
+    yield SimpleNamespace(url=url, pid=server.pid, var=var)
     server.terminate()
     server.wait(timeout=30)
 
@@ -101,7 +104,7 @@ def _get(url: str):
 def test_every_pages_css_and_js_loads_under_a_hashed_name_cached_for_a_year(production):
     seen = set()
     for page in PAGES:
-        status, _, body = _get(production + page)  # the staff pages show the sign-in page, with the same assets
+        status, _, body = _get(production.url + page)  # the staff pages show the sign-in page, with the same assets
         assert status == 200, page
         parser = _Assets()
         parser.feed(body.decode())
@@ -110,7 +113,7 @@ def test_every_pages_css_and_js_loads_under_a_hashed_name_cached_for_a_year(prod
     ours = [u for u in seen if u.startswith("/static/")]
     assert any(u.startswith("/static/css/app.") for u in ours) and any("tf.fesm.min." in u for u in ours)
     for url in ours:
-        status, headers, body = _get(production + url)
+        status, headers, body = _get(production.url + url)
         extension = os.path.splitext(url)[1]
         assert status == 200 and body, url
         assert headers["Content-Type"].startswith(TYPES[extension]), (url, headers["Content-Type"])
@@ -128,7 +131,7 @@ def test_the_demo_runs_in_chromium_with_no_console_error(production, browser):
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("requestfailed", lambda r: errors.append(f"{r.url}: {r.failure}"))
-        page.goto(production + "/")
+        page.goto(production.url + "/")
         try:
             page.wait_for_function("window.studio && window.studio.ready === true", timeout=60_000)
         except Exception:
@@ -136,8 +139,57 @@ def test_the_demo_runs_in_chromium_with_no_console_error(production, browser):
         assert page.locator("#backend").inner_text() == "wasm"
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgba(0, 0, 0, 0)"
         for path in ("/label/", "/models/"):
-            page.goto(production + path)  # signed out: the sign-in page, styled
+            page.goto(production.url + path)  # signed out: the sign-in page, styled
             page.wait_for_load_state("networkidle")
     finally:
         context.close()
     assert errors == []
+
+
+def _token(production) -> str:
+    import json
+
+    user, password = (production.var / "admin-password.txt").read_text().split()
+    request = urllib.request.Request(
+        production.url + "/api/auth/token/",
+        data=json.dumps({"username": user, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["token"]
+
+
+def test_a_whole_photo_is_found_and_aligned_without_tensorflow_in_the_web_process(production):
+    import io
+    import json
+    import uuid
+
+    from tests.ml.test_detect import group_photo
+
+    photo = io.BytesIO()
+    group_photo().save(photo, "JPEG")
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="two.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + photo.getvalue()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    token = _token(production)
+    for _ in range(2):  # WEB_CONCURRENCY is 2: each process is likely to serve one
+        request = urllib.request.Request(
+            production.url + "/api/faces/upload/",
+            data=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Token {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status in (200, 201)
+            assert len(json.loads(response.read())["faces"]) == 2
+    children = subprocess.run(["pgrep", "-P", str(production.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "no gunicorn worker process"
+    mapped = {pid: Path(f"/proc/{pid}/maps").read_text() for pid in children}
+    assert any("ai_edge_litert" in maps for maps in mapped.values()), "no process ran the photo with LiteRT"
+    for pid, maps in mapped.items():
+        assert "tensorflow" not in maps, f"gunicorn worker {pid} loaded TensorFlow"

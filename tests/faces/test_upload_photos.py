@@ -162,3 +162,27 @@ def test_crops_of_one_picture_are_one_request_and_a_wrong_size_stores_nothing(cl
         format="multipart",
     )
     assert both.status_code == 400 and Face.objects.count() == 2
+
+
+def test_a_model_the_server_cannot_run_is_a_503_with_a_retry_hint_and_stores_nothing(client_for, shipped_models):
+    from webapp.registry.selectors import version_dir
+
+    (version_dir(shipped_models["keypoints"]) / "model.tflite").unlink()  # a version from before TFLite files
+    response = _upload(client_for("labeler"), group_photo())
+    assert response.status_code == 503, response.content
+    assert int(response["Retry-After"]) > 0
+    assert "manage.py bootstrap" in response.json()["detail"]
+    assert Face.objects.count() == 0
+
+
+def test_bootstrap_writes_the_tflite_file_a_version_lacks_and_the_upload_then_works(client_for, shipped_models):
+    from django.core.management import call_command
+
+    from webapp.registry.selectors import version_dir
+
+    tflite = version_dir(shipped_models["keypoints"]) / "model.tflite"
+    shipped = tflite.read_bytes()
+    tflite.unlink()
+    call_command("bootstrap", stdout=io.StringIO())
+    assert tflite.stat().st_size == len(shipped)  # the same conversion of the same TF.js files
+    assert _upload(client_for("labeler"), group_photo()).status_code == 201

@@ -8,6 +8,7 @@ from ml.datasets import FaceData
 from ml.evaluate import emotion_metrics, keypoint_metrics, save_plots
 from ml.export import export_tfjs, load_tfjs, read_manifest
 from ml.models import build_emotion_model, build_keypoint_model
+from ml.pipeline import LoadedModel
 from ml.schema import EMOTIONS, KEYPOINTS, SKELETON
 from ml.train import TrainConfig, predict, train
 from tests.csvs import synthetic_face
@@ -61,6 +62,9 @@ def test_an_export_reloaded_from_model_json_predicts_what_keras_predicts(tmp_pat
     else:
         assert manifest["labels"] == list(EMOTIONS)
     assert json.loads((out / "model.json").read_text())["format"] == "layers-model"
+    # the server's copy of the same weights (float16 storage), run by LiteRT without TensorFlow
+    lite = LoadedModel.from_dir(out, runtime="litert")
+    np.testing.assert_allclose(lite.model(images[..., None] / 255.0), predict(model, images), atol=2e-3)
     with pytest.raises(FileExistsError):
         export_tfjs(model, out, task=task)
 

@@ -23,9 +23,9 @@ from rest_framework.views import APIView
 
 from ml.schema import EMOTIONS
 from webapp.faces import selectors, services
-from webapp.faces.detection import UnprocessableImage
+from webapp.faces.detection import InferenceUnavailable, UnprocessableImage
 from webapp.faces.models import Annotation, Face, Prediction, Task
-from webapp.pages.errors import Conflict, ErrorOutput, Unprocessable
+from webapp.pages.errors import Conflict, ErrorOutput, ServiceUnavailable, Unprocessable
 from webapp.pages.permissions import IsStaff
 from webapp.pages.serializers import ModelOutput
 from webapp.registry.models import ModelVersion
@@ -159,6 +159,9 @@ class FaceUploadApi(APIView):
             201: OutputSerializer,
             200: OpenApiResponse(OutputSerializer, description="every face was already stored"),
             422: OpenApiResponse(ErrorOutput, description="the picture holds no face"),
+            503: OpenApiResponse(
+                ErrorOutput, description="the server cannot run the models now (Retry-After says when to try again)"
+            ),
         },
     )
     def post(self, request):
@@ -185,6 +188,8 @@ class FaceUploadApi(APIView):
                 )
         except UnprocessableImage as exc:
             raise Unprocessable(str(exc)) from None
+        except InferenceUnavailable as exc:
+            raise ServiceUnavailable(str(exc), retry_after=exc.retry_after) from None
         created = sum(1 for _, new in results if new)
         body = self.OutputSerializer({"faces": [face for face, _ in results], "created": created}).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -1,7 +1,8 @@
-"""Whole photos on the server: the same path as the browser (ml.pipeline), with the active keypoint model.
+"""Whole photos on the server: the same path as the browser (ml.pipeline), with the active models, on LiteRT.
 
-The analyzer is built once per process and active keypoint version (TensorFlow loads lazily, on the first photo that
-needs it); one lock serialises its use, as one TFLite interpreter and one Keras model are shared.
+The web process never imports TensorFlow: BlazeFace and every version's ``model.tflite`` run in LiteRT's interpreter
+(ml.litert). The analyzer is built once per process and per active version pair; one lock serialises its use, as
+its interpreters are shared.
 """
 
 from __future__ import annotations
@@ -15,25 +16,63 @@ from ml import align
 _lock = threading.Lock()
 _cache: dict = {}
 
+# how long a client should wait before it retries when the models cannot be loaded (Retry-After, seconds)
+RETRY_AFTER_SECONDS = 30
+
 
 class UnprocessableImage(Exception):
     """The picture decodes but holds nothing to store (no face found)."""
 
 
-def _analyzer():
-    """(analyzer or None, detector): one BlazeFace per process, shared by the analyzer of the active keypoint model."""
-    from ml.detect import FaceDetector
-    from ml.pipeline import Analyzer, LoadedModel
+class InferenceUnavailable(Exception):
+    """The server cannot run the models now (a version without its TFLite file, the runtime missing): nothing is
+    stored, and the same request may work once an operator has run the fix the message names."""
+
+    retry_after = RETRY_AFTER_SECONDS
+
+
+def _load(version):
+    from ml.pipeline import LoadedModel
+    from webapp.registry.selectors import version_dir
+
+    try:
+        return LoadedModel.from_dir(version_dir(version), runtime="litert")
+    except (FileNotFoundError, ImportError, ValueError, RuntimeError) as exc:
+        raise InferenceUnavailable(
+            f"The {version} model cannot be run on this server right now ({exc}). "
+            "An operator can write its TFLite file with `manage.py bootstrap`; try again later."
+        ) from exc
+
+
+def _analyzer(*, emotion: bool):
+    """(analyzer or None, detector): one BlazeFace per process, shared by the analyzers of the active versions."""
+    from ml.pipeline import Analyzer
     from webapp.registry.selectors import active_version, version_dir
 
     if "detector" not in _cache:
-        _cache["detector"] = FaceDetector()
-    version = active_version(kind="keypoints")
-    key = str(version_dir(version)) if version else None
-    if _cache.get("key") != key or "analyzer" not in _cache:
-        keypoints = LoadedModel.from_dir(version_dir(version)) if version else None
-        _cache.update(key=key, analyzer=Analyzer(keypoints, detector=_cache["detector"]) if keypoints else None)
+        try:
+            from ml.detect import FaceDetector
+
+            _cache["detector"] = FaceDetector()
+        except (FileNotFoundError, ImportError) as exc:
+            raise InferenceUnavailable(f"The face detector cannot be loaded on this server ({exc}).") from exc
+    keypoints = active_version(kind="keypoints")
+    feelings = active_version(kind="emotion") if emotion else None
+    key = (*(str(version_dir(v)) if v else None for v in (keypoints, feelings)), emotion)
+    if _cache.get("key") != key:
+        analyzer = None
+        if keypoints is not None:
+            analyzer = Analyzer(_load(keypoints), _load(feelings) if feelings else None, detector=_cache["detector"])
+        _cache.update(key=key, analyzer=analyzer)
     return _cache["analyzer"], _cache["detector"]
+
+
+def _bounded(image):
+    from django.conf import settings
+
+    from webapp.faces.images import bounded
+
+    return bounded(image, settings.DETECT_MAX_SIDE)
 
 
 def face_crops(image) -> list[np.ndarray]:
@@ -42,13 +81,9 @@ def face_crops(image) -> list[np.ndarray]:
     With no active keypoint model the crop comes from the detector box alone (its prior), unrefined. The photo is
     read at most DETECT_MAX_SIDE px on its longer side.
     """
-    from django.conf import settings
-
-    from webapp.faces.images import bounded
-
-    image = bounded(image, settings.DETECT_MAX_SIDE)
+    image = _bounded(image)
     with _lock:
-        analyzer, detector = _analyzer()
+        analyzer, detector = _analyzer(emotion=False)
         if analyzer is not None:
             crops = [face.face for face in analyzer.analyze(image)]
         else:

@@ -14,6 +14,10 @@ class ServiceUnavailable(APIException):
     default_detail = "A service this request needs is not available; try again later."
     default_code = "service_unavailable"
 
+    def __init__(self, detail=None, *, retry_after: int | None = None):
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds, sent as Retry-After
+
 
 class Unprocessable(APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
@@ -57,6 +61,8 @@ def exception_handler(exc, context):
         # a request with no credentials at all still gets 403 where a role is needed.
         response.status_code = status.HTTP_401_UNAUTHORIZED
         response["WWW-Authenticate"] = 'Token realm="api"'
+    if getattr(exc, "retry_after", None):
+        response["Retry-After"] = str(exc.retry_after)
     data = response.data
     if isinstance(exc, ValidationError):
         errors = data if isinstance(data, dict) else {"non_field_errors": data}

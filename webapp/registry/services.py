@@ -161,3 +161,21 @@ def baseline_register() -> list[ModelVersion]:
         version_promote(version=version, action=Promotion.Action.BASELINE, reason="shipped baseline")
         registered.append(version)
     return registered
+
+
+def tflite_backfill() -> list[ModelVersion]:
+    """Write model.tflite (the web process's LiteRT runtime) into every version registered before exports had one.
+
+    Needs TensorFlow: ``manage.py bootstrap`` runs it at deploy time, never a web request. A version's directory is
+    otherwise immutable; this adds the same weights in a second format and changes none of its files.
+    """
+    from ml.litert import TFLITE_FILE, write_tflite
+    from webapp.registry.selectors import version_dir
+
+    written = []
+    for version in ModelVersion.objects.order_by("kind", "number"):
+        directory = version_dir(version)
+        if (directory / "model.json").is_file() and not (directory / TFLITE_FILE).is_file():
+            write_tflite(directory)
+            written.append(version)
+    return written

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
 from webapp.pages.permissions import LABELERS_GROUP
-from webapp.registry.services import baseline_register
+from webapp.registry.services import baseline_register, tflite_backfill
 
 
 def credentials_path() -> Path:
@@ -22,12 +22,17 @@ def credentials_path() -> Path:
 
 
 class Command(BaseCommand):
-    help = "First-run set-up (idempotent): labelers group, shipped baseline models as v1, a local admin account."
+    help = (
+        "First-run set-up (idempotent): labelers group, shipped baseline models as v1, TFLite files of older "
+        "versions, a local admin account."
+    )
 
     def handle(self, *args, **options):
         Group.objects.get_or_create(name=LABELERS_GROUP)
         for version in baseline_register():
             self.stdout.write(f"registered the shipped baseline {version} and made it active")
+        for version in tflite_backfill():
+            self.stdout.write(f"wrote the TFLite file of {version} (the web process runs it with LiteRT)")
         User = get_user_model()
         if not User.objects.filter(is_superuser=True).exists():
             password = secrets.token_urlsafe(12)
