@@ -45,3 +45,8 @@ def probabilities(top: int = 3) -> list[float]:
     p = np.full(5, 0.1)
     p[top] = 0.6
     return p.tolist()
+
+
+def points_array(seed: int = 0) -> np.ndarray:
+    """The 15 points of ``synthetic_face(seed)`` as a (15, 2) array in its 96x96 pixels."""
+    return np.asarray(synthetic_face(seed)[1], float)

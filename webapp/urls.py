@@ -9,6 +9,7 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from webapp.faces import api as faces
 from webapp.faces import datasets_api as datasets
+from webapp.faces import labelstudio_api as label_studio
 from webapp.pages.parsers import PARSERS
 from webapp.registry import api as registry
 from webapp.training import api as training
@@ -35,6 +36,14 @@ api = [
     path("faces/<int:face_id>/lease/", faces.LeaseApi.as_view(), name="face-lease"),
     path("datasets/import/", datasets.DatasetImportApi.as_view(), name="dataset-import"),
     path("datasets/export/<str:fmt>/", datasets.DatasetExportApi.as_view(), name="dataset-export"),
+    # Label Studio appends these to the ML backend's URL without a trailing slash
+    path("label-studio/config/", label_studio.LabelStudioConfigApi.as_view(), name="label-studio-config"),
+    re_path(r"^label-studio/health/?$", label_studio.LabelStudioHealthApi.as_view(), name="label-studio-health"),
+    re_path(r"^label-studio/setup/?$", label_studio.LabelStudioSetupApi.as_view(), name="label-studio-setup"),
+    re_path(r"^label-studio/predict/?$", label_studio.LabelStudioPredictApi.as_view(), name="label-studio-predict"),
+    re_path(r"^label-studio/webhook/?$", label_studio.LabelStudioWebhookApi.as_view(), name="label-studio-webhook"),
+    re_path(r"^label-studio/train/?$", label_studio.LabelStudioTrainApi.as_view(), name="label-studio-train"),
+    re_path(r"^label-studio/versions/?$", label_studio.LabelStudioVersionsApi.as_view(), name="label-studio-versions"),
     path("models/", registry.VersionListApi.as_view(), name="version-list"),
     path("models/active/", registry.ActiveManifestApi.as_view(), name="manifest"),
     path("models/promotions/", registry.PromotionListApi.as_view(), name="promotion-list"),

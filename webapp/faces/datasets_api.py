@@ -34,8 +34,8 @@ class DatasetImportApi(APIView):
 
     @extend_schema_serializer(component_name="DatasetImportInput")
     class InputSerializer(serializers.Serializer):
-        format = serializers.ChoiceField(choices=list(READERS))
-        file = serializers.FileField(help_text="the CSV, plain or .gz")
+        format = serializers.ChoiceField(choices=[*READERS, "label-studio"])
+        file = serializers.FileField(help_text="the CSV, plain or .gz; for label-studio, its JSON export")
         relabel = serializers.BooleanField(
             default=False, help_text="faces already present take this file's label (repairs a wrong-format import)"
         )
@@ -61,6 +61,9 @@ class DatasetImportApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
+        if data.validated_data["format"] == "label-studio":
+            report = _label_studio_import(upload, request.user)
+            return Response(_report_body(report, upload.name), status=status.HTTP_201_CREATED)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(upload.name).name
             with path.open("wb") as f:
@@ -87,15 +90,42 @@ class DatasetImportApi(APIView):
                 )
             except DatasetError as exc:
                 raise serializers.ValidationError({"file": [str(exc).replace(str(tmp) + "/", "")]}) from exc
-        body = {
-            "created": report.created,
-            "duplicates": report.duplicates,
-            "excluded": report.excluded,
-            "relabeled": report.relabeled,
-            "errors": [str(e) for e in report.errors],
-            "summary": report.summary().replace(str(path), upload.name),
-        }
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(_report_body(report, upload.name, path), status=status.HTTP_201_CREATED)
+
+
+def _report_body(report, name: str, path: Path | None = None) -> dict:
+    return {
+        "created": report.created,
+        "duplicates": report.duplicates,
+        "excluded": report.excluded,
+        "relabeled": report.relabeled,
+        "errors": [str(e) for e in report.errors],
+        "summary": report.summary().replace(str(path), name) if path else report.summary(),
+    }
+
+
+def _label_studio_import(upload, user):
+    """A Label Studio JSON export: parsed whole (it is at most UPLOAD_MAX_BYTES), each task imported on its own."""
+    import json
+
+    from webapp.faces.labelstudio import TaskError
+    from webapp.faces.labelstudio_services import faces_import_label_studio
+
+    try:
+        payload = json.loads(upload.read().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise serializers.ValidationError(
+            {"file": [f"{upload.name} is not a Label Studio JSON export: {exc}"]}
+        ) from None
+    tasks = len(payload) if isinstance(payload, list) else 1
+    if tasks > settings.IMPORT_MAX_ROWS:
+        raise TooLarge(
+            f"{upload.name} has {tasks:,} tasks; an import over the web takes at most {settings.IMPORT_MAX_ROWS:,}."
+        )
+    try:
+        return faces_import_label_studio(payload=payload, author=user, name=Path(upload.name).name)
+    except TaskError as exc:
+        raise serializers.ValidationError({"file": [f"{upload.name}: {exc}"]}) from None
 
 
 class DatasetExportApi(APIView):
@@ -112,7 +142,7 @@ class DatasetExportApi(APIView):
         download = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it after sending
         with tempfile.TemporaryDirectory(prefix="export-") as tmp:
             tmp = Path(tmp)
-            name = "coco-keypoints.json" if fmt == "coco-keypoints" else f"{fmt}.csv"
+            name = f"{fmt}.json" if fmt in ("coco-keypoints", "label-studio") else f"{fmt}.csv"
             WRITERS[fmt](tmp / name)
             if fmt == "coco-keypoints":  # the JSON and its images, as one download
                 result, name = Path(shutil.make_archive(str(tmp / "coco-keypoints"), "zip", tmp)), "coco-keypoints.zip"

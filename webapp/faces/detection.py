@@ -75,6 +75,20 @@ def _bounded(image):
     return bounded(image, settings.DETECT_MAX_SIDE)
 
 
+def analyze_photo(image, *, emotion: bool = False) -> tuple[list, float]:
+    """The faces of a whole photo (ml.pipeline.AnalyzedFace, best first) by the active models, and the factor from
+    the pixels they are given in (the photo read at most DETECT_MAX_SIDE long) to the photo's own."""
+    bounded = _bounded(image)
+    with _lock:
+        analyzer, _ = _analyzer(emotion=emotion)
+        if analyzer is None:
+            raise InferenceUnavailable("No keypoint model is active: promote one on the Models page.")
+        if emotion and analyzer.emotion is None:
+            raise InferenceUnavailable("No emotion model is active: promote one on the Models page.")
+        faces = analyzer.analyze(bounded)
+    return faces, image.width / bounded.width
+
+
 def face_crops(image) -> list[np.ndarray]:
     """Every face in a whole photo as a 96x96 grey crop in the stored framing (align.FACE_FRAMING), best first.
 
@@ -97,3 +111,37 @@ def face_crops(image) -> list[np.ndarray]:
             "No face found in the photo. Send a photo with a face facing the camera, or a 96x96 face crop."
         )
     return crops
+
+
+def active_model_version() -> str:
+    """The served pair as Label Studio's ``model_version``: a promotion or rollback changes it."""
+    from webapp.registry.selectors import active_version
+
+    parts = [f"{kind} v{v.number}" for kind in ("keypoints", "emotion") if (v := active_version(kind=kind))]
+    return "emotion-ai-studio " + (" + ".join(parts) or "(no active model)")
+
+
+def predict_faces(frames: list[np.ndarray]) -> tuple[list[tuple[np.ndarray, np.ndarray] | None], str]:
+    """Stored 96x96 faces (FACE_FRAMING) -> (points in the face's pixels, emotion probabilities) by the active models
+    through the same alignment as a photo's faces; None for every face when no pair of models can run."""
+    from PIL import Image
+
+    version = active_model_version()
+    try:
+        with _lock:
+            analyzer, _ = _analyzer(emotion=True)
+            if analyzer is None or analyzer.emotion is None:
+                return [None] * len(frames), version
+            seed = align.reframe_matrix(align.FACE_FRAMING, analyzer.keypoints.framing)
+            images = [Image.fromarray(frame) for frame in frames]
+            points = [analyzer.align(image, [seed])[0] for image in images]
+            crops = [
+                align.warp(image, align.matrix_from_points(p, analyzer.emotion.framing))
+                for image, p in zip(images, points, strict=True)
+            ]
+            probabilities = [
+                p for start in range(0, len(crops), 64) for p in analyzer.emotion(crops[start : start + 64])
+            ]
+    except InferenceUnavailable:
+        return [None] * len(frames), version
+    return list(zip(points, probabilities, strict=True)), version

@@ -114,13 +114,23 @@ def write_coco_keypoints(path: Path, progress: Callable[[int], None] | None = No
     return len(ids)
 
 
+def write_label_studio(path: Path, progress: Callable[[int], None] | None = None) -> int:
+    """Label Studio's JSON: a task per labeled face (image embedded), its labels and the served models' predictions."""
+    from webapp.faces.labelstudio_services import write_label_studio as write
+
+    return write(path, progress)
+
+
 WRITERS: dict[str, Callable[..., int]] = {
     "kaggle-keypoints": write_kaggle_keypoints,
     "fer2013": write_fer2013,
     "coco-keypoints": write_coco_keypoints,
+    "label-studio": write_label_studio,
 }
 
 
 def count_for(fmt: str) -> int:
+    if fmt == "label-studio":
+        return len(set(current_labels(task=Task.KEYPOINTS)) | set(current_labels(task=Task.EMOTION)))
     task = Task.EMOTION if fmt == "fer2013" else Task.KEYPOINTS
     return len(current_labels(task=task))

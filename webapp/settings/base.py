@@ -146,6 +146,13 @@ UPLOAD_MAX_ASPECT = env_float("UPLOAD_MAX_ASPECT", 8.0)  # longer side / shorter
 # the upload (a 40-megapixel photo in a few hundred ms), and the stored 96x96 crops lose nothing a face needs.
 DETECT_MAX_SIDE = env.int("DETECT_MAX_SIDE", default=2048)
 DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
+
+# Label Studio: task images are fetched from this server alone, with its API token (as its own ML backends do), and
+# its annotations reach our webhook; LABEL_STUDIO_RETRAIN: a new annotation there is imported and queues a retrain.
+LABEL_STUDIO_URL = env.str("LABEL_STUDIO_URL", default="")
+LABEL_STUDIO_API_KEY = env.str("LABEL_STUDIO_API_KEY", default="")
+LABEL_STUDIO_TIMEOUT = env_float("LABEL_STUDIO_TIMEOUT", 10.0)
+LABEL_STUDIO_RETRAIN = env.bool("LABEL_STUDIO_RETRAIN", default=False)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 REST_FRAMEWORK = {

@@ -6,10 +6,13 @@ from webapp.faces.services import faces_import
 
 
 class Command(BaseCommand):
-    help = "Import faces and their labels from a Kaggle keypoints, FER2013 or icml CSV (plain or .gz). Idempotent."
+    help = (
+        "Import faces and their labels from a Kaggle keypoints, FER2013 or icml CSV (plain or .gz), or a Label "
+        "Studio JSON export. Idempotent."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--format", required=True, choices=list(READERS))
+        parser.add_argument("--format", required=True, choices=[*READERS, "label-studio"])
         parser.add_argument(
             "--relabel",
             action="store_true",
@@ -19,6 +22,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, path, format, relabel=False, **options):
         quiet = options["verbosity"] == 0
+        if format == "label-studio":
+            return self._label_studio(path)
         try:
             total = count_lines(path)
         except OSError as exc:
@@ -46,6 +51,22 @@ class Command(BaseCommand):
             read_bar.close()
             if write_bar is not None:
                 write_bar.close()
+        for error in report.errors:
+            self.stderr.write(f"skipped {error}")
+        self.stdout.write(self.style.SUCCESS(report.summary()))
+
+    def _label_studio(self, path: str) -> None:
+        import json
+        from pathlib import Path
+
+        from webapp.faces.labelstudio import TaskError
+        from webapp.faces.labelstudio_services import faces_import_label_studio
+
+        try:
+            payload = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+            report = faces_import_label_studio(payload=payload, author=None, name=Path(path).name)
+        except (OSError, ValueError, TaskError) as exc:
+            raise CommandError(f"{path}: {exc}") from exc
         for error in report.errors:
             self.stderr.write(f"skipped {error}")
         self.stdout.write(self.style.SUCCESS(report.summary()))

@@ -1,0 +1,192 @@
+"""Label Studio's JSON both ways and our ML backend's endpoints (the real Label Studio: tests/interop/)."""
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml import align
+from ml.schema import EMOTIONS, KEYPOINTS
+from tests import factories
+from tests.ml.test_detect import group_photo
+from webapp.faces import labelstudio as ls
+from webapp.faces.models import Annotation, Face
+from webapp.faces.selectors import current_labels
+
+pytestmark = pytest.mark.usefixtures("media")
+
+
+@pytest.fixture
+def shipped_models(settings, repo_root, db):
+    from webapp.registry.services import baseline_register
+
+    settings.BASELINE_MODELS_DIR = repo_root / "models" / "baseline"
+    return {v.kind: v for v in baseline_register()}
+
+
+def _uri(image: Image.Image) -> str:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def _import(client, tasks) -> dict:
+    upload = io.BytesIO(json.dumps(tasks).encode())
+    upload.name = "project-1.json"
+    response = client.post("/api/datasets/import/", {"format": "label-studio", "file": upload}, format="multipart")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def _task(image_uri: str, result: list, author: dict | None = None, task_id: int = 1) -> dict:
+    annotation = {"result": result, "created_at": "2026-11-30T10:00:00.000000Z"}
+    if author:
+        annotation["completed_by"] = author
+    return {"id": task_id, "data": {"image": image_uri}, "annotations": [annotation]}
+
+
+def test_the_config_names_our_15_keypoints_and_five_emotions(client):
+    response = client.get("/api/label-studio/config/")
+    assert response.status_code == 200 and response["Content-Type"].startswith("application/xml")
+    from xml.etree import ElementTree
+
+    view = ElementTree.fromstring(response.content)
+    assert view.find("Image").get("name") == "image" and view.find("Image").get("value") == "$image"
+    assert [label.get("value") for label in view.find("KeyPointLabels")] == list(KEYPOINTS)
+    assert [choice.get("value") for choice in view.find("Choices")] == list(EMOTIONS)
+
+
+def test_our_export_imported_back_keeps_every_point_emotion_and_author(client_for, shipped_models, staff):
+    labeler = factories.user("labeler", name="ada")
+    labeler.email = "ada@lab.example"
+    labeler.save()
+    faces = [factories.face(seed) for seed in range(3)]
+    from webapp.faces.services import annotation_submit
+
+    for i, face in enumerate(faces):
+        annotation_submit(face=face, author=labeler, points=factories.points(i), emotion=i)
+    before = {f.checksum: (current_labels(task="keypoints")[f.pk], current_labels(task="emotion")[f.pk]) for f in faces}
+    client = client_for("staff")
+    response = client.get("/api/datasets/export/label-studio/")
+    assert response.status_code == 200
+    tasks = json.loads(b"".join(response.streaming_content))
+    assert len(tasks) == 3
+    (prediction,) = tasks[0]["predictions"]
+    assert prediction["model_version"] == "emotion-ai-studio keypoints v1 + emotion v1" and 0 < prediction["score"] <= 1
+    assert sum(r["type"] == "keypointlabels" for r in prediction["result"]) == 15
+    assert tasks[0]["annotations"][0]["completed_by"]["email"] == "ada@lab.example"
+    Face.objects.all().delete()  # a fresh instance, as far as faces go
+
+    report = _import(client, tasks)
+    assert report["created"] == 3 and report["errors"] == []
+    for face in Face.objects.all():
+        points, emotion = before[face.checksum]
+        now = current_labels(task="keypoints")[face.pk]
+        assert max(abs(a[k] - b[k]) for a, b in zip(points, now, strict=True) for k in "xy") < 0.5
+        assert current_labels(task="emotion")[face.pk] == emotion
+        (annotation,) = face.annotations.all()
+        assert annotation.author == labeler and annotation.origin == Annotation.Origin.HUMAN
+    assert _import(client, tasks)["created"] == 0 and Annotation.objects.count() == 3  # idempotent
+
+
+def test_a_whole_photo_with_two_labeled_faces_stores_two_crops_cut_from_the_human_points(client_for, shipped_models):
+    from webapp.faces.detection import analyze_photo
+
+    photo = group_photo()
+    found, _ = analyze_photo(photo)
+    result = []
+    for face in found:  # a labeler's points: the model's, moved by a pixel
+        result += ls.keypoint_results(face.points + 1.0, photo.width, photo.height, start=len(result))
+    report = _import(client_for("staff"), [_task(_uri(photo), result, {"id": 7, "email": "bo@lab.example"})])
+    assert report["created"] == 2 and report["errors"] == []
+    for face in Face.objects.all():
+        (annotation,) = face.annotations.all()
+        points = np.array([[p["x"], p["y"]] for p in annotation.points])
+        eye, lip = align.anchors(points)
+        # the crop is cut from the labeler's own points: their anchors sit where the stored framing puts them
+        assert np.allclose((eye + lip) / 2, align.FACE_FRAMING.center, atol=0.05)
+        assert annotation.author.email == "bo@lab.example" and not annotation.author.is_active
+        assert annotation.created_at.isoformat().startswith("2026-11-30T10:00:00")
+
+
+def test_every_bad_task_is_reported_by_id_and_stores_nothing_while_good_ones_land(client_for, shipped_models):
+    crop = _uri(Image.fromarray(np.full((96, 96), 128, np.uint8)))
+    full = ls.keypoint_results(np.array(factories.points_array(0)), 96, 96)
+    outside = json.loads(json.dumps(full))
+    outside[0]["value"]["x"] = 140.0
+    unknown = json.loads(json.dumps(full))
+    unknown[0]["value"]["keypointlabels"] = ["left_ear"]
+    tasks = [
+        _task(crop, [*full, ls.emotion_result(3, 15)], task_id=1),  # good
+        {"id": 2, "data": {}},  # no image
+        _task(crop, outside, task_id=3),
+        _task(crop, unknown, task_id=4),
+        _task(crop, full[:14], task_id=5),  # 14 of 15
+        _task(_uri(group_photo()), [ls.emotion_result(1, 0)], task_id=6),  # one emotion for two faces
+        _task("data:image/png;base64," + base64.b64encode(b"not an image").decode(), [], task_id=7),
+        _task("http://elsewhere.example/a.jpg", [], task_id=8),  # LABEL_STUDIO_URL is not set
+        "not a task",
+    ]
+    report = _import(client_for("staff"), tasks)
+    assert report["created"] == 1
+    errors = "\n".join(report["errors"])
+    for task_id in (2, 3, 4, 5, 6, 7, 8):
+        assert f"task {task_id}:" in errors, errors
+    assert "task #9" in errors and len(report["errors"]) == 8
+    assert "outside the image" in errors and "left_ear" in errors and "14 of 15" in errors
+    assert "one emotion for a photo of 2 faces" in errors and "LABEL_STUDIO_URL" in errors
+    assert Face.objects.count() == 1 and Annotation.objects.count() == 1
+
+
+def test_images_are_fetched_from_label_studio_alone(settings):
+    settings.LABEL_STUDIO_URL = "http://127.0.0.1:9"
+    with pytest.raises(ls.TaskError, match="not on LABEL_STUDIO_URL"):
+        ls.task_image_bytes("http://169.254.169.254/latest/meta-data")
+    with pytest.raises(ls.TaskError, match="did not send it"):
+        ls.task_image_bytes("/data/upload/1/face.png")  # on that host, which is down
+
+
+def test_the_ml_backend_needs_a_staff_user_over_basic_auth(client, shipped_models, staff):
+    assert client.get("/api/label-studio/health").status_code in (401, 403)
+    labeler = factories.user("labeler")
+    for user, expected in ((labeler, 403), (staff, 200)):
+        auth = "Basic " + base64.b64encode(f"{user.username}:pw".encode()).decode()
+        response = client.get("/api/label-studio/health", HTTP_AUTHORIZATION=auth)
+        assert response.status_code == expected
+    assert response.json()["status"] == "UP"
+    setup = client.post(
+        "/api/label-studio/setup", {"project": "1.1"}, HTTP_AUTHORIZATION=auth, content_type="application/json"
+    )
+    assert setup.json()["model_version"] == "emotion-ai-studio keypoints v1 + emotion v1"
+
+
+def test_predict_gives_15_regions_per_face_and_the_emotion_of_a_one_face_photo(client_for, shipped_models):
+    from tests.e2e.conftest import astronaut
+
+    tasks = [{"id": 1, "data": {"image": _uri(group_photo())}}, {"id": 2, "data": {"image": _uri(astronaut(400))}}]
+    response = client_for("staff").post("/api/label-studio/predict", {"tasks": tasks}, format="json")
+    assert response.status_code == 200, response.content
+    two, one = response.json()["results"]
+    for prediction, faces in ((two, 2), (one, 1)):
+        kinds = [r["type"] for r in prediction["result"]]
+        assert kinds.count("keypointlabels") == 15 * faces
+        assert kinds.count("choices") == (1 if faces == 1 else 0)
+        assert prediction["model_version"].endswith("keypoints v1 + emotion v1") and 0 < prediction["score"] <= 1
+        for region in prediction["result"]:
+            if region["type"] == "keypointlabels":
+                assert 0 <= region["value"]["x"] <= 100 and 0 <= region["value"]["y"] <= 100
+    # the two faces' eyes lie on their own halves of the 640-px photo
+    xs = [r["value"]["x"] for r in two["result"] if r["value"]["keypointlabels"] == ["left_eye_center"]]
+    assert sorted(x < 50 for x in xs) == [False, True]
+    assert Face.objects.count() == 0  # predicting stores nothing
+
+
+def test_the_webhook_does_nothing_unless_retraining_from_label_studio_is_on(client_for, shipped_models, settings):
+    settings.LABEL_STUDIO_RETRAIN = False
+    event = {"action": "ANNOTATION_CREATED", "task": {"id": 1, "data": {}}, "annotation": {"result": []}}
+    response = client_for("staff").post("/api/label-studio/webhook", event, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "ignored"
+    assert Face.objects.count() == 0

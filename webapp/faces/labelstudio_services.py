@@ -1,0 +1,259 @@
+"""Label Studio: import its JSON export, export ours in its format, and predict for its ML backend calls.
+
+Import keeps the house rules of every import: faces are keyed by their pixels (a task imported twice adds nothing),
+annotations are new rows with their author and time, and a task that cannot be used is reported by its id and
+stores nothing (each task is one transaction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from ml.schema import EMOTIONS, IMAGE_SIZE
+from webapp.common.models import Task
+from webapp.faces import labelstudio as ls
+from webapp.faces.images import read_frame
+from webapp.faces.models import Annotation, Face
+from webapp.faces.selectors import current_labels
+from webapp.faces.services import (
+    ImportReport,
+    _points_json,
+    _write_frame,
+    annotation_submit,
+    checksum,
+    split_for,
+    validate_points,
+)
+
+FORMAT = "label-studio"
+
+
+def _user(author: str, fallback):
+    """The account an annotation's author maps to: the user with that e-mail or name, else a new inactive account of
+    that name (it keeps the label's provenance and cannot sign in); the importer when the export names nobody."""
+    if not author:
+        return fallback
+    User = get_user_model()
+    found = User.objects.filter(email__iexact=author).order_by("pk").first() if "@" in author else None
+    found = found or User.objects.filter(username=author[:150]).first()
+    if found is not None:
+        return found
+    try:
+        with transaction.atomic():
+            user = User(username=author[:150], email=author if "@" in author else "", is_active=False)
+            user.set_unusable_password()
+            user.save()
+            return user
+    except IntegrityError:
+        return User.objects.get(username=author[:150])
+
+
+def _same_label_exists(face: Face, author, points, emotion) -> bool:
+    """The author's newest annotation of this face already says exactly this (a re-import, a round trip)."""
+    newest = Annotation.objects.filter(face=face, author=author, skip=False).order_by("-created_at", "-id")
+    for field, value in (("points", points), ("emotion", emotion)):
+        if value is None:
+            continue
+        row = newest.filter(**{f"{field}__isnull": False}).first()
+        if row is None or getattr(row, field) != value:
+            return False
+    return True
+
+
+def _store_face(frame: np.ndarray, *, name: str, group: str, author) -> tuple[Face, bool]:
+    digest = checksum(frame)
+    existing = Face.objects.filter(checksum=digest).first()
+    if existing:
+        return existing, False
+    face = Face.objects.create(
+        checksum=digest,
+        image=_write_frame(frame, digest),
+        source=Face.Source.IMPORT,
+        source_name=name[:200],
+        split=split_for(digest=digest, group=group),
+        group=group,
+        created_by=author,
+    )
+    return face, True
+
+
+def faces_import_label_studio(*, payload, author, name: str = "label-studio.json") -> ImportReport:
+    """A Label Studio JSON export (parsed) -> faces and annotations. Every bad task is reported, none half-stored."""
+    tasks, errors = ls.parse_tasks(payload)
+    report = ImportReport(path=name, format=FORMAT, rows_read=len(tasks) + len(errors))
+    report.errors = list(errors)
+    for task in tasks:
+        try:
+            image_bytes = ls.task_image_bytes(task.image)
+            image = ls.decode(image_bytes)
+            faces = ls.faces_of(image, task.annotations)
+            for face in faces:
+                for label in face.labels:
+                    if label.points is not None:
+                        validate_points(_points_json(label.points))
+        except (ls.TaskError, ValidationError) as exc:
+            message = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+            report.errors.append(f"task {task.id}: {message}")
+            continue
+        group = f"label-studio:{hashlib.sha256(image_bytes).hexdigest()[:16]}"
+        try:
+            with transaction.atomic():
+                for face in faces:
+                    row, created = _store_face(face.crop, name=name, group=group, author=author)
+                    report.created += created
+                    report.duplicates += not created
+                    for label in face.labels:
+                        points = _points_json(label.points) if label.points is not None else None
+                        if points is None and label.emotion is None:
+                            continue
+                        who = _user(label.author, author)
+                        if _same_label_exists(row, who, points, label.emotion):
+                            continue
+                        annotation = annotation_submit(face=row, author=who, points=points, emotion=label.emotion)
+                        if label.created_at is not None:  # the time it was labeled in Label Studio
+                            Annotation.objects.filter(pk=annotation.pk).update(created_at=label.created_at)
+                        report.labels += 1
+        except Exception as exc:  # FaceHeld, a write error: this task stores nothing
+            report.errors.append(f"task {task.id}: {exc}")
+    return report
+
+
+# --- export ---------------------------------------------------------------------------------------------------------
+
+
+def _newest_human(face_ids: list[int]) -> dict[tuple[int, str], Annotation]:
+    """(face, task) -> the newest human or review annotation that gives that task's label (its author and time)."""
+    newest: dict[tuple[int, str], Annotation] = {}
+    rows = (
+        Annotation.objects.filter(face_id__in=face_ids, skip=False)
+        .filter(origin__in=[Annotation.Origin.HUMAN, Annotation.Origin.REVIEW])
+        .select_related("author")
+        .order_by("-created_at", "-id")
+    )
+    for row in rows:
+        if row.points is not None:
+            newest.setdefault((row.face_id, Task.KEYPOINTS), row)
+        if row.emotion is not None:
+            newest.setdefault((row.face_id, Task.EMOTION), row)
+    return newest
+
+
+def _completed_by(annotation: Annotation | None) -> dict | None:
+    if annotation is None or annotation.author is None:
+        return None
+    user = annotation.author
+    return {"id": user.pk, "email": user.email or user.get_username()}
+
+
+def label_studio_tasks(face_ids: list[int] | None = None) -> list[dict]:
+    """Our labeled faces as Label Studio tasks: the image embedded (96x96 PNG), the current label as an annotation
+    (with the author and time of its newest human part), the served models' output as a prediction."""
+    from webapp.faces.detection import predict_faces
+
+    keypoints, emotions = current_labels(task=Task.KEYPOINTS), current_labels(task=Task.EMOTION)
+    ids = sorted(face_ids if face_ids is not None else set(keypoints) | set(emotions))
+    faces = Face.objects.in_bulk(ids)
+    ids = [i for i in ids if i in faces]
+    frames = [read_frame(Path(settings.MEDIA_ROOT) / faces[i].image) for i in ids]
+    predictions, model_version = predict_faces(frames)
+    human = _newest_human(ids)
+    tasks = []
+    for face_id, frame, predicted in zip(ids, frames, predictions, strict=True):
+        result = []
+        if face_id in keypoints:
+            points = np.array([[p["x"], p["y"]] for p in keypoints[face_id]])
+            result += ls.keypoint_results(points, IMAGE_SIZE, IMAGE_SIZE)
+        if face_id in emotions:
+            result.append(ls.emotion_result(emotions[face_id], len(result)))
+        newest = [human.get((face_id, t)) for t in (Task.KEYPOINTS, Task.EMOTION)]
+        newest = max((a for a in newest if a), key=lambda a: (a.created_at, a.pk), default=None)
+        task = {
+            "data": {ls.IMAGE: ls.data_uri(ls.png(frame)), "face_id": face_id, "source": faces[face_id].source_name},
+            "annotations": [],
+            "predictions": [],
+        }
+        if result:
+            annotation = {"result": result, "was_cancelled": False, "ground_truth": False}
+            if newest is not None:
+                annotation["created_at"] = newest.created_at.isoformat()
+                annotation["completed_by"] = _completed_by(newest)
+            task["annotations"].append(annotation)
+        if predicted is not None:
+            points, probabilities = predicted
+            best = int(np.argmax(probabilities))
+            regions = ls.keypoint_results(points, IMAGE_SIZE, IMAGE_SIZE)
+            regions.append(ls.emotion_result(best, len(regions)))
+            task["predictions"].append(
+                {"model_version": model_version, "score": round(float(probabilities[best]), 4), "result": regions}
+            )
+        tasks.append(task)
+    return tasks
+
+
+def write_label_studio(path: Path, progress=None) -> int:
+    tasks = label_studio_tasks()
+    path.write_text(json.dumps(tasks))
+    if progress:
+        progress(len(tasks))
+    return len(tasks)
+
+
+# --- the ML backend's predictions ---------------------------------------------------------------------------------
+
+
+def label_studio_predict(tasks: list) -> tuple[list[dict], str]:
+    """One prediction per Label Studio task, from the active models through the server's whole-photo path: 15
+    keypoint regions per face found, and the emotion as the task's choice when the photo holds one face (each
+    region of a face names its face's emotion in its meta text)."""
+    from webapp.faces.detection import InferenceUnavailable, active_model_version, analyze_photo
+
+    model_version = active_model_version()
+    results = []
+    for task in tasks:
+        data = task.get("data") if isinstance(task, dict) else None
+        try:
+            if not isinstance(data, dict):
+                raise ls.TaskError("a task must be an object with data")
+            image = ls.decode(ls.task_image_bytes(data.get(ls.IMAGE)))
+            if image.size == (IMAGE_SIZE, IMAGE_SIZE):
+                faces, scale = _crop_as_face(image), 1.0
+            else:
+                faces, scale = analyze_photo(image, emotion=True)
+        except ls.TaskError as exc:
+            results.append({"result": [], "score": 0.0, "model_version": model_version, "error": str(exc)})
+            continue
+        except InferenceUnavailable:
+            raise
+        regions, scores = [], []
+        for k, face in enumerate(faces):
+            best = int(np.argmax(face.probabilities))
+            scores.append(float(face.probabilities[best]))
+            meta = f"face {k + 1}: {EMOTIONS[best]} {face.probabilities[best]:.0%}"
+            regions += ls.keypoint_results(
+                face.points * scale, image.width, image.height, start=len(regions), meta=meta
+            )
+        if len(faces) == 1:
+            regions.append(ls.emotion_result(int(np.argmax(faces[0].probabilities)), len(regions)))
+        score = round(float(np.mean(scores)), 4) if scores else 0.0
+        results.append({"result": regions, "score": score, "model_version": model_version})
+    return results, model_version
+
+
+def _crop_as_face(image) -> list[SimpleNamespace]:
+    """A 96x96 picture is a face in our framing: the models read it as the label page's face does."""
+    from webapp.faces.detection import predict_faces
+    from webapp.faces.images import to_frame
+
+    (predicted,), _ = predict_faces([to_frame(image)])
+    if predicted is None:
+        return []
+    return [SimpleNamespace(points=predicted[0], probabilities=predicted[1])]
