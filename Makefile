@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/emotion_ai
+# Label Studio for the interoperability tests, in a virtual environment of its own (its pins are not ours)
+LS_VENV := .venv-label-studio
+LABEL_STUDIO_VERSION := 1.23.2
 
-.PHONY: run test setup deps lint checks pytest pytest-postgres fuzz worker web clean
+.PHONY: run test setup deps lint checks pytest pytest-postgres fuzz interop worker web clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +56,7 @@ checks: deps
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 pytest: deps /usr/bin/chromium
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/interop
 
 # The API tests once more against PostgreSQL (pytest-django creates and drops test_emotion_ai).
 pytest-postgres: deps
@@ -63,7 +66,16 @@ pytest-postgres: deps
 fuzz: deps
 	$(BIN)/python tests/fuzz_api.py --examples 200
 
-test: lint checks pytest pytest-postgres fuzz
+$(LS_VENV)/bin/label-studio:
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
+
+# The real Label Studio on loopback: our config, our ML backend on whole photos, the round trip both ways.
+interop: deps $(LS_VENV)/bin/label-studio
+	LABEL_STUDIO_BIN=$(LS_VENV)/bin/label-studio $(BIN)/pytest tests/interop
+
+test: lint checks pytest pytest-postgres fuzz interop
 
 clean:
-	rm -rf $(VENV) node_modules var build
+	rm -rf $(VENV) $(LS_VENV) node_modules var build

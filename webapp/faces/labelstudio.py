@@ -87,6 +87,28 @@ def task_image_bytes(ref: str) -> bytes:
     return data
 
 
+def _get_json(path: str):
+    """GET a Label Studio API path with our key (LABEL_STUDIO_URL must be set)."""
+    import json
+
+    url = settings.LABEL_STUDIO_URL.rstrip("/") + path
+    request = urllib.request.Request(url, headers={"Authorization": f"Token {settings.LABEL_STUDIO_API_KEY}"})
+    with urllib.request.urlopen(request, timeout=settings.LABEL_STUDIO_TIMEOUT) as response:
+        return json.loads(response.read())
+
+
+def annotator_email(user_id: int) -> str | None:
+    """Label Studio's own exports name an annotator by its id there: its e-mail, asked of LABEL_STUDIO_URL (None when
+    no server is set or it does not say)."""
+    if not settings.LABEL_STUDIO_URL:
+        return None
+    try:
+        email = _get_json(f"/api/users/{int(user_id)}/").get("email")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return email.strip()[:150] if isinstance(email, str) and email.strip() else None
+
+
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
@@ -191,14 +213,18 @@ def parse_result(result, where: str) -> ParsedAnnotation:
     return parsed
 
 
+LS_USER = "label-studio user "
+
+
 def _author(completed_by) -> str:
+    """An annotation's author as the export names it: an e-mail, or Label Studio's user id (resolved on import)."""
     if isinstance(completed_by, dict):
         email = completed_by.get("email")
         if isinstance(email, str) and email.strip():
             return email.strip()[:150]
         completed_by = completed_by.get("id")
     if isinstance(completed_by, int) and not isinstance(completed_by, bool):
-        return f"label-studio user {completed_by}"
+        return f"{LS_USER}{completed_by}"
     return ""
 
 

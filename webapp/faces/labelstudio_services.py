@@ -37,11 +37,17 @@ from webapp.faces.services import (
 FORMAT = "label-studio"
 
 
-def _user(author: str, fallback):
+def _user(author: str, fallback, emails: dict):
     """The account an annotation's author maps to: the user with that e-mail or name, else a new inactive account of
-    that name (it keeps the label's provenance and cannot sign in); the importer when the export names nobody."""
+    that name (it keeps the label's provenance and cannot sign in); the importer when the export names nobody. A
+    Label Studio user id is first turned into its e-mail by asking LABEL_STUDIO_URL (once per id, in ``emails``)."""
     if not author:
         return fallback
+    if author.startswith(ls.LS_USER):
+        user_id = int(author.removeprefix(ls.LS_USER))
+        if user_id not in emails:
+            emails[user_id] = ls.annotator_email(user_id)
+        author = emails[user_id] or author
     User = get_user_model()
     found = User.objects.filter(email__iexact=author).order_by("pk").first() if "@" in author else None
     found = found or User.objects.filter(username=author[:150]).first()
@@ -91,6 +97,7 @@ def faces_import_label_studio(*, payload, author, name: str = "label-studio.json
     tasks, errors = ls.parse_tasks(payload)
     report = ImportReport(path=name, format=FORMAT, rows_read=len(tasks) + len(errors))
     report.errors = list(errors)
+    emails: dict[int, str | None] = {}
     for task in tasks:
         try:
             image_bytes = ls.task_image_bytes(task.image)
@@ -115,7 +122,7 @@ def faces_import_label_studio(*, payload, author, name: str = "label-studio.json
                         points = _points_json(label.points) if label.points is not None else None
                         if points is None and label.emotion is None:
                             continue
-                        who = _user(label.author, author)
+                        who = _user(label.author, author, emails)
                         if _same_label_exists(row, who, points, label.emotion):
                             continue
                         annotation = annotation_submit(face=row, author=who, points=points, emotion=label.emotion)
