@@ -162,6 +162,22 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def database_cpu_seconds() -> float:
+    """User + system CPU time of the local PostgreSQL server's processes (its backends run our queries; on SQLite
+    that work is inside gunicorn's own figure). 0 when none runs on this machine."""
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            if not fields[0].endswith("(postgres"):
+                continue
+            values = fields[1].split()
+            total += int(values[11]) + int(values[12])  # utime, stime (fields 14 and 15 of proc(5))
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / ticks
+
+
 def run_clients(part: list[tuple[int, str, float]], port: int, stop_at: float, think: float) -> list[Result]:
     clients = [Client(token, port, start_at, stop_at, i, think) for i, token, start_at in part]
     for c in clients:
@@ -235,12 +251,13 @@ def main() -> None:
         # add to the latencies it measures; perf_counter is the system's monotonic clock, shared by the processes.
         starts = [(i, token, started + ramp * i / len(tokens)) for i, token in enumerate(tokens)]
         slices = [starts[i :: args.processes] for i in range(args.processes)]
-        before = cpu_seconds()
+        before, database_before = cpu_seconds(), database_cpu_seconds()
         with multiprocessing.get_context("fork").Pool(args.processes) as pool:
             parts = pool.starmap(run_clients, [(part, args.port, stop_at, args.think) for part in slices])
             pool.close()
             pool.join()
         clients_cpu = cpu_seconds() - before
+        database_cpu = database_cpu_seconds() - database_before if database.startswith("postgres") else 0.0
         clients = [c for part in parts for c in part]
     finally:
         server.terminate()
@@ -296,6 +313,7 @@ def main() -> None:
                 "cpu_ms_per_request": {
                     "server": round(server_cpu / len(every) * 1000, 2),
                     "clients": round(clients_cpu / len(every) * 1000, 2),
+                    "database_server": round(database_cpu / len(every) * 1000, 2),
                 },
                 "cores": os.cpu_count(),
                 "errors": len(errors),

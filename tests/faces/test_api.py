@@ -463,3 +463,17 @@ def test_a_bad_token_is_a_401_with_its_scheme_and_no_token_keeps_the_403(path):
     assert response.json()["detail"] == "Invalid token."
     assert client.get("/api/models/active/").status_code == 200
     assert client.get("/api/faces/").status_code == 403  # no credentials, a role needed: unchanged
+
+
+def test_the_queue_count_is_reused_for_queue_count_seconds(client_for, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.QUEUE_COUNT_SECONDS = 60
+    client = client_for("labeler")
+    faces = [factories.face() for _ in range(3)]
+    assert client.get("/api/queue/next/?task=emotion").json()["remaining"] == 3
+    client.post(f"/api/faces/{faces[0].pk}/annotations/", {"emotion": "sad"}, format="json")
+    assert client.get("/api/queue/next/?task=emotion").json()["remaining"] == 3  # the figure of a moment ago
+    cache.clear()
+    assert client.get("/api/queue/next/?task=emotion").json()["remaining"] == 2

@@ -262,6 +262,7 @@ LABEL_LEASE_SECONDS = env.int("LABEL_LEASE_SECONDS", default=120)
 # The queue says how many faces still need a label exactly up to this many, and "more than this" beyond (counting every
 # one of 100k faces on each request cost more than serving the face).
 QUEUE_COUNT_LIMIT = env.int("QUEUE_COUNT_LIMIT", default=10_000)
+QUEUE_COUNT_SECONDS = env.int("QUEUE_COUNT_SECONDS", default=2)  # how long the label page's count is reused (0: never)
 # How many labelers each face needs per task. 1: the newest human label is the label. 2 or more: the face stays in the
 # queue (for labelers who have not labeled it) until that many have, then their consensus is the label; if they
 # disagree (different emotions, or points further apart than REVIEW_POINT_PX on average) a reviewer decides.
