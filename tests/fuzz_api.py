@@ -5,7 +5,7 @@ with the baseline registered and a few faces imported serves the API on a free p
 from /api/schema/ for every operation, with a fixed budget and seed so the run is fast and repeatable, and fails on
 any 5xx, any response that breaks the schema, an undocumented status code or content type.
 
-    .venv/bin/python tests/fuzz_api.py [--examples 12]
+    .venv/bin/python tests/fuzz_api.py [--examples 12] [--paths REGEX]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=12, help="generated cases per operation")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--paths", help="only the operations whose path matches this regular expression")
     args = parser.parse_args()
 
     from tests import csvs
@@ -103,6 +104,7 @@ def main() -> int:
             "30",
             "--suppress-health-check",
             "all",
+            *(["--include-path-regex", args.paths] if args.paths else []),
         ]
         print(" ".join(command[:3]), "…", flush=True)
         return subprocess.run(command, cwd=ROOT, env={**os.environ, "NO_COLOR": "1"}).returncode

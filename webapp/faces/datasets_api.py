@@ -6,6 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -133,7 +134,11 @@ class DatasetExportApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, OpenApiParameter.PATH, enum=list(WRITERS))],
-        responses={(200, "text/csv"): bytes, (200, "application/zip"): bytes},
+        responses={
+            (200, "text/csv"): bytes,
+            (200, "application/zip"): bytes,
+            (200, "application/json"): OpenApiTypes.ANY,  # Label Studio's tasks
+        },
     )
     def get(self, request, fmt: str):
         if fmt not in WRITERS:

@@ -152,5 +152,11 @@ class LabelStudioWebhookApi(_Backend):
 class LabelStudioTrainApi(LabelStudioWebhookApi):
     """The older protocol's POST train: the same as a START_TRAINING event."""
 
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "LabelStudioTrainOutput", {"status": serializers.CharField(), "detail": serializers.CharField()}
+        ),
+    )
     def post(self, request):
         return self.act(request, "START_TRAINING", {})
