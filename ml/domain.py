@@ -24,38 +24,8 @@ import numpy as np
 from ml import align
 from ml.datasets import FaceData, group_folds
 from ml.evaluate import face_scores
-from ml.train import ProgressFn, TrainConfig, TrainResult, train
-
-
-@dataclass(frozen=True)
-class DomainRecipe:
-    repeats: int  # each user face this many times an epoch
-    replay: int  # reference faces sampled into the mix
-    folds: int  # k of the k-fold by group (fewer when there are fewer groups)
-    config: TrainConfig  # the fine-tune's schedule
-
-
-# Chosen on a person split of the CK+ pool (20 people held out; README, "The loop on a user's own faces"): a cosine
-# decay from 5e-4 (the fine-tune rate x 3.3) over 8 epochs; a replay of 4,000 reference faces kept FER2013 within
-# 0.006 where 2,000-3,000 lost 0.019. 5 folds: with 3, each fold model saw two thirds of the people and 105 faces
-# of 14 people gave +0.038 with an interval touching 0 (bench/domain.py); 6 models of 8 epochs fit in 15 minutes.
-DOMAIN_RECIPES: dict[str, DomainRecipe] = {
-    "emotion": DomainRecipe(
-        repeats=4,
-        replay=4000,
-        folds=5,
-        config=TrainConfig(
-            epochs=8, patience=8, batch_size=128, learning_rate=5e-4, schedule="cosine", keep_best=False
-        ),
-    ),
-    # not measured on a keypoint domain of users' own (the data holds none where the model is weak): the same shape
-    "keypoints": DomainRecipe(
-        repeats=4,
-        replay=1500,
-        folds=5,
-        config=TrainConfig(epochs=8, patience=8, batch_size=64, learning_rate=2e-4, schedule="cosine", keep_best=False),
-    ),
-}
+from ml.recipes import DOMAIN_RECIPES, DomainRecipe, folds_for  # noqa: F401 - re-exported
+from ml.train import ProgressFn, TrainResult, train
 
 
 def _concat(parts: list[FaceData]) -> FaceData:
@@ -71,12 +41,6 @@ def mixed(user: FaceData, reference: FaceData, recipe: DomainRecipe, seed: int) 
     """The training faces of one domain fine-tune: the user's faces ``repeats`` times and a seeded replay sample."""
     take = np.random.default_rng(seed).choice(len(reference), size=min(recipe.replay, len(reference)), replace=False)
     return _concat([user.subset(np.tile(np.arange(len(user)), recipe.repeats)), reference.subset(np.sort(take))])
-
-
-def folds_for(recipe: DomainRecipe, groups: int) -> int:
-    """k of a run: the recipe's folds, fewer with fewer groups, 0 below two groups (nobody to hold out)."""
-    k = min(recipe.folds, groups)
-    return k if k >= 2 else 0
 
 
 @dataclass

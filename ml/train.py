@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import tensorflow as tf
@@ -20,74 +20,17 @@ from ml.augment import TASK_AUGMENT, make_dataset
 from ml.datasets import FaceData
 from ml.evaluate import evaluate
 from ml.models import BUILDERS
+from ml.recipes import (  # noqa: F401 - the recipes live apart so the web process can plan without TensorFlow
+    FINETUNE_RECIPES,
+    RECIPES,
+    SECONDS_PER_FACE_EPOCH,
+    TrainConfig,
+    estimate_seconds,
+    recipe,
+)
 from ml.schema import IMAGE_SIZE, NUM_EMOTIONS, TASKS
 
 ProgressFn = Callable[[int, dict], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 80
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    patience: int = 12  # early stopping on validation loss
-    augment: bool = True
-    seed: int = 1337
-    steps_per_epoch: int | None = None  # cap, for smoke tests
-    class_weight_power: float = 0.5  # emotion: weight = (n / (k * count)) ** power; 0 = no weighting
-    schedule: str = "plateau"  # "plateau": halve on a stalled validation loss; "cosine": decay to ~0 over the epochs
-    weight_decay: float = 0.0  # > 0: AdamW (decoupled weight decay, scaled by the rate) instead of Adam
-    warmup_epochs: int = 0  # cosine only: the rate climbs linearly to its peak over these first epochs
-    # True: the weights of the best validation loss end the run (the starting ones included). False: the last epoch's,
-    # for runs whose validation faces are not the ones the run is for (ml.domain: the user's faces are all trained on)
-    keep_best: bool = True
-
-
-# The from-scratch recipes: `python -m ml train` and the app's from-scratch retrain both use them. The keypoint one made
-# the shipped keypoint baseline. The shipped emotion baseline is distilled from GPU-trained teachers, which the app does
-# not train (models/baseline/README.md); the emotion recipe is its student's schedule without the teachers (AdamW, a
-# warm-up epoch, cosine), which reached it within noise from the app (README, "Recipes and the estimate"), where the
-# Keras recipe before (36 epochs, Adam halved on plateaus) made the previous baseline, 0.7622.
-RECIPES: dict[str, TrainConfig] = {
-    "keypoints": TrainConfig(epochs=240, patience=240, learning_rate=2e-3, schedule="cosine"),
-    "emotion": TrainConfig(
-        epochs=40,
-        patience=40,
-        batch_size=128,
-        learning_rate=3e-3,
-        weight_decay=1e-2,
-        warmup_epochs=1,
-        schedule="cosine",
-    ),
-}
-# Fine-tuning a converged model: a short run at a low rate that keeps the starting weights unless an epoch beats them on
-# validation (train() scores the starting model as epoch 0), so a fine-tune never ends worse than where it started.
-FINETUNE_RECIPES: dict[str, TrainConfig] = {
-    task: replace(
-        recipe,
-        epochs=6,
-        patience=6,
-        learning_rate=recipe.learning_rate / 20,
-        schedule="plateau",
-        weight_decay=0.0,
-        warmup_epochs=0,
-    )
-    for task, recipe in RECIPES.items()
-}
-# Seconds per face per epoch on the 2-core machine of this project, from the baselines' own runs (metrics.json:
-# train_seconds / (epochs_run x n_train)): keypoints 943.2 s / (120 x 2,933) from the 120-epoch run before (the
-# 240-epoch baseline's 4,059 s include the time it was paused while benchmarks ran), emotion 3,594.5 s / (30 x 19,645).
-SECONDS_PER_FACE_EPOCH: dict[str, float] = {"keypoints": 943.2 / (120 * 2933), "emotion": 3594.5 / (30 * 19645)}
-
-
-def recipe(task: str, *, fine_tune: bool, epochs: int | None = None) -> TrainConfig:
-    config = (FINETUNE_RECIPES if fine_tune else RECIPES)[task]
-    return config if epochs is None else replace(config, epochs=epochs, patience=min(config.patience, epochs))
-
-
-def estimate_seconds(task: str, n_train: int, config: TrainConfig, per_face_epoch: float | None = None) -> float:
-    """Expected training time: every epoch over every face (early stopping can only make it shorter)."""
-    return config.epochs * n_train * (per_face_epoch or SECONDS_PER_FACE_EPOCH[task])
 
 
 @dataclass

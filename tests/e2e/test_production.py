@@ -159,7 +159,7 @@ def _token(production) -> str:
         return json.loads(response.read())["token"]
 
 
-def test_a_whole_photo_is_found_and_aligned_without_tensorflow_in_the_web_process(production):
+def test_photos_and_the_staff_pages_run_without_tensorflow_in_the_web_process(production):
     import io
     import json
     import uuid
@@ -187,6 +187,19 @@ def test_a_whole_photo_is_found_and_aligned_without_tensorflow_in_the_web_proces
         with urllib.request.urlopen(request, timeout=60) as response:
             assert response.status in (200, 201)
             assert len(json.loads(response.read())["faces"]) == 2
+    # the staff pages' reads too: planning a retrain once loaded TensorFlow into the web process (ml.train)
+    for path in (
+        "/api/training-runs/plan/?kind=keypoints",
+        "/api/training-runs/plan/?kind=emotion",
+        "/api/models/",
+        "/api/training-runs/",
+        "/api/labeling/agreement/",
+        "/api/datasets/export/label-studio/",
+    ):
+        for _ in range(2):
+            request = urllib.request.Request(production.url + path, headers={"Authorization": f"Token {token}"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                assert response.status == 200, path
     children = subprocess.run(["pgrep", "-P", str(production.pid)], capture_output=True, text=True).stdout.split()
     assert children, "no gunicorn worker process"
     mapped = {pid: Path(f"/proc/{pid}/maps").read_text() for pid in children}

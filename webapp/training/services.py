@@ -243,7 +243,7 @@ def decide_slices(kind: str, *, user, reference) -> tuple[bool, str]:
 
 def run_config(kind: str, *, fine_tune: bool):
     """The from-scratch recipe (or the fine-tuning one), with the TRAINING_* settings that are set."""
-    from ml.train import recipe
+    from ml.recipes import recipe
 
     return _overridden(recipe(kind, fine_tune=fine_tune), fine_tune=fine_tune)
 
@@ -260,7 +260,7 @@ def _overridden(config, *, fine_tune: bool):
 
 def domain_recipe(kind: str):
     """The domain recipe (ml.domain) of a kind, with the fine-tune settings that are set (TRAINING_FINETUNE_*)."""
-    from ml.domain import DOMAIN_RECIPES
+    from ml.recipes import DOMAIN_RECIPES
 
     recipe = DOMAIN_RECIPES[kind]
     return replace(recipe, config=_overridden(recipe.config, fine_tune=True))
@@ -285,8 +285,7 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
     The estimate is every epoch over every training face (early stopping only shortens it), at the speed measured by
     this instance's latest finished run of the kind, or else by the shipped baseline's own training.
     """
-    from ml.domain import folds_for
-    from ml.train import SECONDS_PER_FACE_EPOCH, estimate_seconds
+    from ml.recipes import SECONDS_PER_FACE_EPOCH, estimate_seconds, folds_for
     from webapp.faces.selectors import training_counts
     from webapp.registry.selectors import active_version
 
