@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
@@ -72,6 +73,9 @@ def production(tmp_path_factory):
         "WEB_CONCURRENCY": "2",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    import redis
+
+    redis.Redis.from_url(env["CACHE_URL"]).flushdb()  # throttle counts of an earlier run's users (same ids) are gone
     for command in (["migrate", "-v0"], ["bootstrap"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=REPO_ROOT, env=env, check=True, timeout=600)
     server = subprocess.Popen(
@@ -91,7 +95,7 @@ def production(tmp_path_factory):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((var / "gunicorn.log").read_text()[-3000:]) from None
             time.sleep(0.3)
-    yield SimpleNamespace(url=url, pid=server.pid, var=var)
+    yield SimpleNamespace(url=url, pid=server.pid, var=var, env=env)
     server.terminate()
     server.wait(timeout=30)
 
@@ -206,3 +210,51 @@ def test_photos_and_the_staff_pages_run_without_tensorflow_in_the_web_process(pr
     assert any("ai_edge_litert" in maps for maps in mapped.values()), "no process ran the photo with LiteRT"
     for pid, maps in mapped.items():
         assert "tensorflow" not in maps, f"gunicorn worker {pid} loaded TensorFlow"
+
+
+def test_the_upload_throttle_holds_across_the_web_processes(production):
+    """THROTTLE_UPLOADS (30/minute) counts in the shared cache: two processes let one user through 30 times, not 60."""
+    import io
+    import json
+    import uuid
+
+    from PIL import Image
+
+    script = (
+        "from django.contrib.auth.models import Group, User; from rest_framework.authtoken.models import Token; "
+        "u = User.objects.create_user('throttled'); u.groups.add(Group.objects.get_or_create(name='labelers')[0]); "
+        "print(Token.objects.create(user=u).key)"
+    )
+    token = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=REPO_ROOT,
+        env=production.env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
+    statuses = []
+    for i in range(40):
+        face = io.BytesIO()
+        Image.new("L", (96, 96), i).save(face, "PNG")
+        boundary = uuid.uuid4().hex
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="f{i}.png"\r\n'
+                "Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + face.getvalue()
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        request = urllib.request.Request(  # a new connection each time: the processes take turns
+            production.url + "/api/faces/upload/",
+            data=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Token {token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                statuses.append(response.status)
+                json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            statuses.append(exc.code)
+    assert statuses.count(201) + statuses.count(200) == 30 and statuses.count(429) == 10, statuses
