@@ -18,9 +18,12 @@ if not BIN:
     pytest.skip("LABEL_STUDIO_BIN is not set: `make interop` installs Label Studio", allow_module_level=True)
 
 
+from tests.e2e.conftest import browser  # noqa: E402, F401 - the same headless Chromium as the page tests
+
+
 class LabelStudio:
-    def __init__(self, url: str, token: str):
-        self.url, self.token = url, token
+    def __init__(self, url: str, token: str, email: str, password: str):
+        self.url, self.token, self.email, self.password = url, token, email, password
 
     def call(self, method: str, path: str, **kwargs):
         import requests
@@ -40,13 +43,13 @@ def label_studio(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    token = secrets.token_hex(20)
+    token, password = secrets.token_hex(20), secrets.token_urlsafe(12)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(data),
         "LABEL_STUDIO_BASE_DATA_DIR": str(data),
         "LABEL_STUDIO_USERNAME": "admin@example.com",
-        "LABEL_STUDIO_PASSWORD": secrets.token_urlsafe(12),
+        "LABEL_STUDIO_PASSWORD": password,
         "LABEL_STUDIO_USER_TOKEN": token,
         # Label Studio 1.23 refuses loopback ML backends and legacy tokens without these
         "SSRF_PROTECTION_ENABLED": "false",
@@ -74,7 +77,7 @@ def label_studio(tmp_path_factory):
                 server.kill()
                 raise RuntimeError((data / "label-studio.log").read_text()[-3000:]) from None
             time.sleep(1)
-    yield LabelStudio(url, token)
+    yield LabelStudio(url, token, env["LABEL_STUDIO_USERNAME"], password)
     server.terminate()
     try:
         server.wait(timeout=30)

@@ -46,7 +46,7 @@ def _export(label_studio, project: int) -> list[dict]:
     return label_studio.call("GET", f"/api/projects/{project}/export?exportType=JSON&download_all_tasks=true")
 
 
-def test_label_studio_shows_our_predictions_on_whole_photos(label_studio, app):
+def test_label_studio_shows_our_predictions_on_whole_photos(label_studio, app, browser, settings):
     staff = factories.user("staff")
     project = _project(label_studio, app, "faces: predictions")
     backend = label_studio.call(
@@ -88,6 +88,26 @@ def test_label_studio_shows_our_predictions_on_whole_photos(label_studio, app):
     # one region per keypoint per face, on the photo with two faces too
     assert faces_per_photo == {"two.jpg": 2, "one.jpg": 1, "small.jpg": 1}
     assert Face.objects.count() == 0  # predicting stores nothing
+
+    # what a labeler sees: Label Studio's own page, our prediction on the two-face photo as its pre-annotation
+    (two,) = [t for t in tasks if t["data"]["image"].endswith("two.jpg")]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        page.goto(f"{label_studio.url}/user/login/")
+        page.fill("input[name=email]", label_studio.email)
+        page.fill("input[name=password]", label_studio.password)
+        page.click("button[type=submit]")
+        page.wait_for_load_state("networkidle")
+        page.goto(f"{label_studio.url}/projects/{project}/data?task={two['id']}")
+        page.get_by_text("left_eye_center").nth(1).wait_for(timeout=60_000)  # its label and a region of it
+        assert page.get_by_text("emotion-", exact=False).count() >= 1  # the prediction's tab names our version
+        page.wait_for_timeout(1500)  # the image and its points drawn
+        page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "label-studio.png"))
+    except Exception:
+        page.screenshot(path="/tmp/ls-fail.png")
+        raise
+    finally:
+        page.close()
 
 
 def test_labels_survive_a_round_trip_through_label_studio_both_ways(label_studio, app, client_for):
