@@ -4,6 +4,7 @@ import { csrfToken, esc } from "./api.js";
 const $ = (id) => document.getElementById(id);
 
 function guessFormat(name, firstLine) {
+  if (name.endsWith(".json") || /^\s*[[{]/.test(firstLine)) return "label-studio";
   if (/left_eye_center_x/.test(firstLine)) return "kaggle-keypoints";
   if (/^\s*emotion\s*,\s*pixels/.test(firstLine)) return "fer2013";
   if (/^\s*emotion\s*,\s*Usage/.test(firstLine)) return "icml";
@@ -58,7 +59,8 @@ $("import-form").addEventListener("submit", (event) => {
     const report = $("report");
     report.hidden = false;
     report.querySelector(".summary").textContent = body.summary;
-    report.querySelector(".bad-count").textContent = `${body.errors.length} bad rows`;
+    const unit = form.get("format") === "label-studio" ? "tasks" : "rows";
+    report.querySelector(".bad-count").textContent = `${body.errors.length} bad ${unit}`;
     report.querySelector(".errors").innerHTML = body.errors.map((e) => `<li>${esc(e)}</li>`).join("");
   };
   xhr.send(form);

@@ -35,3 +35,36 @@ def test_a_wrong_format_is_refused_on_the_page(open_page, staff, media, tmp_path
     assert "import it as fer2013" in page.locator("#import-status").inner_text()
     assert Face.objects.count() == 0
     assert page.locator("#progress").is_hidden()  # no full bar for an import that did not happen
+
+
+def test_staff_import_a_label_studio_export_and_read_the_report(open_page, staff, media, tmp_path):
+    import base64
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from tests import factories
+    from webapp.faces import labelstudio as ls
+
+    face = io.BytesIO()
+    Image.fromarray(np.full((96, 96), 100, np.uint8)).save(face, "PNG")
+    image = "data:image/png;base64," + base64.b64encode(face.getvalue()).decode()
+    result = [*ls.keypoint_results(factories.points_array(0), 96, 96), ls.emotion_result(3, 15)]
+    tasks = [
+        {"id": 11, "data": {"image": image}, "annotations": [{"result": result}]},
+        {"id": 12, "data": {"image": image}, "annotations": [{"result": result[:10]}]},  # 10 of 15 points
+    ]
+    path = tmp_path / "project-3-at-2026-12-04.json"
+    path.write_text(json.dumps(tasks))
+    page = open_page("/import/", user=staff)
+    page.set_input_files("#file", str(path))
+    page.wait_for_function("document.getElementById('format').value === 'label-studio'")
+    page.click("#start")
+    page.wait_for_selector("#report:not([hidden])", timeout=30_000)
+    assert "1 faces created" in page.locator("#report .summary").inner_text()
+    assert page.locator("#report .bad-count").inner_text() == "1 bad tasks"
+    page.click("#report summary")
+    assert "task 12: the face has 10 of 15 keypoints" in page.locator("#report .errors").inner_text()
+    assert Face.objects.count() == 1

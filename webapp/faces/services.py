@@ -427,7 +427,8 @@ class ImportReport:
         corrected = "" if self.relabeled is None else f", {self.relabeled} imported labels corrected"
         return (
             f"{self.path} ({self.format}): {self.created} faces created, {self.labels} labels, "
-            f"{self.duplicates} already present{corrected}, {len(self.errors)} bad rows skipped, "
+            f"{self.duplicates} already present{corrected}, {len(self.errors)} bad "
+            f"{'tasks' if self.format == 'label-studio' else 'rows'} skipped, "
             f"{self.excluded} left out"
         )
 

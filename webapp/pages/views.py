@@ -38,4 +38,5 @@ def import_page(request):
         return forbidden(request, "Staff only.")
     from ml.datasets import HEADERS
 
-    return render(request, "import.html", {"formats": list(HEADERS.items())})
+    formats = [*HEADERS.items(), ("label-studio", "a Label Studio JSON export")]
+    return render(request, "import.html", {"formats": formats})
