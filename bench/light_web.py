@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -44,6 +45,23 @@ def multipart(name: str, data: bytes) -> tuple[bytes, str]:
         "Content-Type: image/jpeg\r\n\r\n"
     ).encode()
     return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def upload(url: str, token: str, name: str, data: bytes) -> tuple[int, dict, float]:
+    """POST one picture to /api/faces/upload/ as ``token``'s user: (status, answer, seconds)."""
+    body, content_type = multipart(name, data)
+    request = urllib.request.Request(
+        f"{url}/api/faces/upload/",
+        data=body,
+        headers={"Content-Type": content_type, "Authorization": f"Token {token}"},
+    )
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            status, answer = response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        status, answer = exc.code, {}
+    return status, answer, time.perf_counter() - start
 
 
 def photos(folder: Path, count: int) -> list[tuple[str, bytes]]:
@@ -113,19 +131,8 @@ def main() -> None:
         rss = {"warm, before any upload": rss_mb(worker)}
         times, faces, statuses = [], 0, {}
         for i, (name, data) in enumerate(photos(args.frames, args.uploads)):
-            body, content_type = multipart(name, data)
-            request = urllib.request.Request(
-                f"{url}/api/faces/upload/",
-                data=body,
-                headers={"Content-Type": content_type, "Authorization": f"Token {token}"},
-            )
-            start = time.perf_counter()
-            try:
-                with urllib.request.urlopen(request, timeout=120) as response:
-                    status, answer = response.status, json.loads(response.read())
-            except urllib.error.HTTPError as exc:
-                status, answer = exc.code, {}
-            times.append(time.perf_counter() - start)
+            status, answer, seconds = upload(url, token, name, data)
+            times.append(seconds)
             statuses[status] = statuses.get(status, 0) + 1
             faces += len(answer.get("faces", []))
             if i == 0:

@@ -69,6 +69,12 @@ def prepare(clients: int, data: str | None, synthetic: int = 0) -> list[str]:
     subprocess.run(
         [*manage, "import_faces", "--format", "kaggle-keypoints", data, "-v0"], env=env, check=True, cwd=ROOT
     )
+    return labeler_tokens(env, clients)
+
+
+def labeler_tokens(env: dict, clients: int) -> list[str]:
+    """``clients`` labeler accounts (bench0, bench1, …) in the instance of ``env``, and their API tokens."""
+    manage = [sys.executable, str(ROOT / "manage.py")]
     script = f"""
 from django.contrib.auth.models import Group, User
 from rest_framework.authtoken.models import Token

@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
-from light_web import multipart, photos, rss_mb  # noqa: E402
-from load_labeling import run_clients  # noqa: E402
+from light_web import photos, rss_mb, upload  # noqa: E402
+from load_labeling import labeler_tokens, run_clients  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "scale_out"
 DATA = ROOT.parent / "shared" / "data" / "keypoints.csv.gz"
@@ -68,23 +68,14 @@ def prepare(env: dict[str, str], clients: int) -> tuple[list[str], str]:
     manage = [sys.executable, str(ROOT / "manage.py")]
     for command in (["migrate", "-v0"], ["bootstrap"], ["import_faces", "--format", "kaggle-keypoints", str(DATA)]):
         subprocess.run([*manage, *command], env=env, check=True, cwd=ROOT, capture_output=True)
-    script = f"""
-from django.contrib.auth.models import Group, User
-from rest_framework.authtoken.models import Token
-group, _ = Group.objects.get_or_create(name="labelers")
-for i in range({clients}):
-    user = User.objects.create_user(f"bench{{i}}")
-    user.groups.add(group)
-    print(Token.objects.create(user=user).key)
-staff = User.objects.create_user("bench-staff", is_staff=True)
-print("staff", Token.objects.create(user=staff).key)
-"""
-    done = subprocess.run(
-        [*manage, "shell", "-c", script], env=env, check=True, cwd=ROOT, capture_output=True, text=True
+    staff_script = (
+        "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
+        "print(Token.objects.create(user=User.objects.create_user('bench-staff', is_staff=True)).key)"
     )
-    words = done.stdout.split()
-    staff = words[words.index("staff") + 1]
-    return [w for w in words if len(w) == 40 and w.isalnum() and w != staff], staff
+    staff = subprocess.run(
+        [*manage, "shell", "-c", staff_script], env=env, check=True, cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()[-1]
+    return labeler_tokens(env, clients), staff
 
 
 def api(port: int, token: str, method: str, path: str, body: dict | None = None) -> dict:
@@ -164,16 +155,9 @@ def main() -> None:
             time.sleep(max(0.0, measured_from - time.perf_counter()))
             for n, (name, data) in enumerate(pictures):  # a labeler's whole photos, spread over the window
                 port = args.ports[n % 2]
-                body, content_type = multipart(name, data)
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/api/faces/upload/",
-                    data=body,
-                    headers={"Content-Type": content_type, "Authorization": f"Token {staff}"},
-                )
-                t0 = time.perf_counter()
-                with urllib.request.urlopen(request, timeout=60) as response:
-                    response.read()
-                uploads[port].append(time.perf_counter() - t0)
+                status, _, seconds = upload(f"http://127.0.0.1:{port}", staff, name, data)
+                assert status in (200, 201), (name, status)
+                uploads[port].append(seconds)
                 time.sleep(args.seconds / len(pictures))
             parts = pending.get()
         during = api(args.ports[1], staff, "GET", f"/api/training-runs/{run['id']}/")

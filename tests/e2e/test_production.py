@@ -150,6 +150,22 @@ def test_the_demo_runs_in_chromium_with_no_console_error(production, browser):
     assert errors == []
 
 
+def _upload_request(production, token: str, name: str, data: bytes, content_type: str) -> urllib.request.Request:
+    """POST /api/faces/upload/ with one picture as multipart ``image``."""
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    )
+    return urllib.request.Request(
+        production.url + "/api/faces/upload/",
+        data=head.encode() + data + f"\r\n--{boundary}--\r\n".encode(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Token {token}"},
+    )
+
+
 def _token(production) -> str:
     import json
 
@@ -166,28 +182,14 @@ def _token(production) -> str:
 def test_photos_and_the_staff_pages_run_without_tensorflow_in_the_web_process(production):
     import io
     import json
-    import uuid
 
     from tests.ml.test_detect import group_photo
 
     photo = io.BytesIO()
     group_photo().save(photo, "JPEG")
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="two.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        + photo.getvalue()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
     token = _token(production)
     for _ in range(2):  # WEB_CONCURRENCY is 2: each process is likely to serve one
-        request = urllib.request.Request(
-            production.url + "/api/faces/upload/",
-            data=body,
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Token {token}"},
-        )
+        request = _upload_request(production, token, "two.jpg", photo.getvalue(), "image/jpeg")
         with urllib.request.urlopen(request, timeout=60) as response:
             assert response.status in (200, 201)
             assert len(json.loads(response.read())["faces"]) == 2
@@ -216,7 +218,6 @@ def test_the_upload_throttle_holds_across_the_web_processes(production):
     """THROTTLE_UPLOADS (30/minute) counts in the shared cache: two processes let one user through 30 times, not 60."""
     import io
     import json
-    import uuid
 
     from PIL import Image
 
@@ -237,20 +238,8 @@ def test_the_upload_throttle_holds_across_the_web_processes(production):
     for i in range(40):
         face = io.BytesIO()
         Image.new("L", (96, 96), i).save(face, "PNG")
-        boundary = uuid.uuid4().hex
-        body = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="f{i}.png"\r\n'
-                "Content-Type: image/png\r\n\r\n"
-            ).encode()
-            + face.getvalue()
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        request = urllib.request.Request(  # a new connection each time: the processes take turns
-            production.url + "/api/faces/upload/",
-            data=body,
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Token {token}"},
-        )
+        # a new connection each time: the processes take turns
+        request = _upload_request(production, token, f"f{i}.png", face.getvalue(), "image/png")
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 statuses.append(response.status)
