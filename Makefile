@@ -73,7 +73,7 @@ $(LS_VENV)/bin/label-studio:
 
 # The real Label Studio on loopback: our config, our ML backend on whole photos, the round trip both ways.
 interop: deps $(LS_VENV)/bin/label-studio
-	LABEL_STUDIO_BIN=$(LS_VENV)/bin/label-studio $(BIN)/pytest tests/interop
+	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio $(BIN)/pytest tests/interop
 
 test: lint checks pytest pytest-postgres fuzz interop
 

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-BIN = os.environ.get("LABEL_STUDIO_BIN", "")
+BIN = os.path.abspath(os.environ["LABEL_STUDIO_BIN"]) if os.environ.get("LABEL_STUDIO_BIN") else ""
 if not BIN:
     pytest.skip("LABEL_STUDIO_BIN is not set: `make interop` installs Label Studio", allow_module_level=True)
 
