@@ -149,6 +149,32 @@ def test_images_are_fetched_from_label_studio_alone(settings):
         ls.task_image_bytes("/data/upload/1/face.png")  # on that host, which is down
 
 
+def test_a_redirect_off_label_studio_is_not_followed(settings):
+    import http.server
+    import threading
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.startswith("/data/upload/"):
+                self.send_response(302)
+                self.send_header("Location", f"http://127.0.0.2:{self.server.server_port}/meta-data")
+            else:
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings.LABEL_STUDIO_URL = f"http://127.0.0.1:{server.server_port}"
+        with pytest.raises(ls.TaskError, match="redirected off"):
+            ls.task_image_bytes("/data/upload/1/face.png")
+    finally:
+        server.shutdown()
+
+
 def test_the_ml_backend_needs_a_staff_user_over_basic_auth(client, shipped_models, staff):
     assert client.get("/api/label-studio/health").status_code in (401, 403)
     labeler = factories.user("labeler")

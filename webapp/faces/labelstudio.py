@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -78,13 +79,27 @@ def task_image_bytes(ref: str) -> bytes:
     request = urllib.request.Request(url, headers={"Authorization": f"Token {settings.LABEL_STUDIO_API_KEY}"})
     limit = settings.UPLOAD_MAX_BYTES
     try:
-        with urllib.request.urlopen(request, timeout=settings.LABEL_STUDIO_TIMEOUT) as response:
+        with _opener().open(request, timeout=settings.LABEL_STUDIO_TIMEOUT) as response:
             data = response.read(limit + 1)
-    except OSError as exc:  # HTTPError, URLError, timeouts
+    except OSError as exc:  # HTTPError, URLError, timeouts, a redirect off the server
         raise TaskError(f"data.image {ref[:80]!r}: Label Studio did not send it ({exc})") from None
     if len(data) > limit:
         raise TaskError(f"data.image {ref[:80]!r} is larger than {limit:,} bytes")
     return data
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only on LABEL_STUDIO_URL's own host: an image is never fetched from anywhere else."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        home, there = urllib.parse.urlsplit(settings.LABEL_STUDIO_URL), urllib.parse.urlsplit(newurl)
+        if (there.scheme, there.netloc) != (home.scheme, home.netloc):
+            raise urllib.error.HTTPError(newurl, code, f"redirected off {settings.LABEL_STUDIO_URL}", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener():
+    return urllib.request.build_opener(_SameHostRedirects)
 
 
 def _get_json(path: str):
@@ -93,7 +108,7 @@ def _get_json(path: str):
 
     url = settings.LABEL_STUDIO_URL.rstrip("/") + path
     request = urllib.request.Request(url, headers={"Authorization": f"Token {settings.LABEL_STUDIO_API_KEY}"})
-    with urllib.request.urlopen(request, timeout=settings.LABEL_STUDIO_TIMEOUT) as response:
+    with _opener().open(request, timeout=settings.LABEL_STUDIO_TIMEOUT) as response:
         return json.loads(response.read())
 
 

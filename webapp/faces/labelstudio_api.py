@@ -73,7 +73,7 @@ class LabelStudioPredictApi(_Backend):
     """Predictions for Label Studio's tasks from the active models through the server's whole-photo path."""
 
     class InputSerializer(serializers.Serializer):
-        tasks = serializers.ListField(child=serializers.DictField(), max_length=100)
+        tasks = serializers.ListField(child=serializers.DictField(), max_length=1000)  # Label Studio sends all at once
 
     @extend_schema(
         request=InputSerializer,
