@@ -189,6 +189,24 @@ def test_the_ml_backend_needs_a_staff_user_over_basic_auth(client, shipped_model
     assert setup.json()["model_version"] == "emotion-ai-studio keypoints v1 + emotion v1"
 
 
+def test_wrong_basic_auth_passwords_are_limited_per_address(client, staff, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK}
+    settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+        "login": "3/minute",
+    }
+    wrong = "Basic " + base64.b64encode(f"{staff.username}:guess".encode()).decode()
+    right = "Basic " + base64.b64encode(f"{staff.username}:pw".encode()).decode()
+    codes = [client.get("/api/label-studio/health", HTTP_AUTHORIZATION=wrong).status_code for _ in range(4)]
+    assert codes == [401, 401, 401, 429]
+    assert client.get("/api/label-studio/health", HTTP_AUTHORIZATION=right).status_code == 429  # the address waits
+    cache.clear()
+    assert client.get("/api/label-studio/health", HTTP_AUTHORIZATION=right).status_code == 200
+
+
 def test_predict_gives_15_regions_per_face_and_the_emotion_of_a_one_face_photo(client_for, shipped_models):
     from tests.e2e.conftest import astronaut
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from webapp.faces import labelstudio as ls
 from webapp.faces.detection import InferenceUnavailable, active_model_version
 from webapp.faces.labelstudio_services import faces_import_label_studio, label_studio_predict
-from webapp.pages.authentication import TokenAuthentication
+from webapp.pages.authentication import ThrottledBasicAuthentication, TokenAuthentication
 from webapp.pages.errors import ErrorOutput, ServiceUnavailable
 from webapp.pages.permissions import IsStaff
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class _Backend(APIView):
-    authentication_classes = [BasicAuthentication, TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ThrottledBasicAuthentication, TokenAuthentication, SessionAuthentication]
     permission_classes = [IsStaff]
 
 

@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group
 from django.db import connections, router
 from django.db.models import BooleanField
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from webapp.pages.permissions import LABELERS_GROUP
@@ -63,3 +64,40 @@ class TokenAuthentication(authentication.TokenAuthentication):
         token = Token.from_db(using, ["key", "user_id"], [key, user.pk])  # "created" is read if someone asks
         token.user = user
         return user, token
+
+
+class ThrottledBasicAuthentication(authentication.BasicAuthentication):
+    """HTTP basic auth (Label Studio's ML backend connection) whose wrong passwords are limited per client address.
+
+    DRF checks throttles only after a request has authenticated, so a throttle never sees a failed password; this
+    counts the failures itself, at the token sign-in's rate (THROTTLE_LOGIN), in the shared cache, and answers 429
+    once they reach it.
+    """
+
+    def authenticate_credentials(self, userid, password, request=None):
+        from django.conf import settings
+        from django.core.cache import cache
+        from rest_framework.throttling import BaseThrottle
+
+        number, period = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login"].split("/")
+        limit, seconds = int(number), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]  # DRF's rate format
+        address = BaseThrottle().get_ident(request) if request is not None else "unknown"
+        key = f"basic-auth-failures:{address}"
+        if cache.get(key, 0) >= limit:
+            raise exceptions.Throttled(wait=seconds, detail="Too many wrong passwords from this address.")
+        try:
+            return super().authenticate_credentials(userid, password, request)
+        except exceptions.AuthenticationFailed:
+            if not cache.add(key, 1, seconds):
+                cache.incr(key)
+            raise
+
+
+class ThrottledBasicScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI security scheme of ThrottledBasicAuthentication: plain HTTP basic."""
+
+    target_class = ThrottledBasicAuthentication
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "basic"}
