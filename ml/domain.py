@@ -40,7 +40,8 @@ def _concat(parts: list[FaceData]) -> FaceData:
 def mixed(user: FaceData, reference: FaceData, recipe: DomainRecipe, seed: int) -> FaceData:
     """The training faces of one domain fine-tune: the user's faces ``repeats`` times and a seeded replay sample."""
     take = np.random.default_rng(seed).choice(len(reference), size=min(recipe.replay, len(reference)), replace=False)
-    return _concat([user.subset(np.tile(np.arange(len(user)), recipe.repeats)), reference.subset(np.sort(take))])
+    repeats = recipe.repeats_for(len(user), len(take))
+    return _concat([user.subset(np.tile(np.arange(len(user)), repeats)), reference.subset(np.sort(take))])
 
 
 @dataclass

@@ -6,6 +6,7 @@ load TensorFlow into it (a gunicorn process went from 127 MB to 787 MB the first
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 
@@ -76,23 +77,39 @@ def estimate_seconds(task: str, n_train: int, config: TrainConfig, per_face_epoc
 
 @dataclass(frozen=True)
 class DomainRecipe:
-    repeats: int  # each user face this many times an epoch
+    repeats: int  # each user face this many times an epoch (at least; see share)
     replay: int  # reference faces sampled into the mix
     folds: int  # k of the k-fold by group (fewer when there are fewer groups)
     config: TrainConfig  # the fine-tune's schedule
+    # The user's faces' part of the mix: repeated often enough to make up at least this fraction of it, however few
+    # they are (None: repeats alone). A hundred faces x 4 were 9 % of a mix of 4,400; 489 x 4 were 33 %.
+    share: float | None = None
+    # With many people fewer folds do: the fewest folds (down to 3) whose models each train on at least this many
+    # groups (0: always ``folds``). Each fold model costs as much as the final one.
+    fold_groups: int = 0
+
+    def repeats_for(self, n_user: int, n_replay: int) -> int:
+        """How many times each of ``n_user`` faces goes into a mix beside ``n_replay`` reference faces."""
+        if not self.share or n_user <= 0:
+            return self.repeats
+        wanted = self.share / (1 - self.share) * n_replay / n_user
+        return max(self.repeats, math.ceil(wanted))
 
 
-# Chosen on a person split of the CK+ pool (20 people held out; README, "The loop on a user's own faces"): a cosine
-# decay from 5e-4 (the fine-tune rate x 3.3) over 8 epochs; a replay of 4,000 reference faces kept FER2013 within
-# 0.006 where 2,000-3,000 lost 0.019. 5 folds: with 3, each fold model saw two thirds of the people and 105 faces
-# of 14 people gave +0.038 with an interval touching 0 (bench/domain.py); 6 models of 8 epochs fit in 15 minutes.
+# Chosen on the person split of bench/domain.py (29 people only measure; bench/domain_recipes.py, README "The loop on
+# a user's own faces"): the user's faces are at least half of the mix, however few (a hundred faces x 4 were 9 % of
+# it and hardly moved the model), at a cosine decay from 1e-3 over 8 epochs; a replay of 4,000 reference faces keeps
+# FER2013 (it rose in every run). 5 folds with few people (with 3, each fold model saw two thirds of 14 people), 3
+# once each fold model still sees 20 people: the lab's 62 people then cost 4 models instead of 6, within 15 minutes.
 DOMAIN_RECIPES: dict[str, DomainRecipe] = {
     "emotion": DomainRecipe(
         repeats=4,
         replay=4000,
         folds=5,
+        share=0.5,
+        fold_groups=20,
         config=TrainConfig(
-            epochs=8, patience=8, batch_size=128, learning_rate=5e-4, schedule="cosine", keep_best=False
+            epochs=8, patience=8, batch_size=128, learning_rate=1e-3, schedule="cosine", keep_best=False
         ),
     ),
     # not measured on a keypoint domain of users' own (the data holds none where the model is weak): the same shape
@@ -100,12 +117,21 @@ DOMAIN_RECIPES: dict[str, DomainRecipe] = {
         repeats=4,
         replay=1500,
         folds=5,
+        share=0.5,
+        fold_groups=20,
         config=TrainConfig(epochs=8, patience=8, batch_size=64, learning_rate=2e-4, schedule="cosine", keep_best=False),
     ),
 }
 
 
 def folds_for(recipe: DomainRecipe, groups: int) -> int:
-    """k of a run: the recipe's folds, fewer with fewer groups, 0 below two groups (nobody to hold out)."""
+    """k of a run: the recipe's folds, fewer with fewer groups, 0 below two groups (nobody to hold out); with many
+    groups the fewest folds (3 or more) whose models each train on ``recipe.fold_groups`` groups."""
     k = min(recipe.folds, groups)
-    return k if k >= 2 else 0
+    if k < 2:
+        return 0
+    if recipe.fold_groups:
+        for fewer in range(min(3, k), k):
+            if groups * (fewer - 1) / fewer >= recipe.fold_groups:
+                return fewer
+    return k

@@ -298,7 +298,8 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
     if fine_tune and user_faces:
         domain = domain_recipe(kind)
         reference_train = counts.get("train", 0)  # an upper bound: the replay is a sample of it
-        n_train = user_faces * domain.repeats + min(domain.replay, reference_train)
+        replay = min(domain.replay, reference_train)
+        n_train = user_faces * domain.repeats_for(user_faces, replay) + replay
         config = replace(domain.config, epochs=domain.config.epochs * (folds_for(domain, counts["user_groups"]) + 1))
     per_face_epoch, basis = SECONDS_PER_FACE_EPOCH[kind], "speed of the shipped baseline's training"
     last = (
@@ -337,6 +338,7 @@ def run_execute(run_id: int) -> None:
     from ml.domain import domain_fine_tune
     from ml.evaluate import evaluate, face_scores
     from ml.export import export_tfjs, load_tfjs, read_manifest
+    from ml.recipes import folds_for
     from ml.stats import paired_bootstrap
     from ml.train import train
     from webapp.faces.selectors import training_set
@@ -410,10 +412,13 @@ def run_execute(run_id: int) -> None:
         if user.any():
             user_data, user_groups = as_face_data(user), data.groups[user]
             recipe = domain_recipe(run.kind)
+            people = len(set(user_groups))
+            replay = min(recipe.replay, len(train_data))
             say(
-                f"your faces: {len(user_data)} of {len(set(user_groups))} people in "
-                f"{', '.join(sorted(set(data.datasets[user])))}; up to {recipe.folds} folds by person, then the "
-                f"model on all of them, each with {recipe.replay} faces of {counts['reference']} replayed"
+                f"your faces: {len(user_data)} of {people} people in "
+                f"{', '.join(sorted(set(data.datasets[user])))}; {folds_for(recipe, people)} folds by person, then "
+                f"the model on all of them, each with your faces x{recipe.repeats_for(len(user_data), replay)} and "
+                f"{replay} faces of {counts['reference']} replayed"
             )
             domain = domain_fine_tune(
                 run.kind,
