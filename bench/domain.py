@@ -40,7 +40,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", nargs="+", default=["0", "50", "100", "200", "all"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--keep", action="store_true", help="reuse the instance (FER2013 already imported)")
+    parser.add_argument(
+        "--keep", action="store_true", help="reuse the instance (FER2013 already imported) and its earlier results"
+    )
     args = parser.parse_args()
     env = labeling_env(OUT, redis_db=12)
     os.environ.update(env)
@@ -151,6 +153,10 @@ def main() -> None:
         "baseline": score(baseline),
         "runs": [],
     }
+    if args.keep and (OUT / "results.json").is_file():  # the instance's earlier levels and seeds stay in the plot
+        earlier = json.loads((OUT / "results.json").read_text())["runs"]
+        redone = {(seed, level) for seed in args.seeds for level in args.levels}
+        results["runs"] = [r for r in earlier if (r["seed"], r["level"]) not in redone]
     print(json.dumps({k: results[k] for k in ("people", "faces", "baseline")}), flush=True)
     for seed in args.seeds:
         forget_labels()
@@ -179,7 +185,7 @@ def plot(results: dict, path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for seed in sorted({r["seed"] for r in results["runs"]}):
-        runs = [r for r in results["runs"] if r["seed"] == seed]
+        runs = sorted((r for r in results["runs"] if r["seed"] == seed), key=lambda r: r["labeled_faces"])
         x = [r["labeled_faces"] for r in runs]
         left.plot(x, [r["served_scores"]["other_people"] for r in runs], "o-", label=f"served model, seed {seed}")
         right.plot(x, [r["served_scores"]["fer_val"] for r in runs], "o-", label=f"seed {seed}")

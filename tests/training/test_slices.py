@@ -22,6 +22,13 @@ def comparison(improvement: float, low: float, high: float, *, n: int = 300, gro
         (comparison(-0.02, -0.05, -0.01), comparison(0.0, -0.01, 0.01, groups=None), False, "not better on your"),
         (comparison(0.2, 0.1, 0.3, groups=5), comparison(0.0, -0.01, 0.01, groups=None), False, "from 5 people"),
         (comparison(0.2, 0.1, 0.3, n=30), comparison(0.0, -0.01, 0.01, groups=None), False, "(30 faces)"),
+        # two checks fail: both are named
+        (
+            comparison(0.03, 0.0, 0.1),
+            comparison(-0.0115, -0.0229, 0.0004, groups=None),
+            False,
+            "within noise on your faces; and the reference slice drops by 0.0115",
+        ),
     ],
 )
 def test_the_rule_on_crafted_cases(settings, user, reference, promoted, reason):

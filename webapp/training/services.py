@@ -225,20 +225,21 @@ def decide_slices(kind: str, *, user, reference) -> tuple[bool, str]:
     tolerance, margin = _tolerance(kind), _margin(kind)
     unit = " px" if kind == "keypoints" else ""
     figures = f"your faces: {user.describe()}; reference: {reference.describe()}"
+    reasons = []  # every check that fails, so the reader knows all that stands between the candidate and users
     if user.groups < settings.PROMOTION_MIN_GROUPS or user.n < settings.PROMOTION_MIN_USER_FACES:
-        reason = (
+        reasons.append(
             f"your faces come from {user.groups} people ({user.n} faces); at least "
             f"{settings.PROMOTION_MIN_GROUPS} people and {settings.PROMOTION_MIN_USER_FACES} faces are needed to "
             "promote automatically"
         )
     elif user.ci_low <= margin:
-        reason = "within noise on your faces" if user.ci_high > margin else "not better on your faces"
-    elif reference.improvement < -tolerance:
+        reasons.append("within noise on your faces" if user.ci_high > margin else "not better on your faces")
+    if reference.improvement < -tolerance:
         drop = f"{-reference.improvement:.4f}{unit}"
-        reason = f"the reference slice drops by {drop}, more than the tolerance {tolerance:g}{unit}"
-    else:
+        reasons.append(f"the reference slice drops by {drop}, more than the tolerance {tolerance:g}{unit}")
+    if not reasons:
         return True, f"promoted: {figures}"
-    return False, f"kept as a candidate: {reason}; {figures}"
+    return False, f"kept as a candidate: {'; and '.join(reasons)}; {figures}"
 
 
 def run_config(kind: str, *, fine_tune: bool):
