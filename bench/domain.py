@@ -36,6 +36,19 @@ FACE_API_ON_HIDDEN_PEOPLE = 0.898  # issue #19: face-api's own path on the lab's
 TEST_FRACTION = 1 / 3
 
 
+def lab_split():
+    """The lab's pool split by person (a stable hash: TEST_FRACTION of the people only measure): (the pool, the
+    other people's faces, the labelable people in name order). bench/domain_recipes.py uses the same split."""
+    sys.path.insert(0, str(ROOT))
+    from ml.datasets import group_held_out, read_faces
+
+    pool = read_faces(POOL)
+    people = np.array(sorted(set(pool.groups)))
+    test_people = set(people[group_held_out(people, TEST_FRACTION)])
+    other = pool.subset(np.isin(pool.groups, list(test_people)))
+    return pool, other, [p for p in people if p not in test_people]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", nargs="+", default=["0", "50", "100", "200", "all"])
@@ -59,7 +72,7 @@ def main() -> None:
     from rest_framework.test import APIClient
 
     from ml.align import framing_of
-    from ml.datasets import group_held_out, read_faces, split
+    from ml.datasets import read_faces, split
     from ml.evaluate import evaluate
     from ml.export import load_tfjs, read_manifest
     from tests.factories import user as make_user
@@ -70,12 +83,8 @@ def main() -> None:
     from webapp.registry.services import version_promote
     from webapp.training.models import TrainingRun
 
-    pool = read_faces(POOL)
-    people = np.array(sorted(set(pool.groups)))
-    test_people = set(people[group_held_out(people, TEST_FRACTION)])
-    other = pool.subset(np.isin(pool.groups, list(test_people)))
+    pool, other, labelable = lab_split()
     fer_val = split(read_faces(DATA / "fer2013.csv.gz"))[1]
-    labelable = [p for p in people if p not in test_people]
     baseline = ModelVersion.objects.get(kind="emotion", number=1)
     staff = get_user_model().objects.filter(is_staff=True).first() or get_user_model().objects.create_user(
         "bench-staff", is_staff=True
@@ -148,7 +157,7 @@ def main() -> None:
         }
 
     results: dict = {
-        "people": {"other": len(test_people), "labelable": len(labelable)},
+        "people": {"other": len(set(other.groups)), "labelable": len(labelable)},
         "faces": {"other": len(other), "fer_val": len(fer_val)},
         "baseline": score(baseline),
         "runs": [],

@@ -52,24 +52,22 @@ def main() -> None:
     parser.add_argument("--folds", action="store_true", help="also the k-fold evidence (k + 1 models per recipe)")
     args = parser.parse_args()
 
+    from domain import lab_split  # bench/domain.py: the same split of the people
+
     from ml.align import MODEL_FRAMINGS, framing_of
-    from ml.datasets import group_held_out, read_faces, split
+    from ml.datasets import read_faces, split
     from ml.domain import domain_fine_tune
     from ml.evaluate import evaluate
     from ml.export import load_tfjs, read_manifest
     from ml.stats import paired_bootstrap
 
-    pool = read_faces(DATA / "ckplus" / "pool.csv.gz")
-    people = np.array(sorted(set(pool.groups)))
-    test_people = set(people[group_held_out(people, 1 / 3)])
-    labelable = [p for p in people if p not in test_people]
+    pool, other, labelable = lab_split()
     order = np.random.default_rng(args.seed).permutation(labelable)
     target = sum(np.isin(pool.groups, labelable)) if args.faces == "all" else int(args.faces)
     chosen: list[str] = []
     while np.isin(pool.groups, chosen).sum() < target and len(chosen) < len(order):
         chosen.append(order[len(chosen)])
     user = pool.subset(np.isin(pool.groups, chosen))
-    other = pool.subset(np.isin(pool.groups, list(test_people)))
     fer_train, fer_val = split(read_faces(DATA / "fer2013.csv.gz"))
     baseline_dir = ROOT / "models" / "baseline" / "emotion"
     parent = load_tfjs(baseline_dir)

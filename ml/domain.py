@@ -2,8 +2,9 @@
 
 *Moving the model.* A user's few hundred labeled faces beside the reference set's twenty thousand are 2 % of an epoch:
 a plain fine-tune over everything hardly moves the model. The domain recipe fine-tunes the active model on a mix
-instead: every user face ``repeats`` times plus a seeded sample of ``replay`` reference faces (the replay keeps what
-the model knows of the reference set), for a short fixed schedule that ends on its last epoch (the user's faces are
+instead: every user face repeated until the user's faces are their ``share`` of it (at least ``repeats`` times) plus a
+seeded sample of ``replay`` reference faces (the replay keeps what the model knows of the reference set), for a
+short fixed schedule that ends on its last epoch (the user's faces are
 all trained on, so there is no validation loss of theirs to stop on).
 
 *Evidence.* The user's faces are few and come in groups (people): a held-out part would be a handful of people, and
@@ -38,9 +39,10 @@ def _concat(parts: list[FaceData]) -> FaceData:
 
 
 def mixed(user: FaceData, reference: FaceData, recipe: DomainRecipe, seed: int) -> FaceData:
-    """The training faces of one domain fine-tune: the user's faces ``repeats`` times and a seeded replay sample."""
-    take = np.random.default_rng(seed).choice(len(reference), size=min(recipe.replay, len(reference)), replace=False)
-    repeats = recipe.repeats_for(len(user), len(take))
+    """The training faces of one domain fine-tune: each user face repeated (``DomainRecipe.mix_counts``) and a seeded
+    replay sample of the reference faces."""
+    repeats, replay = recipe.mix_counts(len(user), len(reference))
+    take = np.random.default_rng(seed).choice(len(reference), size=replay, replace=False)
     return _concat([user.subset(np.tile(np.arange(len(user)), repeats)), reference.subset(np.sort(take))])
 
 

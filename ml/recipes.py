@@ -88,12 +88,15 @@ class DomainRecipe:
     # groups (0: always ``folds``). Each fold model costs as much as the final one.
     fold_groups: int = 0
 
-    def repeats_for(self, n_user: int, n_replay: int) -> int:
-        """How many times each of ``n_user`` faces goes into a mix beside ``n_replay`` reference faces."""
+    def mix_counts(self, n_user: int, n_reference: int) -> tuple[int, int]:
+        """The mix of ``n_user`` faces beside ``n_reference`` reference faces: (how many times each user face goes in,
+        how many reference faces are replayed). The one place the mix's make-up is decided: the training (ml.domain),
+        the plan and the worker's log all read it."""
+        replay = min(self.replay, n_reference)
         if not self.share or n_user <= 0:
-            return self.repeats
-        wanted = self.share / (1 - self.share) * n_replay / n_user
-        return max(self.repeats, math.ceil(wanted))
+            return self.repeats, replay
+        wanted = self.share / (1 - self.share) * replay / n_user
+        return max(self.repeats, math.ceil(wanted)), replay
 
 
 # Chosen on the person split of bench/domain.py (29 people only measure; bench/domain_recipes.py, README "The loop on

@@ -46,9 +46,10 @@ def test_without_a_share_the_repeats_alone_decide_and_a_small_reference_set_caps
 
 def test_the_shipped_emotion_recipe_gives_a_hundred_faces_half_the_mix():
     emotion = DOMAIN_RECIPES["emotion"]
-    n_replay = emotion.replay
-    assert 100 * emotion.repeats_for(100, n_replay) >= n_replay * emotion.share / (1 - emotion.share)
-    assert replace(emotion, share=None).repeats_for(100, n_replay) == emotion.repeats
+    repeats, n_replay = emotion.mix_counts(100, 20_000)
+    assert n_replay == emotion.replay
+    assert 100 * repeats >= n_replay * emotion.share / (1 - emotion.share)
+    assert replace(emotion, share=None).mix_counts(100, 20_000) == (emotion.repeats, emotion.replay)
 
 
 def test_many_people_need_fewer_folds_few_people_keep_them_all():

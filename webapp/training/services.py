@@ -299,8 +299,8 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
     if fine_tune and user_faces:
         domain = domain_recipe(kind)
         reference_train = counts.get("train", 0)  # an upper bound: the replay is a sample of it
-        replay = min(domain.replay, reference_train)
-        n_train = user_faces * domain.repeats_for(user_faces, replay) + replay
+        repeats, replay = domain.mix_counts(user_faces, reference_train)
+        n_train = user_faces * repeats + replay
         config = replace(domain.config, epochs=domain.config.epochs * (folds_for(domain, counts["user_groups"]) + 1))
     per_face_epoch, basis = SECONDS_PER_FACE_EPOCH[kind], "speed of the shipped baseline's training"
     last = (
@@ -414,11 +414,11 @@ def run_execute(run_id: int) -> None:
             user_data, user_groups = as_face_data(user), data.groups[user]
             recipe = domain_recipe(run.kind)
             people = len(set(user_groups))
-            replay = min(recipe.replay, len(train_data))
+            repeats, replay = recipe.mix_counts(len(user_data), len(train_data))
             say(
                 f"your faces: {len(user_data)} of {people} people in "
                 f"{', '.join(sorted(set(data.datasets[user])))}; {folds_for(recipe, people)} folds by person, then "
-                f"the model on all of them, each with your faces x{recipe.repeats_for(len(user_data), replay)} and "
+                f"the model on all of them, each with your faces x{repeats} and "
                 f"{replay} faces of {counts['reference']} replayed"
             )
             domain = domain_fine_tune(
