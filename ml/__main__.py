@@ -27,14 +27,29 @@ def _progress_bar(total: int, desc: str):
     return bar, on_progress
 
 
-def _read(path: str, fmt: str | None, task: str | None):
+def _labels(text: str | None) -> tuple[str, ...] | None:
+    """--labels: a preset's name (ml.schema.PRESETS) or class names separated by commas."""
+    from ml.schema import PRESETS, label_key
+
+    if not text:
+        return None
+    if text in PRESETS:
+        return PRESETS[text]
+    try:
+        return tuple(label_key(name) for name in text.split(","))
+    except ValueError as exc:
+        sys.exit(f"error: --labels: {exc}; or a preset: {', '.join(PRESETS)}")
+
+
+def _read(path: str, fmt: str | None, task: str | None, labels: tuple[str, ...] | None = None):
     from ml.datasets import TASK_OF_FORMAT, read_faces, sniff_format
 
     fmt = fmt or sniff_format(path)
     if task and TASK_OF_FORMAT[fmt] != task:
         sys.exit(f"error: {path} is a {fmt} file ({TASK_OF_FORMAT[fmt]} task), not {task}")
-    data = read_faces(path, fmt)
-    print(f"read {len(data)} faces from {path} ({fmt}); {len(data.errors)} bad rows, {data.excluded} left out")
+    data = read_faces(path, fmt, labels=labels)
+    classes = f" in {', '.join(data.label_names)}" if data.label_names else ""
+    print(f"read {len(data)} faces{classes} from {path} ({fmt}); {len(data.errors)} bad rows, {data.excluded} left out")
     for error in data.errors[:20]:
         print(f"  skipped {error}")
     if len(data.errors) > 20:
@@ -48,8 +63,13 @@ def cmd_train(args) -> None:
     from ml.export import export_tfjs
     from ml.train import RECIPES, train
 
-    data = _read(args.data, args.format, args.task)
+    data = _read(args.data, args.format, args.task, _labels(args.labels))
     train_data, val_data = split(data)
+    initial, initial_labels = None, None
+    if args.init:  # fine-tune an export (an emotion model of other classes gets its head regrown)
+        from ml.export import load_tfjs, read_manifest
+
+        initial, initial_labels = load_tfjs(args.init), read_manifest(args.init).get("labels")
     overrides = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -57,12 +77,16 @@ def cmd_train(args) -> None:
         "patience": args.patience,
         "seed": args.seed,
         "schedule": args.schedule,
+        "weight_decay": args.weight_decay,
+        "warmup_epochs": args.warmup_epochs,
     }
     # the recipe that made the shipped baseline (ml.train.RECIPES), with what the command line changes
     config = replace(RECIPES[args.task], **{k: v for k, v in overrides.items() if v is not None})
     print(f"training {args.task} on {len(train_data)} faces, validating on {len(val_data)}")
     bar, on_progress = _progress_bar(config.epochs, args.task)
-    result = train(args.task, train_data, val_data, config, on_progress)
+    result = train(
+        args.task, train_data, val_data, config, on_progress, initial_model=initial, initial_labels=initial_labels
+    )
     bar.close()
     out = Path(args.out)
     report = {
@@ -74,11 +98,13 @@ def cmd_train(args) -> None:
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "config": result.config,
+        "initial": args.init,
     }
-    export_tfjs(result.model, out, task=args.task, metrics=report, extra={"history": result.history})
+    labels = result.labels
+    export_tfjs(result.model, out, task=args.task, metrics=report, extra={"history": result.history}, labels=labels)
     save_plots(out / "plots", result.metrics, result.history)
     for quantize in args.quantize:
-        export_tfjs(result.model, out / f"quantized-{quantize}", task=args.task, quantize=quantize)
+        export_tfjs(result.model, out / f"quantized-{quantize}", task=args.task, quantize=quantize, labels=labels)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict | list)}, indent=2))
     print(f"exported to {out}")
 
@@ -86,19 +112,21 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from ml.align import framing_of
     from ml.datasets import split
-    from ml.evaluate import evaluate, evaluate_model
+    from ml.evaluate import evaluate
     from ml.export import load_tfjs, read_manifest
 
-    task = args.task or read_manifest(args.model)["task"]
-    data = _read(args.data, args.format, task)
+    manifest = read_manifest(args.model)
+    task = args.task or manifest["task"]
+    model_labels = manifest.get("labels")
+    data = _read(args.data, args.format, task, _labels(args.labels) or model_labels)
     if args.usage:
         if data.usage is None or not (data.usage == args.usage).any():
             sys.exit(f"error: no {args.usage} rows in {args.data}")
         data = data.subset(data.usage == args.usage)
     if args.split == "val":
         data = split(data)[1]
-    model, framing = load_tfjs(args.model), framing_of(read_manifest(args.model))
-    metrics = evaluate(model, data, framing, mirror=True)[0] if args.mirror else evaluate_model(model, data, framing)
+    model, framing = load_tfjs(args.model), framing_of(manifest)
+    metrics = evaluate(model, data, framing, mirror=True if args.mirror else None, labels=model_labels)[0]
     metrics.update(model=str(args.model), data=str(args.data), usage=args.usage, split=args.split)
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -109,6 +137,8 @@ def cmd_evaluate(args) -> None:
             print(f"  {name:26s} {err:.2f} px")
     else:
         print(f"n={metrics['n']}  accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}")
+        print("classes:", ", ".join(metrics["labels"]))
+        print("recall:", ", ".join(f"{k} {v:.3f}" for k, v in metrics["per_class_recall"].items()))
         print("confusion (rows truth, cols predicted):", *metrics["confusion_matrix"], sep="\n  ")
 
 
@@ -124,11 +154,15 @@ def cmd_compare(args) -> None:
     task = manifests[0]["task"]
     if manifests[1]["task"] != task:
         sys.exit(f"error: {args.model} is a {task} model, {args.against} is not")
-    data = _read(args.data, args.format, task)
+    shared = None
+    if task == "emotion":  # on the classes both models say
+        shared = tuple(n for n in manifests[0]["labels"] if n in manifests[1]["labels"])
+    data = _read(args.data, args.format, task, shared)
     if args.split == "val":
         data = split(data)[1]
     results = [
-        evaluate(load_tfjs(m), data, framing_of(f)) for m, f in zip((args.model, args.against), manifests, strict=True)
+        evaluate(load_tfjs(m), data, framing_of(f), labels=f.get("labels"))
+        for m, f in zip((args.model, args.against), manifests, strict=True)
     ]
     metric = "rmse_px" if task == "keypoints" else "accuracy"
     comparison = paired_bootstrap(results[0][1], results[1][1], metric=metric, confidence=args.confidence)
@@ -153,9 +187,10 @@ def cmd_export(args) -> None:
     metrics = json.loads(source_metrics.read_text()) if source_metrics.is_file() else None
     framing = framing_of(manifest)
     extra = {"history": manifest.get("history", {}), "framing": framing.to_dict()}
-    out = export_tfjs(load_tfjs(args.model), args.out, task=task, quantize=args.quantize, extra=extra)
+    labels = manifest.get("labels")
+    out = export_tfjs(load_tfjs(args.model), args.out, task=task, quantize=args.quantize, extra=extra, labels=labels)
     if args.data:
-        scored = evaluate_model(load_tfjs(out), split(_read(args.data, None, task))[1], framing)
+        scored = evaluate_model(load_tfjs(out), split(_read(args.data, None, task, labels))[1], framing)
         metrics = {**(metrics or {}), **scored, "quantization": args.quantize or "float32"}
     if metrics is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -292,14 +327,14 @@ def cmd_distill(args) -> None:
     from ml import distill
 
     if args.action == "pack":
-        print(json.dumps(distill.pack(_read(args.data, None, "emotion"), args.out)))
+        print(json.dumps(distill.pack(_read(args.data, None, "emotion", _labels(args.labels)), args.out)))
         return
     from ml.export import export_tfjs
 
-    model = distill.load_student(args.weights)
+    model, labels = distill.load_student(args.weights)
     report = Path(args.weights).with_name("report.json")
     metrics = json.loads(report.read_text()) if report.is_file() else {}
-    export_tfjs(model, Path(args.out), task="emotion", metrics={"distillation": metrics})
+    export_tfjs(model, Path(args.out), task="emotion", metrics={"distillation": metrics}, labels=labels)
     print(f"Keras reproduces the PyTorch student on its probe faces; exported to {args.out}")
 
 
@@ -321,6 +356,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--patience", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--schedule", choices=["plateau", "cosine"], help="learning-rate schedule")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-epochs", type=int)
+    p.add_argument("--labels", help="emotion: the label set, a preset (fer-seven, seed-five) or names a,b,c")
+    p.add_argument("--init", help="start from this export's weights (an emotion head is regrown to --labels)")
     p.add_argument("--quantize", nargs="*", default=["uint8", "float16"], choices=["uint8", "float16"])
     p.set_defaults(func=cmd_train)
 
@@ -330,6 +369,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--format", choices=formats)
     p.add_argument("--usage", choices=["Training", "PublicTest", "PrivateTest"], help="keep only these rows")
+    p.add_argument(
+        "--labels",
+        help="emotion: read the file in this set (default: the model's); other classes are "
+        "scored through the outputs both have",
+    )
     p.add_argument("--split", choices=["all", "val"], default="all", help="val: the standard validation split")
     p.add_argument("--json", action="store_true")
     p.add_argument("--mirror", action="store_true", help="keypoints: average in the mirrored view (not what is served)")
@@ -379,6 +423,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("action", choices=["pack", "import"])
     p.add_argument("--data", help="pack: the FER2013 CSV")
     p.add_argument("--weights", help="import: the student.npz written by ml/distill_gpu.py")
+    p.add_argument("--labels", help="pack: the label set (a preset or names a,b,c; default fer-seven)")
     p.add_argument("--out", required=True, help="pack: the npz to write; import: the export directory")
     p.set_defaults(func=cmd_distill)
 

@@ -14,20 +14,21 @@ import io
 import math
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ml.schema import (
-    EMOTIONS,
+    DEFAULT_LABELS,
+    FER_CLASSES,
     FER_SIZE,
-    FER_TO_EMOTION,
+    ICML_CLASSES,
     IMAGE_SIZE,
     KEYPOINT_COLUMNS,
-    NUM_EMOTIONS,
     NUM_KEYPOINTS,
+    label_key,
 )
 
 csv.field_size_limit(sys.maxsize)  # one FER row holds 2,304 numbers, a keypoints row 9,216
@@ -54,11 +55,12 @@ class FaceData:
     images: np.ndarray  # (N, 96, 96) uint8
     lines: np.ndarray  # (N,) line number of each face in its file
     points: np.ndarray | None = None  # (N, 15, 2) float32, pixels of the 96x96 frame
-    labels: np.ndarray | None = None  # (N,) int64, product emotion codes 0..4
+    labels: np.ndarray | None = None  # (N,) int64, indices into label_names
+    label_names: tuple[str, ...] | None = None  # the emotion label set the labels index (emotion files only)
     usage: np.ndarray | None = None  # (N,) str: Training / PublicTest / PrivateTest ("" when the file has none)
     groups: np.ndarray | None = None  # (N,) str: the person / session of each face (GROUP_COLUMNS), "" for none
     errors: list[RowError] = field(default_factory=list)
-    excluded: int = 0  # valid rows left out on purpose (FER fear / neutral)
+    excluded: int = 0  # valid rows left out on purpose (a FER code whose class is not in the label set)
     excluded_checksums: list[str] = field(default_factory=list)  # their faces (checksum()), to correct earlier imports
 
     def __len__(self) -> int:
@@ -76,6 +78,7 @@ class FaceData:
             lines=self.lines[mask],
             points=pick(self.points),
             labels=pick(self.labels),
+            label_names=self.label_names,
             usage=pick(self.usage),
             groups=pick(self.groups),
         )
@@ -252,10 +255,21 @@ def read_keypoints_csv(path: str | Path, progress: Callable[[int], None] | None 
 USAGES = ("Training", "PublicTest", "PrivateTest", "")  # FER2013's split column; empty: the app draws the split
 
 
-def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
-    expected = f"the {fmt} format: columns emotion, pixels, Usage (emotion codes 0..{n_codes - 1})"
+def _emotion_reader(fmt: str, codes: tuple[str, ...]):
+    """A reader of emotion CSVs whose ``emotion`` column holds the file's numeric codes (``codes[i]`` names code i) or
+    class names. The faces are labelled in ``labels`` (the label set; default: the default preset): a code whose class
+    is not in the set is left out (the file numbers classes the team does not study), a name that is not in it is a
+    bad row that says the set, unless ``add_classes`` appends it to the set (``FaceData.label_names``)."""
+    expected = f"the {fmt} format: columns emotion, pixels, Usage (emotion: codes 0..{len(codes) - 1} or class names)"
 
-    def read(path: str | Path, progress: Callable[[int], None] | None = None) -> FaceData:
+    def read(
+        path: str | Path,
+        progress: Callable[[int], None] | None = None,
+        *,
+        labels: Sequence[str] | None = None,
+        add_classes: bool = False,
+    ) -> FaceData:
+        names = list(DEFAULT_LABELS if labels is None else labels)
         left_out: list[str] = []
 
         def parse(row: dict[str, str]) -> tuple[np.ndarray, int, str] | None:
@@ -263,17 +277,31 @@ def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
             try:
                 code = int(text)
             except ValueError:
-                raise RowSkip(f"emotion is not an integer: {text[:20]!r}") from None
-            if not 0 <= code < n_codes:
-                raise RowSkip(f"emotion {code} is out of range 0..{n_codes - 1}")
+                code = None
+            if code is not None and not 0 <= code < len(codes):
+                raise RowSkip(f"emotion {code} is out of range 0..{len(codes) - 1}")
+            if code is None:
+                try:
+                    name = label_key(text)
+                except ValueError as exc:
+                    raise RowSkip(f"emotion: {exc}") from None
+                if name not in names and not add_classes:
+                    raise RowSkip(
+                        f"emotion {name!r} is not in the label set ({', '.join(names)}); add the class first "
+                        f"(python manage.py labelset emotion --add {name}) or import with --add-classes"
+                    )
             usage = row["Usage"].strip()
             if usage not in USAGES:
                 raise RowSkip(f"Usage {usage[:20]!r} is not one of {', '.join(u for u in USAGES if u)} (or empty)")
             image = parse_pixels(row["pixels"], FER_SIZE)
-            if code not in code_map:
-                left_out.append(checksum(to_frame(image[None])[0]))
-                return None  # a valid face of a class the product leaves out
-            return image, code_map[code], usage
+            if code is not None:
+                name = codes[code]
+                if name not in names:
+                    left_out.append(checksum(to_frame(image[None])[0]))
+                    return None  # a valid face of a class the label set leaves out
+            if name not in names:
+                names.append(name)  # add_classes: the file's new class joins the set
+            return image, names.index(name), usage
 
         images, targets, usages, lines, groups, errors, excluded = _read(
             path, fmt, ("emotion", "pixels", "Usage"), expected, parse, progress
@@ -282,6 +310,7 @@ def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
             format=fmt,
             images=to_frame(np.stack(images)),
             labels=np.asarray(targets, np.int64),
+            label_names=tuple(names),
             usage=np.asarray(usages),
             lines=np.asarray(lines),
             groups=groups,
@@ -293,9 +322,9 @@ def _emotion_reader(fmt: str, code_map: dict[int, int], n_codes: int):
     return read
 
 
-read_fer2013_csv = _emotion_reader("fer2013", FER_TO_EMOTION, 7)
-# icml_face_data.csv already carries the five product codes.
-read_icml_csv = _emotion_reader("icml", {i: i for i in range(NUM_EMOTIONS)}, NUM_EMOTIONS)
+read_fer2013_csv = _emotion_reader("fer2013", FER_CLASSES)
+# icml_face_data.csv numbers the seed's five classes in its own order.
+read_icml_csv = _emotion_reader("icml", ICML_CLASSES)
 
 READERS: dict[str, Callable[..., FaceData]] = {
     "kaggle-keypoints": read_keypoints_csv,
@@ -325,8 +354,16 @@ HEADERS = {
 }
 
 
-def read_faces(path: str | Path, fmt: str | None = None, progress: Callable[[int], None] | None = None) -> FaceData:
-    """Read a CSV in ``fmt`` (default: told from the header). A format that contradicts the header is refused: FER2013
+def read_faces(
+    path: str | Path,
+    fmt: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    add_classes: bool = False,
+) -> FaceData:
+    """Read a CSV in ``fmt`` (default: told from the header); emotion files are labelled in ``labels`` (the label
+    set; see ``_emotion_reader``). A format that contradicts the header is refused: FER2013
     and icml files hold the same faces under different emotion codes (FER 4 is sad, icml 4 is surprise), so reading
     one as the other would store wrong labels without a single bad row."""
     if fmt is not None and fmt not in READERS:
@@ -343,7 +380,20 @@ def read_faces(path: str | Path, fmt: str | None = None, progress: Callable[[int
             f"import it as {told}. The emotion formats number the classes differently, so reading one as the other "
             "would store wrong labels."
         )
+    if TASK_OF_FORMAT[fmt] == "emotion":
+        return READERS[fmt](path, progress=progress, labels=labels, add_classes=add_classes)
     return READERS[fmt](path, progress=progress)
+
+
+def relabel(data: FaceData, labels: Sequence[str]) -> FaceData:
+    """The faces of ``data`` whose class is in ``labels``, indexed into ``labels`` (a version trained on another set
+    is scored on the classes both have)."""
+    index = {name: i for i, name in enumerate(labels)}
+    mapping = np.array([index.get(name, -1) for name in data.label_names], np.int64)
+    new = mapping[data.labels] if len(data) else np.zeros(0, np.int64)
+    kept = data.subset(new >= 0)
+    kept.labels, kept.label_names = new[new >= 0], tuple(labels)
+    return kept
 
 
 def block_split(n: int, val_fraction: float = 0.15, blocks: int = 20, seed: int = 0) -> np.ndarray:
@@ -385,10 +435,6 @@ def split(data: FaceData, val_fraction: float = 0.15) -> tuple[FaceData, FaceDat
     seen = {checksum(frame) for frame in data.images[train]}
     val &= np.array([not (held and checksum(frame) in seen) for held, frame in zip(val, data.images, strict=True)])
     return data.subset(train), data.subset(val)
-
-
-def emotion_name(code: int) -> str:
-    return EMOTIONS[code]
 
 
 # --- whole frames with 68-point ground truth (the pipeline's benchmark and calibration set) ----------------------

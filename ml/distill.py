@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.datasets import FaceData, checksum
-from ml.schema import FER_SIZE
+from ml.schema import FER_SIZE, PRESETS
 
 USAGE_CODES = {"Training": 0, "PublicTest": 1, "PrivateTest": 2}
 
@@ -39,6 +39,7 @@ def pack(data: FaceData, out: str | Path) -> dict:
         out,
         images=images,
         labels=data.labels.astype(np.int64),
+        label_names=np.array(data.label_names),
         train=usage == 0,
         val=(usage == 1) & ~repeat,  # ml.datasets.split's validation rows
         test=(usage == 2) & ~repeat,
@@ -47,13 +48,22 @@ def pack(data: FaceData, out: str | Path) -> dict:
     return {"faces": len(images), "train": int((usage == 0).sum()), "val": int(((usage == 1) & ~repeat).sum())}
 
 
+# the label set of student.npz files written before the packs named theirs (the shipped five-class baseline's)
+SEED_FIVE = PRESETS["seed-five"]
+
+
 def load_student(path: str | Path, check: bool = True):
-    """student.npz (``layer/index`` arrays in Keras layout) -> the emotion tf_keras model, checked on the probes."""
+    """student.npz (``layer/index`` arrays in Keras layout) -> (the emotion tf_keras model, its labels), checked on the
+    probes."""
     from ml.models import build_emotion_model
     from ml.train import predict
 
     stored = np.load(path)
-    model = build_emotion_model()
+    classes = stored["probabilities/0"].shape[1]
+    labels = tuple(str(n) for n in stored["label_names"]) if "label_names" in stored.files else SEED_FIVE
+    if len(labels) != classes:
+        raise ValueError(f"{path}: {classes} outputs but {len(labels)} label names ({', '.join(labels)})")
+    model = build_emotion_model(num_classes=classes)
     loaded = set()
     for layer in model.layers:
         names = sorted((k for k in stored.files if k.rsplit("/", 1)[0] == layer.name), key=lambda k: int(k[-1]))
@@ -68,4 +78,4 @@ def load_student(path: str | Path, check: bool = True):
         diff = np.abs(predict(model, probes) - stored["probe_probabilities"]).max()
         if diff > 2e-3:  # float32 vs a GPU's TF32 convolutions (runs before the probe was computed in full float32)
             raise ValueError(f"{path}: Keras and PyTorch disagree by {diff:.2g} on the probe faces")
-    return model
+    return model, labels

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NUM_CLASSES = 5
+NUM_CLASSES = 5  # set from the pack's label_names in main()
 STUDENT = {"stem": 24, "stages": (32, 56, 80), "identity_blocks": (1, 1, 0), "dense": 64, "dropout": 0.4}
 STUDENT_SETTINGS = [(0.5, 2.0), (0.9, 4.0), (1.0, 1.0)]  # (alpha: share of the distillation loss, temperature)
 
@@ -278,6 +278,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     data = np.load(args.data)
+    global NUM_CLASSES
+    names = [str(n) for n in data["label_names"]] if "label_names" in data.files else None
+    NUM_CLASSES = len(names) if names else int(data["labels"].max()) + 1
     images = torch.from_numpy(data["images"]).to(device)
     labels = torch.from_numpy(data["labels"]).to(device)
     masks = {k: torch.from_numpy(data[k]).to(device) for k in ("train", "val", "test")}
@@ -353,6 +356,7 @@ def main() -> None:
         probe_probs = F.softmax(student(probe[:, None].float() / 255.0), 1).cpu().numpy()
     np.savez(
         out / "student.npz",
+        **({"label_names": np.array(names)} if names else {}),
         probe_images=probe.cpu().numpy(),
         probe_probabilities=probe_probs,
         **student.keras_weights(),

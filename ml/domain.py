@@ -34,7 +34,12 @@ def _concat(parts: list[FaceData]) -> FaceData:
         None if getattr(parts[0], name) is None else np.concatenate([getattr(p, name) for p in parts])
     )
     return FaceData(
-        format="mix", images=join("images"), lines=join("lines"), points=join("points"), labels=join("labels")
+        format="mix",
+        images=join("images"),
+        lines=join("lines"),
+        points=join("points"),
+        labels=join("labels"),
+        label_names=parts[0].label_names,
     )
 
 
@@ -66,9 +71,11 @@ def domain_fine_tune(
     on_progress: ProgressFn | None = None,
     *,
     should_stop: Callable[[], bool] | None = None,
+    parent_labels: tuple[str, ...] | None = None,
 ) -> DomainResult:
     """k fold models (each without one fold of groups), then the final one; ``on_progress`` counts the epochs of all
-    of them, (k + 1) x epochs in total."""
+    of them, (k + 1) x epochs in total. A parent of other classes (``parent_labels``) gets its head regrown to the
+    data's label set in each of them (ml.train)."""
     config = recipe.config
     k = folds_for(recipe, len(set(groups)))
     folds = group_folds(groups, k) if k else np.zeros(len(user), np.int64)
@@ -94,7 +101,14 @@ def domain_fine_tune(
             mix = mixed(user.subset(~held), reference_train, recipe, config.seed + fold)
             fold_config = replace(config, seed=config.seed + fold)
             result = train(
-                task, mix, user.subset(held), fold_config, shifted(fold), initial_model=parent, should_stop=should_stop
+                task,
+                mix,
+                user.subset(held),
+                fold_config,
+                shifted(fold),
+                initial_model=parent,
+                initial_labels=parent_labels,
+                should_stop=should_stop,
             )
             seconds += result.seconds
             if result.stopped:
@@ -107,6 +121,7 @@ def domain_fine_tune(
         config,
         shifted(k),
         initial_model=parent,
+        initial_labels=parent_labels,
         should_stop=should_stop,
     )
     seconds += final.seconds

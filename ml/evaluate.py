@@ -7,13 +7,14 @@ Emotion: accuracy, macro-F1, per-class F1 and the confusion matrix (rows = truth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ml import align
-from ml.datasets import FaceData
-from ml.schema import EMOTIONS, IMAGE_SIZE, KEYPOINTS, NUM_EMOTIONS, NUM_KEYPOINTS
+from ml.datasets import FaceData, relabel
+from ml.schema import IMAGE_SIZE, KEYPOINTS, NUM_KEYPOINTS
 
 PCK_FRACTION = 0.05
 
@@ -34,10 +35,12 @@ def keypoint_metrics(pred_px: np.ndarray, true_px: np.ndarray) -> dict:
     }
 
 
-def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
+def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict:
+    """``labels`` index ``names``, the classes of the probabilities' columns."""
     labels = np.asarray(labels, np.int64)
     predicted = np.asarray(probabilities).argmax(axis=1)
-    confusion = np.zeros((NUM_EMOTIONS, NUM_EMOTIONS), np.int64)
+    k = len(names)
+    confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     tp = np.diag(confusion).astype(np.float64)
     precision = np.divide(tp, confusion.sum(0), out=np.zeros_like(tp), where=confusion.sum(0) > 0)
@@ -49,8 +52,9 @@ def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
         "n": len(labels),
         "accuracy": float(tp.sum() / max(1, len(labels))),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "per_class_f1": {name: float(v) for name, v in zip(EMOTIONS, f1, strict=True)},
-        "labels": list(EMOTIONS),
+        "per_class_f1": {name: float(v) for name, v in zip(names, f1, strict=True)},
+        "per_class_recall": {name: float(v) for name, v, n in zip(names, recall, present, strict=True) if n},
+        "labels": list(names),
         "confusion_matrix": confusion.tolist(),
     }
 
@@ -71,17 +75,40 @@ def _outputs(model, data: FaceData, framing: align.Framing | None, mirror: bool 
     return predict(model, images)
 
 
+def shared_view(probabilities: np.ndarray, model_labels: Sequence[str], data: FaceData) -> tuple[np.ndarray, FaceData]:
+    """A model's probabilities read through the classes it shares with ``data``'s label set: the faces of the shared
+    classes, the model's columns of those classes in the data's order (renormalised), the labels re-indexed. A model
+    of seven classes is scored on a five-class file through its five outputs, and two versions of different sets are
+    compared on the classes both say."""
+    shared = [name for name in data.label_names if name in model_labels]
+    index = {name: i for i, name in enumerate(data.label_names)}
+    rows = np.isin(data.labels, [index[name] for name in shared])
+    kept, probabilities = relabel(data, shared), np.asarray(probabilities)[rows]
+    columns = [list(model_labels).index(name) for name in shared]
+    view = probabilities[:, columns]
+    view = view / np.maximum(view.sum(axis=1, keepdims=True), 1e-12)
+    return view, kept
+
+
 def evaluate(
-    model, data: FaceData, framing: align.Framing | None = None, mirror: bool | None = None
+    model,
+    data: FaceData,
+    framing: align.Framing | None = None,
+    mirror: bool | None = None,
+    labels: Sequence[str] | None = None,
 ) -> tuple[dict, np.ndarray]:
     """(metrics, one score per face) from one pass over ``data``; errors stay in pixels of the data's (training)
     frame whatever framing the model reads. A face's score, for paired comparisons (ml.stats): its squared keypoint
-    error (mean over the 30 coordinates), or 1/0 for a right/wrong emotion."""
+    error (mean over the 30 coordinates), or 1/0 for a right/wrong emotion. ``labels``: the classes of an emotion
+    model's outputs (its manifest's) when they are not the data's own; it is then scored through the classes both
+    have (``shared_view``)."""
     outputs = _outputs(model, data, framing, mirror)
     if data.task == "keypoints":
         return keypoint_metrics(outputs, data.points), ((outputs - data.points) ** 2).mean(axis=(1, 2))
+    if labels is not None and tuple(labels) != tuple(data.label_names):
+        outputs, data = shared_view(outputs, labels, data)
     correct = (np.asarray(outputs).argmax(axis=1) == data.labels).astype(np.float64)
-    return emotion_metrics(outputs, data.labels), correct
+    return emotion_metrics(outputs, data.labels, data.label_names), correct
 
 
 def evaluate_model(model, data: FaceData, framing: align.Framing | None = None) -> dict:
@@ -124,9 +151,10 @@ def save_plots(out_dir: Path, metrics: dict, history: dict | None = None) -> lis
         cm = np.asarray(metrics["confusion_matrix"])
         fig, ax = plt.subplots(figsize=(4.6, 4), dpi=100)
         ax.imshow(cm, cmap="Blues")
-        ax.set(xticks=range(NUM_EMOTIONS), yticks=range(NUM_EMOTIONS), xlabel="predicted", ylabel="true")
-        ax.set_xticklabels(EMOTIONS, rotation=30)
-        ax.set_yticklabels(EMOTIONS)
+        names = metrics["labels"]
+        ax.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true")
+        ax.set_xticklabels(names, rotation=30)
+        ax.set_yticklabels(names)
         for (i, j), v in np.ndenumerate(cm):
             ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
         ax.set_title(f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")

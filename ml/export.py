@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from ml.align import MODEL_FRAMINGS
@@ -35,8 +36,10 @@ def export_tfjs(
     quantize: str | None = None,
     metrics: dict | None = None,
     extra: dict | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Path:
-    """Write the model into ``out_dir`` (which must not exist yet) and return it."""
+    """Write the model into ``out_dir`` (which must not exist yet) and return it; an emotion model's ``labels`` name
+    its outputs in the manifest."""
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZATIONS)}")
     out_dir = Path(out_dir)
@@ -49,7 +52,7 @@ def export_tfjs(
         write_tflite(tmp)  # the server's light runtime (ml.litert) runs the same weights
         weight_bytes = sum(p.stat().st_size for p in tmp.glob("*.bin"))
         manifest = {
-            **manifest_fields(task),
+            **manifest_fields(task, labels),
             "framing": MODEL_FRAMINGS[task].to_dict(),
             "model": "model.json",
             "quantization": quantize or "float32",

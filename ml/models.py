@@ -6,12 +6,14 @@ augmentation layers): augmentation lives in the tf.data pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import tf_keras as keras
 from tf_keras import layers
 
-from ml.schema import IMAGE_SIZE, NUM_EMOTIONS, NUM_KEYPOINTS
+from ml.schema import DEFAULT_LABELS, IMAGE_SIZE, NUM_KEYPOINTS
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,8 @@ def build_keypoint_model(arch: Architecture = KEYPOINT_ARCH) -> keras.Model:
     return keras.Model(inputs, outputs, name="keypoints")
 
 
-def build_emotion_model(arch: Architecture = EMOTION_ARCH) -> keras.Model:
-    """96x96 face -> probabilities of the five product emotions.
+def build_emotion_model(arch: Architecture = EMOTION_ARCH, num_classes: int = len(DEFAULT_LABELS)) -> keras.Model:
+    """96x96 face -> probabilities of the ``num_classes`` classes of a label set (the manifest names them).
 
     The first layer averages 2x2 pixels: FER faces (48x48, upscaled by repetition) come back exactly, and a 96x96
     browser crop is area-downsampled, so one framing serves both at the cost of a 48x48 network.
@@ -94,8 +96,29 @@ def build_emotion_model(arch: Architecture = EMOTION_ARCH) -> keras.Model:
     x = layers.Dropout(arch.dropout, name="head_dropout")(x)
     if arch.dense:
         x = layers.Dense(arch.dense, activation="relu", name="head_dense")(x)
-    outputs = layers.Dense(NUM_EMOTIONS, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="emotion")
 
 
 BUILDERS = {"keypoints": build_keypoint_model, "emotion": build_emotion_model}
+
+
+def regrow_emotion_head(model: keras.Model, old: Sequence[str], new: Sequence[str], seed: int = 0) -> keras.Model:
+    """The emotion ``model`` (outputs named ``old``) with outputs named ``new``: every layer below the head is kept, a
+    class both sets have keeps its row of the head (moved to its new place), a class only ``new`` has starts from a
+    fresh row whose bias is the mean of the kept ones (neither favoured nor shut out), a class only ``old`` has goes."""
+    old, new = list(old), list(new)
+    grown = build_emotion_model(num_classes=len(new))
+    for layer in grown.layers:
+        if layer.weights and layer.name != "probabilities":
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    head = grown.get_layer("probabilities")
+    old_kernel, old_bias = model.get_layer("probabilities").get_weights()
+    scale = float(np.std(old_kernel)) or 0.05
+    kernel = np.random.default_rng(seed).normal(0.0, scale, (old_kernel.shape[0], len(new))).astype(np.float32)
+    bias = np.full(len(new), float(old_bias.mean()), np.float32)
+    for j, name in enumerate(new):
+        if name in old:
+            kernel[:, j], bias[j] = old_kernel[:, old.index(name)], old_bias[old.index(name)]
+    head.set_weights([kernel, bias])
+    return grown

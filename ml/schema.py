@@ -1,11 +1,15 @@
 """The single source of truth for what the models see and say.
 
 Everything that the browser, the database and the trainers must agree on lives here: the face framing, the 15
-Kaggle keypoints (in the Kaggle column order), how to draw them, the five product emotions and how FER2013's
-seven classes map onto them.
+Kaggle keypoints (in the Kaggle column order), how to draw them, FER2013's seven classes under the product's names
+and the presets of the emotion label set. The label set itself is data: the app stores it, every exported version's
+manifest says the labels it was trained on, and everything that shows or checks an emotion reads them from there.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
 
 IMAGE_SIZE = 96  # every face, everywhere, is a 96x96 greyscale crop in this framing
 FER_SIZE = 48  # FER2013's native size; such faces are upscaled 2x by pixel repetition into the 96 frame
@@ -60,12 +64,41 @@ SKELETON: tuple[tuple[int, int], ...] = tuple(
     )
 )
 
-EMOTIONS: tuple[str, ...] = ("anger", "disgust", "sad", "happiness", "surprise")
-NUM_EMOTIONS = len(EMOTIONS)
+# FER2013's codes 0..6 under the product's names (FER2013 itself says angry, happy).
+FER_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sad", "surprise", "neutral")
+# Ready-made label sets. "seed-five" is the original project's (FER2013 without fear and neutral); it is also the
+# numbering of the course's icml_face_data.csv.
+PRESETS: dict[str, tuple[str, ...]] = {
+    "fer-seven": FER_CLASSES,
+    "seed-five": ("anger", "disgust", "sad", "happiness", "surprise"),
+}
+DEFAULT_PRESET = "fer-seven"
+DEFAULT_LABELS = PRESETS[DEFAULT_PRESET]
+ICML_CLASSES = PRESETS["seed-five"]
+# Names that files and people use for the same classes (CK+ and FER2013 say angry, happy; others sadness...).
+LABEL_ALIASES: dict[str, str] = {
+    "angry": "anger",
+    "happy": "happiness",
+    "joy": "happiness",
+    "sadness": "sad",
+    "surprised": "surprise",
+    "fearful": "fear",
+    "disgusted": "disgust",
+}
+LABEL_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
-FER_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-# FER2013 code -> product code; fear (2) and neutral (6) are left out, as in the original project.
-FER_TO_EMOTION: dict[int, int] = {0: 0, 1: 1, 4: 2, 3: 3, 5: 4}
+
+def label_key(text: str) -> str:
+    """A class's stable key as stored everywhere: lower case, spaces as underscores, aliases resolved
+    (``"Happy"`` -> ``happiness``); ValueError for anything else."""
+    key = "_".join(str(text).strip().lower().split())
+    key = LABEL_ALIASES.get(key, key)
+    if not LABEL_KEY.match(key):
+        raise ValueError(
+            f"{str(text)[:40]!r} is not a class name: a letter, then up to 31 letters, digits or underscores"
+        )
+    return key
+
 
 TASKS: tuple[str, ...] = ("keypoints", "emotion")
 
@@ -74,8 +107,9 @@ PIXEL_SCALE = 1.0 / 255.0  # model input = pixel * PIXEL_SCALE
 KEYPOINT_SCALE = float(IMAGE_SIZE)  # model output in [0, 1]; pixels = output * KEYPOINT_SCALE
 
 
-def manifest_fields(task: str) -> dict:
-    """The schema part of an exported model's manifest.json, shared by the exporter and the web API."""
+def manifest_fields(task: str, labels: Sequence[str] | None = None) -> dict:
+    """The schema part of an exported model's manifest.json, shared by the exporter and the web API; an emotion
+    model names the classes of its outputs, in order (``labels``)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     common = {
@@ -92,4 +126,6 @@ def manifest_fields(task: str) -> dict:
             "flip_permutation": list(FLIP_PERMUTATION),
             "keypoint_scale": KEYPOINT_SCALE,
         }
-    return {**common, "output": "probabilities", "labels": list(EMOTIONS)}
+    if not labels:
+        raise ValueError("an emotion model's manifest needs its labels")
+    return {**common, "output": "probabilities", "labels": list(labels)}

@@ -97,3 +97,41 @@ def paired_bootstrap(
         confidence=confidence,
         groups=n_groups,
     )
+
+
+def recall_intervals(
+    correct: np.ndarray,
+    labels: np.ndarray,
+    names: tuple[str, ...] | list[str],
+    groups: np.ndarray | None = None,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Per class: recall (the share of its faces the model got right) with a percentile interval from a bootstrap of
+    its groups (people; each face its own group without ``groups``). A class with no face is left out."""
+    correct, labels = np.asarray(correct, np.float64), np.asarray(labels, np.int64)
+    groups = np.arange(len(labels)).astype(str) if groups is None else np.asarray(groups, dtype=str)
+    rng = np.random.default_rng(seed)
+    tail = 100 * (1 - confidence) / 2
+    out = {}
+    for c, name in enumerate(names):
+        mask = labels == c
+        if not mask.any():
+            continue
+        _, index = np.unique(groups[mask], return_inverse=True)
+        n_groups = int(index.max()) + 1
+        sizes = np.bincount(index, minlength=n_groups)
+        hits = np.bincount(index, weights=correct[mask], minlength=n_groups)
+        draws = rng.integers(0, n_groups, size=(resamples, n_groups))
+        spread = hits[draws].sum(axis=1) / sizes[draws].sum(axis=1)
+        low, high = np.percentile(spread, [tail, 100 - tail])
+        out[str(name)] = {
+            "n": int(mask.sum()),
+            "groups": n_groups,
+            "recall": float(correct[mask].mean()),
+            "ci_low": float(low),
+            "ci_high": float(high),
+        }
+    return out

@@ -19,7 +19,7 @@ from ml import align
 from ml.augment import TASK_AUGMENT, make_dataset
 from ml.datasets import FaceData
 from ml.evaluate import evaluate
-from ml.models import BUILDERS
+from ml.models import BUILDERS, build_emotion_model, regrow_emotion_head
 from ml.recipes import (  # noqa: F401 - the recipes live apart so the web process can plan without TensorFlow
     FINETUNE_RECIPES,
     RECIPES,
@@ -28,7 +28,7 @@ from ml.recipes import (  # noqa: F401 - the recipes live apart so the web proce
     estimate_seconds,
     recipe,
 )
-from ml.schema import IMAGE_SIZE, NUM_EMOTIONS, TASKS
+from ml.schema import IMAGE_SIZE, TASKS
 
 ProgressFn = Callable[[int, dict], None]
 
@@ -48,6 +48,7 @@ class TrainResult:
     stopped: bool = False  # should_stop() asked to stop before the last epoch
     val_scores: np.ndarray | None = None  # one score per validation face (ml.evaluate.evaluate), for comparisons
     extra: dict = field(default_factory=dict)
+    labels: tuple[str, ...] | None = None  # emotion: the classes of the model's outputs, in order (its manifest's)
 
 
 class TrainingCancelled(Exception):
@@ -58,10 +59,10 @@ def _targets(data: FaceData) -> np.ndarray:
     return data.points if data.task == "keypoints" else data.labels
 
 
-def class_weights(labels: np.ndarray, power: float) -> np.ndarray:
-    counts = np.bincount(labels, minlength=NUM_EMOTIONS).astype(np.float64)
+def class_weights(labels: np.ndarray, power: float, num_classes: int) -> np.ndarray:
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     present = counts > 0
-    weights = np.ones(NUM_EMOTIONS)
+    weights = np.ones(num_classes)
     weights[present] = (counts[present].sum() / (present.sum() * counts[present])) ** power
     return weights
 
@@ -139,9 +140,12 @@ def train(
     on_progress: ProgressFn | None = None,
     *,
     initial_model: keras.Model | None = None,
+    initial_labels: tuple[str, ...] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train one model; start from ``initial_model``'s weights (fine-tuning) or from scratch."""
+    """Train one model; start from ``initial_model``'s weights (fine-tuning) or from scratch. An emotion model learns
+    the classes of ``train_data.label_names``; an initial model whose outputs are other classes (``initial_labels``)
+    gets its head regrown to them first (ml.models.regrow_emotion_head): the shared classes start from the parent."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if len(train_data) == 0 or len(val_data) == 0:
@@ -149,7 +153,12 @@ def train(
     keras.utils.set_random_seed(config.seed)
     started = time.monotonic()
 
-    model = BUILDERS[task]()
+    labels = tuple(train_data.label_names) if task == "emotion" else None
+    if task == "emotion" and val_data.label_names != labels:
+        raise ValueError(f"training and validation faces are labelled in two sets: {labels}, {val_data.label_names}")
+    model = build_emotion_model(num_classes=len(labels)) if labels else BUILDERS[task]()
+    if initial_model is not None and labels and initial_labels and tuple(initial_labels) != labels:
+        initial_model = regrow_emotion_head(initial_model, initial_labels, labels, seed=config.seed)
     if initial_model is not None:
         model.set_weights(initial_model.get_weights())
     elif task == "keypoints":
@@ -163,7 +172,7 @@ def train(
 
     weights = None
     if task == "emotion" and config.class_weight_power > 0:
-        weights = class_weights(train_data.labels, config.class_weight_power)[train_data.labels]
+        weights = class_weights(train_data.labels, config.class_weight_power, len(labels))[train_data.labels]
     train_ds = make_dataset(
         train_data.images,
         _targets(train_data),
@@ -217,6 +226,7 @@ def train(
         best_epoch=keep_best.best_epoch if config.keep_best else len(val_loss),
         stopped=progress.cancelled,
         val_scores=val_scores,
+        labels=labels,
     )
 
 

@@ -17,11 +17,13 @@ def tiny_exports(tmp_path_factory) -> Path:
     """Untrained exports of both real architectures, laid out like models/baseline/ (emotion in uint8, as shipped)."""
     from ml.export import export_tfjs
     from ml.models import BUILDERS
+    from ml.schema import DEFAULT_LABELS
 
     root = tmp_path_factory.mktemp("baseline")
     for task, build in BUILDERS.items():
         quantize = "uint8" if task == "emotion" else None
-        export_tfjs(build(), root / task, task=task, quantize=quantize, metrics={"task": task, "n": 0})
+        labels = DEFAULT_LABELS if task == "emotion" else None
+        export_tfjs(build(), root / task, task=task, quantize=quantize, metrics={"task": task, "n": 0}, labels=labels)
     return root
 
 

@@ -10,6 +10,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from webapp.faces import api as faces
 from webapp.faces import datasets_api as datasets
 from webapp.faces import labelstudio_api as label_studio
+from webapp.labels import api as labels
 from webapp.pages.parsers import PARSERS
 from webapp.registry import api as registry
 from webapp.training import api as training
@@ -34,6 +35,7 @@ api = [
     path("labeling/agreement/", faces.AgreementApi.as_view(), name="agreement"),
     path("review/next/", faces.ReviewNextApi.as_view(), name="review-next"),
     path("faces/<int:face_id>/lease/", faces.LeaseApi.as_view(), name="face-lease"),
+    path("labelsets/<str:task>/", labels.LabelSetApi.as_view(), name="labelset"),
     path("datasets/import/", datasets.DatasetImportApi.as_view(), name="dataset-import"),
     path("datasets/export/<str:fmt>/", datasets.DatasetExportApi.as_view(), name="dataset-export"),
     # Label Studio appends these to the ML backend's URL, without a trailing slash

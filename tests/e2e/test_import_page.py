@@ -51,7 +51,7 @@ def test_staff_import_a_label_studio_export_and_read_the_report(open_page, staff
     face = io.BytesIO()
     Image.fromarray(np.full((96, 96), 100, np.uint8)).save(face, "PNG")
     image = "data:image/png;base64," + base64.b64encode(face.getvalue()).decode()
-    result = [*ls.keypoint_results(factories.points_array(0), 96, 96), ls.emotion_result(3, 15)]
+    result = [*ls.keypoint_results(factories.points_array(0), 96, 96), ls.emotion_result("happiness", 15)]
     tasks = [
         {"id": 11, "data": {"image": image}, "annotations": [{"result": result}]},
         {"id": 12, "data": {"image": image}, "annotations": [{"result": result[:10]}]},  # 10 of 15 points

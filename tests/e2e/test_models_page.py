@@ -86,7 +86,7 @@ def test_names_notes_and_decisions_are_shown_as_text_never_run(open_page, staff,
     from webapp.faces.services import faces_import
 
     faces_import(path=write(tmp_path / "f.csv", "emotion,pixels,Usage", [fer_row(0, 1)]), fmt="fer2013")
-    annotation_submit(face=Face.objects.get(), author=labeler, emotion=3)
+    annotation_submit(face=Face.objects.get(), author=labeler, emotion="happiness")
     baseline = ModelVersion.objects.get(kind="emotion", number=1)
     staging = staging_dir("emotion")
     shutil.rmtree(staging)

@@ -12,10 +12,10 @@ pytestmark = pytest.mark.django_db
 def test_fleiss_kappa_on_textbook_cases():
     assert fleiss_kappa([[0, 0], [1, 1], [2, 2]]) == pytest.approx(1.0)  # always the same: perfect
     # two raters who never agree on two balanced classes: per-face agreement 0, chance 0.5 -> -1
-    assert fleiss_kappa([[0, 1], [1, 0]], classes=2) == pytest.approx(-1.0)
+    assert fleiss_kappa([[0, 1], [1, 0]]) == pytest.approx(-1.0)
     # Fleiss (1971)-style check by hand: faces (0,0,1) and (1,1,1): P = (1/3 + 1)/2 = 2/3; shares 2/6, 4/6 ->
     # chance 1/9 + 4/9 = 5/9; kappa = (2/3 - 5/9) / (4/9) = 0.25
-    assert fleiss_kappa([[0, 0, 1], [1, 1, 1]], classes=2) == pytest.approx(0.25)
+    assert fleiss_kappa([[0, 0, 1], [1, 1, 1]]) == pytest.approx(0.25)
     assert fleiss_kappa([[3]]) is None  # one rater: no agreement to measure
 
 

@@ -5,6 +5,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ml.datasets import read_fer2013_csv, read_keypoints_csv
+from ml.schema import FER_CLASSES, PRESETS
 from tests import csvs, factories
 from webapp.faces.models import Annotation, Face
 from webapp.faces.services import annotation_submit
@@ -35,18 +36,49 @@ def test_kaggle_import_reports_bad_rows_imports_the_rest_and_is_idempotent(tmp_p
     assert Face.objects.count() == 5 and Annotation.objects.count() == 5
 
 
-def test_fer_and_icml_imports(tmp_path, capsys):
+def test_fer_and_icml_imports_keep_every_class_of_the_label_set(tmp_path, capsys):
     fer = csvs.write(
         tmp_path / "fer2013.csv",
         csvs.FER_HEADER,
         [csvs.fer_row(c, 10 + c, "PublicTest" if c == 3 else "Training") for c in range(7)] + ["1,1 2 3,Training"],
     )
-    out = _import("fer2013", fer, capsys)
-    assert "5 faces created" in out.out and "1 bad rows skipped, 2 left out" in out.out
+    out = _import("fer2013", fer, capsys)  # the default set, FER2013's seven: fear and neutral are kept
+    assert "7 faces created" in out.out and "1 bad rows skipped, 0 left out" in out.out
     assert Face.objects.get(usage="PublicTest").split == "val"  # PublicTest rows are the fixed validation split
     icml = csvs.write(tmp_path / "icml.csv", csvs.ICML_HEADER, [csvs.icml_row(c, 30 + c) for c in range(5)])
     assert "5 faces created" in _import("icml", icml, capsys).out
-    assert sorted(Annotation.objects.values_list("emotion", flat=True)) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    stored = sorted(Annotation.objects.values_list("emotion", flat=True))
+    assert stored == sorted([*FER_CLASSES, *PRESETS["seed-five"]])  # by name: icml's codes are the seed's five
+
+
+def test_with_the_seed_five_preset_fear_and_neutral_are_left_out(tmp_path, capsys):
+    call_command("labelset", "emotion", "--preset", "seed-five", verbosity=0)
+    fer = csvs.write(tmp_path / "fer.csv", csvs.FER_HEADER, [csvs.fer_row(c, 10 + c) for c in range(7)])
+    assert "5 faces created" in _import("fer2013", fer, capsys).out
+    assert set(Annotation.objects.values_list("emotion", flat=True)) == set(PRESETS["seed-five"])
+
+
+def test_class_names_in_the_emotion_column_and_a_class_the_set_lacks(tmp_path, capsys):
+    """A lab's file names its classes; one the set lacks is a bad row naming the set, or is added on request."""
+    from webapp.labels.selectors import label_set
+
+    rows = [
+        f"{name},{csvs.pixels(csvs.synthetic_face(40 + i, side=48)[0])},Training,S{i % 2}"
+        for i, name in enumerate(["contempt", "happy", "fear", "contempt"])
+    ]
+    lab = csvs.write(tmp_path / "lab.csv", "emotion,pixels,Usage,subject", rows)
+    out = _import("fer2013", lab, capsys)
+    assert "2 faces created" in out.out and "2 bad rows skipped" in out.out
+    assert (
+        "emotion 'contempt' is not in the label set (anger, disgust, fear, happiness, sad, surprise, neutral)"
+        in out.err
+    )
+    assert "contempt" not in label_set().labels
+    call_command("import_faces", "--format", "fer2013", "--add-classes", str(lab), verbosity=0)
+    out = capsys.readouterr().out
+    assert "2 faces created" in out and "classes added to the label set: contempt" in out
+    assert label_set().labels[-1] == "contempt"
+    assert sorted(Annotation.objects.values_list("emotion", flat=True)) == ["contempt", "contempt", "fear", "happiness"]
 
 
 def test_a_file_in_the_wrong_format_fails_with_a_clear_message(tmp_path):
@@ -189,24 +221,25 @@ def test_a_fer2013_file_named_icml_is_refused_before_any_wrong_label_is_stored(t
 def test_relabel_repairs_faces_imported_in_the_wrong_format(tmp_path, capsys):
     from webapp.faces.selectors import current_labels
 
+    call_command("labelset", "emotion", "--preset", "seed-five", verbosity=0)  # the set of the time: no fear
     fer = _fer_file(tmp_path)
     # what the old importer did with --format icml: FER's codes read as icml's (fear 2 -> sad, sad 4 -> surprise);
     # icml has no 5, so that row was refused
     misread = [csvs.icml_row(code, 10 + code, "Training") for code in (0, 2, 3, 4)]
     _import("icml", csvs.write(tmp_path / "misread.csv", csvs.ICML_HEADER, misread), capsys)
     by_code = {code: Face.objects.get(checksum=_checksum_of(10 + code)).pk for code in (0, 2, 3, 4)}
-    assert current_labels(task="emotion")[by_code[4]] == 4  # "surprise": wrong
+    assert current_labels(task="emotion")[by_code[4]] == "surprise"  # wrong
 
     human = Face.objects.get(pk=by_code[3])
     annotation_submit(face=human, author=factories.user("labeler"), emotion="sad")  # a person's label stays
     out = _import("fer2013", fer, capsys)  # without --relabel: the wrong labels stay, as before
-    assert current_labels(task="emotion")[by_code[4]] == 4 and "corrected" not in out.out
+    assert current_labels(task="emotion")[by_code[4]] == "surprise" and "corrected" not in out.out
 
     call_command("import_faces", "--format", "fer2013", "--relabel", str(fer), verbosity=0)
     assert "2 imported labels corrected" in capsys.readouterr().out  # sad 4 -> 2, and fear loses its label
     labels = current_labels(task="emotion")
-    assert labels[by_code[4]] == 2 and by_code[2] not in labels and labels[by_code[0]] == 0
-    assert labels[by_code[3]] == 2  # the human label, untouched
+    assert labels[by_code[4]] == "sad" and by_code[2] not in labels and labels[by_code[0]] == "anger"
+    assert labels[by_code[3]] == "sad"  # the human label, untouched
     assert Annotation.objects.filter(face_id=by_code[4], origin="import").count() == 2  # history kept
     call_command("import_faces", "--format", "fer2013", "--relabel", str(fer), verbosity=0)
     assert "0 imported labels corrected" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ml import align
-from ml.schema import EMOTIONS, KEYPOINTS
+from ml.schema import DEFAULT_LABELS, KEYPOINTS
 from tests import factories
 from tests.ml.test_detect import group_photo
 from webapp.faces import labelstudio as ls
@@ -48,7 +48,7 @@ def _task(image_uri: str, result: list, author: dict | None = None, task_id: int
     return {"id": task_id, "data": {"image": image_uri}, "annotations": [annotation]}
 
 
-def test_the_config_names_our_15_keypoints_and_five_emotions(client):
+def test_the_config_names_our_15_keypoints_and_the_label_sets_classes(client, db):
     response = client.get("/api/label-studio/config/")
     assert response.status_code == 200 and response["Content-Type"].startswith("application/xml")
     from xml.etree import ElementTree
@@ -56,7 +56,12 @@ def test_the_config_names_our_15_keypoints_and_five_emotions(client):
     view = ElementTree.fromstring(response.content)
     assert view.find("Image").get("name") == "image" and view.find("Image").get("value") == "$image"
     assert [label.get("value") for label in view.find("KeyPointLabels")] == list(KEYPOINTS)
-    assert [choice.get("value") for choice in view.find("Choices")] == list(EMOTIONS)
+    assert [choice.get("value") for choice in view.find("Choices")] == list(DEFAULT_LABELS)
+    from webapp.labels.services import labelset_add
+
+    labelset_add(names=["contempt"])  # the config follows the set
+    view = ElementTree.fromstring(client.get("/api/label-studio/config/").content)
+    assert [choice.get("value") for choice in view.find("Choices")] == [*DEFAULT_LABELS, "contempt"]
 
 
 def test_our_export_imported_back_keeps_every_point_emotion_and_author(client_for, shipped_models, staff):
@@ -67,7 +72,7 @@ def test_our_export_imported_back_keeps_every_point_emotion_and_author(client_fo
     from webapp.faces.services import annotation_submit
 
     for i, face in enumerate(faces):
-        annotation_submit(face=face, author=labeler, points=factories.points(i), emotion=i)
+        annotation_submit(face=face, author=labeler, points=factories.points(i), emotion=DEFAULT_LABELS[i])
     before = {f.checksum: (current_labels(task="keypoints")[f.pk], current_labels(task="emotion")[f.pk]) for f in faces}
     client = client_for("staff")
     response = client.get("/api/datasets/export/label-studio/")
@@ -120,12 +125,12 @@ def test_every_bad_task_is_reported_by_id_and_stores_nothing_while_good_ones_lan
     unknown = json.loads(json.dumps(full))
     unknown[0]["value"]["keypointlabels"] = ["left_ear"]
     tasks = [
-        _task(crop, [*full, ls.emotion_result(3, 15)], task_id=1),  # good
+        _task(crop, [*full, ls.emotion_result("happiness", 15)], task_id=1),  # good
         {"id": 2, "data": {}},  # no image
         _task(crop, outside, task_id=3),
         _task(crop, unknown, task_id=4),
         _task(crop, full[:14], task_id=5),  # 14 of 15
-        _task(_uri(group_photo()), [ls.emotion_result(1, 0)], task_id=6),  # one emotion for two faces
+        _task(_uri(group_photo()), [ls.emotion_result("disgust", 0)], task_id=6),  # one emotion for two faces
         _task("data:image/png;base64," + base64.b64encode(b"not an image").decode(), [], task_id=7),
         _task("http://elsewhere.example/a.jpg", [], task_id=8),  # LABEL_STUDIO_URL is not set
         "not a task",

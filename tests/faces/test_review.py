@@ -36,7 +36,7 @@ def test_a_face_waits_for_a_second_labeler_and_their_consensus_is_the_label(clie
     _save(bob, face, emotion="sad")
     face.refresh_from_db()
     assert face.human_emotion and not face.review_emotion
-    assert current_labels(task="emotion")[face.pk] == 2
+    assert current_labels(task="emotion")[face.pk] == "sad"
     # points: two labelers 1 px apart agree, and the label is their mean
     _save(ann, other, points=_points(0))
     _save(bob, other, points=_points(1))
@@ -53,14 +53,18 @@ def test_disagreeing_labelers_send_the_face_to_a_reviewer_whose_decision_is_the_
     face.refresh_from_db()
     assert face.review_emotion
     body = boss.get("/api/review/next/?task=emotion").json()
-    assert body["face"]["id"] == face.pk and sorted(body["labels"].values()) == [2, 3] and body["remaining"] == 1
+    assert (
+        body["face"]["id"] == face.pk
+        and sorted(body["labels"].values()) == ["happiness", "sad"]
+        and body["remaining"] == 1
+    )
     assert ann.get("/api/review/next/?task=emotion").status_code == 403
     refused = ann.post(f"/api/faces/{face.pk}/annotations/", {"emotion": "sad", "review": True}, format="json")
     assert refused.status_code == 403
     _save(boss, face, emotion="sad", review=True)
     face.refresh_from_db()
     assert not face.review_emotion and face.human_emotion
-    assert current_labels(task="emotion")[face.pk] == 2
+    assert current_labels(task="emotion")[face.pk] == "sad"
     assert boss.get("/api/review/next/?task=emotion").json()["face"] is None
     # points far apart go to review too
     points_face = factories.face()
@@ -79,17 +83,17 @@ def test_one_face_read_alone_has_the_labels_the_whole_table_gives_it(settings, p
     imported, labeled, skipped, reviewed, bare = (factories.face() for _ in range(5))
     add, origin = Annotation.objects.create, Annotation.Origin
     for face in (imported, labeled, skipped, reviewed):
-        add(face=face, origin=origin.IMPORT, points=factories.points(1), emotion=4)
-    add(face=labeled, origin=origin.HUMAN, author=ann, emotion=2)
-    add(face=labeled, origin=origin.HUMAN, author=bob, emotion=2, points=factories.points(2))
+        add(face=face, origin=origin.IMPORT, points=factories.points(1), emotion="surprise")
+    add(face=labeled, origin=origin.HUMAN, author=ann, emotion="sad")
+    add(face=labeled, origin=origin.HUMAN, author=bob, emotion="sad", points=factories.points(2))
     add(face=skipped, origin=origin.HUMAN, author=ann, skip=True)
-    add(face=reviewed, origin=origin.HUMAN, author=ann, emotion=1)
-    add(face=reviewed, origin=origin.HUMAN, author=bob, emotion=3)
-    add(face=reviewed, origin=origin.REVIEW, author=boss, emotion=3)
+    add(face=reviewed, origin=origin.HUMAN, author=ann, emotion="disgust")
+    add(face=reviewed, origin=origin.HUMAN, author=bob, emotion="happiness")
+    add(face=reviewed, origin=origin.REVIEW, author=boss, emotion="happiness")
     for face in (imported, labeled, skipped, reviewed, bare):
         assert face_labels(face) == {task: current_labels(task=task).get(face.pk) for task in Task.values}
     assert face_labels(skipped) == {"keypoints": None, "emotion": None}
-    assert face_labels(reviewed)["emotion"] == 3 and face_labels(imported)["emotion"] == 4
+    assert face_labels(reviewed)["emotion"] == "happiness" and face_labels(imported)["emotion"] == "surprise"
 
 
 def test_with_two_labelers_per_face_the_second_labels_blind(client_for, settings):
@@ -104,7 +108,7 @@ def test_with_two_labelers_per_face_the_second_labels_blind(client_for, settings
     served = client_for("labeler").get("/api/queue/next/?task=emotion").json()["face"]
     assert served["id"] == face.pk and served["labels"] == {} and served["label_sources"] == {}
     detail = client_for("staff").get(f"/api/faces/{face.pk}/").json()
-    assert detail["labels"]["emotion"] == 2 and detail["label_sources"]["emotion"] == "labelers"
+    assert detail["labels"]["emotion"] == "sad" and detail["label_sources"]["emotion"] == "labelers"
     settings.LABELS_PER_FACE = 1
     detail = client_for("staff").get(f"/api/faces/{face.pk}/").json()
     assert detail["label_sources"] == {"keypoints": None, "emotion": "human"}
@@ -123,4 +127,4 @@ def test_a_tie_between_two_labelers_is_no_label_until_a_reviewer_decides(client_
     review = client_for("staff").get("/api/review/next/?task=emotion").json()
     assert review["face"]["id"] == face.pk and review["consensus"] is None  # nothing pre-selected
     annotation_submit(face=face, author=factories.user("staff"), emotion="happiness", origin="review")
-    assert current_labels(task="emotion")[face.pk] == 3
+    assert current_labels(task="emotion")[face.pk] == "happiness"

@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from ml.schema import KEYPOINTS
+from ml.schema import DEFAULT_LABELS, KEYPOINTS
 from tests import factories
 from tests.e2e.conftest import astronaut
 from tests.ml.test_detect import group_photo
@@ -122,7 +122,7 @@ def test_labels_survive_a_round_trip_through_label_studio_both_ways(label_studio
     label_studio.call("POST", "/api/users/", json={"email": ada.email, "username": "ada"})
     faces = [factories.face(seed) for seed in range(4)]
     for i, face in enumerate(faces):
-        annotation_submit(face=face, author=ada, points=factories.points(i), emotion=i % 5)
+        annotation_submit(face=face, author=ada, points=factories.points(i), emotion=DEFAULT_LABELS[i % 5])
     ours = {f.checksum: (current_labels(task="keypoints")[f.pk], current_labels(task="emotion")[f.pk]) for f in faces}
     staff = client_for("staff")
     exported = json.loads(b"".join(staff.get("/api/datasets/export/label-studio/").streaming_content))
@@ -146,7 +146,7 @@ def test_labels_survive_a_round_trip_through_label_studio_both_ways(label_studio
     label_studio.call("POST", f"/api/projects/{project}/import", files={"file": ("face.png", crop, "image/png")})
     (task,) = label_studio.call("GET", f"/api/tasks?project={project}")["tasks"]
     placed = factories.points_array(3) + 0.37
-    result = [*ls.keypoint_results(placed, 96, 96), ls.emotion_result(4, 15)]
+    result = [*ls.keypoint_results(placed, 96, 96), ls.emotion_result("surprise", 15)]
     label_studio.call("POST", f"/api/tasks/{task['id']}/annotations", json={"result": result})
     there = _export(label_studio, project)
     report = _import(staff, there, "labeled-there.json")

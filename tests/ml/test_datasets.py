@@ -10,7 +10,7 @@ from ml.datasets import (
     sniff_format,
     split,
 )
-from ml.schema import FER_TO_EMOTION
+from ml.schema import DEFAULT_LABELS, FER_CLASSES, PRESETS
 from tests import csvs
 
 
@@ -44,33 +44,66 @@ def test_keypoints_reader_reads_good_rows_and_reports_each_bad_row_by_line(tmp_p
     }
 
 
-def test_fer_reader_maps_seven_classes_to_five_and_leaves_out_fear_and_neutral(tmp_path):
+def test_fer_reader_keeps_the_classes_of_the_label_set_and_leaves_out_the_others(tmp_path):
     rows = [csvs.fer_row(code, seed=code) for code in range(7)]
-    rows += [csvs.fer_row(9, 1), csvs.fer_row("x", 1), "3," + " ".join(["1"] * 100) + ",Training"]
-    data = read_fer2013_csv(csvs.write(tmp_path / "fer2013.csv", csvs.FER_HEADER, rows, gz=True))
-    assert list(data.labels) == [0, 1, 3, 2, 4]  # angry, disgust, happy->3, sad->2, surprise->4
-    assert data.excluded == 2  # fear (2) and neutral (6)
+    rows += [csvs.fer_row(9, 1), csvs.fer_row("x!", 1), "3," + " ".join(["1"] * 100) + ",Training"]
+    path = csvs.write(tmp_path / "fer2013.csv", csvs.FER_HEADER, rows, gz=True)
+    data = read_fer2013_csv(path)  # the default set: FER2013's seven, fear and neutral kept
+    assert data.label_names == DEFAULT_LABELS == FER_CLASSES
+    assert [data.label_names[i] for i in data.labels] == list(FER_CLASSES) and data.excluded == 0
     assert [(e.line, e.reason) for e in data.errors] == [
         (9, "emotion 9 is out of range 0..6"),
-        (10, "emotion is not an integer: 'x'"),
+        (10, "emotion: 'x!' is not a class name: a letter, then up to 31 letters, digits or underscores"),
         (11, "expected 2304 pixel values (48x48), found 100"),
     ]
+    five = read_fer2013_csv(path, labels=PRESETS["seed-five"])  # the seed's five: fear and neutral left out
+    assert [five.label_names[i] for i in five.labels] == ["anger", "disgust", "happiness", "sad", "surprise"]
+    assert five.excluded == 2 and len(five.excluded_checksums) == 2
     # 48x48 faces come into the 96 frame by pixel repetition: a 2x2 average gives the file's pixels back exactly.
     original = csvs.synthetic_face(0, side=48)[0]
     np.testing.assert_array_equal(data.images[0].reshape(48, 2, 48, 2).mean(axis=(1, 3)), original)
 
 
-def test_fer_to_product_map_is_the_documented_one():
-    assert FER_TO_EMOTION == {0: 0, 1: 1, 4: 2, 3: 3, 5: 4}
+def test_fer_codes_are_the_documented_classes():
+    assert FER_CLASSES == ("anger", "disgust", "fear", "happiness", "sad", "surprise", "neutral")
+
+
+def test_an_emotion_column_may_name_the_class_and_a_class_outside_the_set_is_a_bad_row_or_added(tmp_path):
+    rows = [
+        f"{name},{csvs.pixels(csvs.synthetic_face(i, side=48)[0])},Training,S{i}"
+        for i, name in enumerate(["contempt", "Happy", "anger", "contempt", "Angry"])
+    ]
+    path = csvs.write(tmp_path / "named.csv", "emotion,pixels,Usage,subject", rows)
+    data = read_faces(path)
+    assert [data.label_names[i] for i in data.labels] == ["happiness", "anger", "anger"]  # aliases resolved
+    assert [e.line for e in data.errors] == [2, 5]
+    assert "'contempt' is not in the label set (anger, disgust, fear, happiness, sad, surprise, neutral)" in str(
+        data.errors[0]
+    )
+    grown = read_faces(path, add_classes=True)
+    assert grown.label_names == (*DEFAULT_LABELS, "contempt") and not grown.errors
+    assert [grown.label_names[i] for i in grown.labels] == ["contempt", "happiness", "anger", "contempt", "anger"]
+
+
+def test_relabel_keeps_the_faces_of_the_shared_classes_indexed_into_the_new_set(tmp_path):
+    from ml.datasets import relabel
+
+    rows = [csvs.fer_row(code, seed=code) for code in range(7)]
+    data = read_faces(csvs.write(tmp_path / "f.csv", csvs.FER_HEADER, rows))
+    five = relabel(data, PRESETS["seed-five"])
+    assert len(five) == 5 and five.label_names == PRESETS["seed-five"]
+    assert [five.label_names[i] for i in five.labels] == ["anger", "disgust", "happiness", "sad", "surprise"]
 
 
 def test_icml_reader_handles_the_leading_space_header_and_five_codes(tmp_path):
     rows = [csvs.icml_row(c, c, "PublicTest" if c == 4 else "Training") for c in range(5)] + [csvs.icml_row(5, 0)]
     path = csvs.write(tmp_path / "icml_face_data.csv", csvs.ICML_HEADER, rows)
     assert sniff_format(path) == "icml"
-    data = read_icml_csv(path)
+    data = read_icml_csv(path, labels=PRESETS["seed-five"])
     assert list(data.labels) == [0, 1, 2, 3, 4] and list(data.usage)[-1] == "PublicTest"
     assert [e.reason for e in data.errors] == ["emotion 5 is out of range 0..4"]
+    seven = read_icml_csv(path)  # icml's codes are the seed's five, read into any set by name
+    assert [seven.label_names[i] for i in seven.labels] == list(PRESETS["seed-five"])
 
 
 def test_wrong_columns_or_no_valid_row_fail_naming_the_file(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 from ml import distill
 from ml.datasets import read_faces
 from ml.models import build_emotion_model
+from ml.schema import DEFAULT_LABELS
 from ml.train import predict
 from tests import csvs
 
@@ -13,7 +14,8 @@ from tests import csvs
 def _student_file(path, model, probes, shift=0.0):
     arrays = {f"{layer.name}/{i}": w for layer in model.layers for i, w in enumerate(layer.get_weights())}
     probs = predict(model, probes.repeat(2, axis=-2).repeat(2, axis=-1)) + shift
-    np.savez(path, probe_images=probes, probe_probabilities=probs, **arrays)
+    names = np.array(DEFAULT_LABELS)  # the pack says its label set; the student file carries it back
+    np.savez(path, probe_images=probes, probe_probabilities=probs, label_names=names, **arrays)
     return path
 
 
@@ -31,7 +33,8 @@ def test_pack_keeps_fer_pixels_and_the_products_split(tmp_path):
 def test_a_student_loads_layer_by_layer_and_is_checked_on_its_probes(tmp_path):
     teacherless = build_emotion_model()
     probes = np.random.default_rng(0).integers(0, 255, (4, 48, 48), dtype=np.uint8)
-    loaded = distill.load_student(_student_file(tmp_path / "ok.npz", teacherless, probes))
+    loaded, labels = distill.load_student(_student_file(tmp_path / "ok.npz", teacherless, probes))
+    assert labels == DEFAULT_LABELS
     for a, b in zip(loaded.get_weights(), teacherless.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="disagree"):

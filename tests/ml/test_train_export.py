@@ -9,7 +9,7 @@ from ml.evaluate import emotion_metrics, keypoint_metrics, save_plots
 from ml.export import export_tfjs, load_tfjs, read_manifest
 from ml.models import build_emotion_model, build_keypoint_model
 from ml.pipeline import LoadedModel
-from ml.schema import EMOTIONS, KEYPOINTS, SKELETON
+from ml.schema import DEFAULT_LABELS, KEYPOINTS, SKELETON
 from ml.train import TrainConfig, predict, train
 from tests.csvs import synthetic_face
 
@@ -24,9 +24,13 @@ def _keypoint_data(n: int, offset: int = 0) -> FaceData:
     )
 
 
-def _emotion_data(n: int, offset: int = 0) -> FaceData:
+FIVE = ("anger", "disgust", "sad", "happiness", "surprise")  # a set of the test's own, not the product's
+
+
+def _emotion_data(n: int, offset: int = 0, names: tuple[str, ...] = FIVE) -> FaceData:
     data = _keypoint_data(n, offset)
-    return FaceData(format="test", images=data.images, labels=np.arange(n) % 5, lines=data.lines)
+    labels = np.arange(n) % len(names)
+    return FaceData(format="test", images=data.images, labels=labels, label_names=names, lines=data.lines)
 
 
 def test_two_training_steps_lower_the_loss_on_a_tiny_set():
@@ -47,12 +51,47 @@ def test_emotion_training_runs_with_class_weights_and_can_be_stopped():
     result = train("emotion", _emotion_data(20), _emotion_data(10, 50), config, should_stop=lambda: True)
     assert result.stopped and result.epochs_run == 1
     assert set(result.metrics) >= {"accuracy", "macro_f1", "confusion_matrix"}
+    assert result.labels == FIVE and result.model.output_shape == (None, 5)
+
+
+def test_a_parent_of_another_label_set_gets_its_head_regrown_with_the_shared_rows_kept():
+    from ml.models import regrow_emotion_head
+
+    parent = build_emotion_model(num_classes=len(FIVE))
+    grown_names = ("surprise", "anger", "contempt", "disgust", "sad", "happiness")  # reordered, one new
+    grown = regrow_emotion_head(parent, FIVE, grown_names)
+    old_kernel, old_bias = parent.get_layer("probabilities").get_weights()
+    kernel, bias = grown.get_layer("probabilities").get_weights()
+    for j, name in enumerate(grown_names):
+        if name in FIVE:
+            np.testing.assert_array_equal(kernel[:, j], old_kernel[:, FIVE.index(name)])
+    assert bias[2] == pytest.approx(old_bias.mean()) and np.abs(kernel[:, 2]).sum() > 0
+    for layer in parent.layers:  # the whole body is the parent's
+        if layer.weights and layer.name != "probabilities":
+            for a, b in zip(layer.get_weights(), grown.get_layer(layer.name).get_weights(), strict=True):
+                np.testing.assert_array_equal(a, b)
+    images = _keypoint_data(6).images
+    shared = [grown_names.index(n) for n in FIVE]
+    before, after = predict(parent, images), predict(grown, images)[:, shared]
+    np.testing.assert_array_equal(before.argmax(1), after.argmax(1))  # the five read through their own outputs
+    # train() regrows by itself when the data's set is not the parent's
+    config = TrainConfig(epochs=1, batch_size=8, steps_per_epoch=1)
+    result = train(
+        "emotion",
+        _emotion_data(16, names=grown_names),
+        _emotion_data(12, 40, names=grown_names),
+        config,
+        initial_model=parent,
+        initial_labels=FIVE,
+    )
+    assert result.labels == grown_names and result.model.output_shape == (None, 6)
 
 
 @pytest.mark.parametrize("task", ["keypoints", "emotion"])
 def test_an_export_reloaded_from_model_json_predicts_what_keras_predicts(tmp_path, task):
     model = (build_keypoint_model if task == "keypoints" else build_emotion_model)()
-    out = export_tfjs(model, tmp_path / "export", task=task, metrics={"n": 0})
+    labels = DEFAULT_LABELS if task == "emotion" else None
+    out = export_tfjs(model, tmp_path / "export", task=task, metrics={"n": 0}, labels=labels)
     images = _keypoint_data(6).images
     np.testing.assert_allclose(predict(load_tfjs(out), images), predict(model, images), atol=1e-4)
     manifest = read_manifest(out)
@@ -60,13 +99,13 @@ def test_an_export_reloaded_from_model_json_predicts_what_keras_predicts(tmp_pat
     if task == "keypoints":
         assert manifest["keypoint_names"] == list(KEYPOINTS) and manifest["skeleton"] == [list(e) for e in SKELETON]
     else:
-        assert manifest["labels"] == list(EMOTIONS)
+        assert manifest["labels"] == list(DEFAULT_LABELS)
     assert json.loads((out / "model.json").read_text())["format"] == "layers-model"
     # the server's copy of the same weights (float16 storage), run by LiteRT without TensorFlow
     lite = LoadedModel.from_dir(out, runtime="litert")
     np.testing.assert_allclose(lite.model(images[..., None] / 255.0), predict(model, images), atol=2e-3)
     with pytest.raises(FileExistsError):
-        export_tfjs(model, out, task=task)
+        export_tfjs(model, out, task=task, labels=labels)
 
 
 def test_quantized_export_is_smaller_and_close(tmp_path):
@@ -88,7 +127,7 @@ def test_metrics_follow_their_definitions(tmp_path):
     assert m["per_point_error_px"]["left_eye_center"] == pytest.approx(2.5)
     assert m["pck"] == pytest.approx(29 / 30)
     probs = np.eye(5)[[0, 1, 1, 3]]
-    e = emotion_metrics(probs, np.array([0, 1, 2, 3]))
+    e = emotion_metrics(probs, np.array([0, 1, 2, 3]), FIVE)
     assert e["accuracy"] == 0.75 and e["confusion_matrix"][2][1] == 1
     # macro-F1 over present classes 0..3: F1 = 1, 2/3, 0, 1
     assert e["macro_f1"] == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)

@@ -3,6 +3,7 @@ import re
 import pytest
 from django.core.exceptions import ValidationError
 
+from ml.schema import DEFAULT_LABELS
 from webapp.registry import services
 from webapp.registry.models import ActiveVersion, ModelVersion
 from webapp.registry.selectors import active_manifest
@@ -42,7 +43,7 @@ def test_manifest_shape(client_for, baseline):
     assert kp["version"] == 1 and re.fullmatch(r"/model-files/keypoints/v1-[0-9a-f]{8}/model\.json", kp["model_url"])
     assert kp["input_shape"] == [96, 96, 1] and len(kp["keypoint_names"]) == 15 and kp["skeleton"]
     assert kp["normalization"]["pixel_scale"] == pytest.approx(1 / 255) and kp["keypoint_scale"] == 96
-    assert em["labels"] == ["anger", "disgust", "sad", "happiness", "surprise"] and em["output"] == "probabilities"
+    assert em["labels"] == list(DEFAULT_LABELS) and em["output"] == "probabilities"  # the version's own classes
     assert "history" not in kp
     files = client_for("anonymous").get(kp["model_url"])
     assert files.status_code == 200 and "immutable" in files["Cache-Control"]

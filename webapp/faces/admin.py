@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from ml.schema import EMOTIONS, SKELETON
+from ml.schema import SKELETON
 from webapp.faces.models import Annotation, Face, Prediction
 from webapp.pages.admin import ReadOnlyAdminMixin, StaffAdminMixin
 
@@ -75,7 +75,7 @@ class FaceAdmin(StaffAdminMixin, admin.ModelAdmin):
             size,
             lines,
             dots,
-            EMOTIONS[emotion] if emotion is not None else "none",
+            emotion if emotion is not None else "none",
             "15 points" if points else "none",
         )
 

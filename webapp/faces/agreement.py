@@ -21,7 +21,6 @@ from itertools import combinations
 
 import numpy as np
 
-from ml.schema import NUM_EMOTIONS
 from webapp.faces.models import Annotation
 from webapp.faces.selectors import LABEL_FIELD
 
@@ -47,12 +46,14 @@ def _points(value) -> np.ndarray:
     return np.array([[p["x"], p["y"]] for p in value], np.float64)
 
 
-def fleiss_kappa(ratings: list[list[int]], classes: int = NUM_EMOTIONS) -> float | None:
-    """Fleiss' kappa of items rated by two or more raters each (the number may vary by item)."""
+def fleiss_kappa(ratings: list[list]) -> float | None:
+    """Fleiss' kappa of items rated by two or more raters each (the number may vary by item); a rating is any class
+    key. A class nobody chose adds nothing to chance agreement, so only the classes chosen are counted."""
     items = [r for r in ratings if len(r) >= 2]
     if not items:
         return None
-    counts = np.array([np.bincount(r, minlength=classes) for r in items], np.float64)
+    index = {c: i for i, c in enumerate(sorted({v for r in items for v in r}, key=str))}
+    counts = np.array([np.bincount([index[v] for v in r], minlength=len(index)) for r in items], np.float64)
     n = counts.sum(axis=1)
     per_item = ((counts * (counts - 1)).sum(axis=1)) / (n * (n - 1))
     shares = counts.sum(axis=0) / n.sum()

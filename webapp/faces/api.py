@@ -21,7 +21,6 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from ml.schema import EMOTIONS
 from webapp.faces import selectors, services
 from webapp.faces.detection import InferenceUnavailable, UnprocessableImage
 from webapp.faces.models import Annotation, Face, Prediction, Task
@@ -51,7 +50,7 @@ class AnnotationOutput(ModelOutput):
         ]
 
     def get_emotion_label(self, obj) -> str | None:
-        return EMOTIONS[obj.emotion] if obj.emotion is not None else None
+        return obj.emotion  # the class's key is its name (kept for the clients that read emotion_label)
 
 
 class FaceOutput(ModelOutput):
@@ -230,7 +229,9 @@ class AnnotationApi(ListAPIView):
     @extend_schema_serializer(component_name="AnnotationSubmitInput")
     class InputSerializer(serializers.Serializer):
         points = serializers.JSONField(required=False, help_text='15 x {"x", "y", "visible"}, x and y in [0, 96)')
-        emotion = serializers.JSONField(required=False, help_text=f"one of {', '.join(EMOTIONS)} or its code 0..4")
+        emotion = serializers.CharField(
+            required=False, max_length=40, help_text="a class of the label set (GET /api/labelsets/emotion/)"
+        )
         skip = serializers.BooleanField(required=False, default=False, help_text="mark the face unusable")
         prediction = serializers.IntegerField(required=False, help_text="id of the prediction this corrects")
         review = serializers.BooleanField(

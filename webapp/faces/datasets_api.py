@@ -40,6 +40,9 @@ class DatasetImportApi(APIView):
         relabel = serializers.BooleanField(
             default=False, help_text="faces already present take this file's label (repairs a wrong-format import)"
         )
+        add_classes = serializers.BooleanField(
+            default=False, help_text="a class name the label set lacks is added to it (default: a bad row)"
+        )
 
     @extend_schema(
         request=InputSerializer,
@@ -52,6 +55,7 @@ class DatasetImportApi(APIView):
                     "duplicates": serializers.IntegerField(),
                     "excluded": serializers.IntegerField(),
                     "relabeled": serializers.IntegerField(allow_null=True, help_text="null unless relabel"),
+                    "classes_added": serializers.ListField(child=serializers.CharField()),
                     "errors": serializers.ListField(child=serializers.CharField()),
                     "summary": serializers.CharField(),
                 },
@@ -88,6 +92,7 @@ class DatasetImportApi(APIView):
                     fmt=data.validated_data["format"],
                     author=request.user,
                     relabel=data.validated_data["relabel"],
+                    add_classes=data.validated_data["add_classes"],
                 )
             except DatasetError as exc:
                 raise serializers.ValidationError({"file": [str(exc).replace(str(tmp) + "/", "")]}) from exc
@@ -100,6 +105,7 @@ def _report_body(report, name: str, path: Path | None = None) -> dict:
         "duplicates": report.duplicates,
         "excluded": report.excluded,
         "relabeled": report.relabeled,
+        "classes_added": report.classes_added,
         "errors": [str(e) for e in report.errors],
         "summary": report.summary().replace(str(path), name) if path else report.summary(),
     }

@@ -121,6 +121,15 @@ def active_model_version() -> str:
     return "emotion-ai-studio " + (" + ".join(parts) or "(no active model)")
 
 
+def served_emotion_labels() -> list[str]:
+    """The classes of the served emotion model's outputs, from the manifest of the model this process runs."""
+    with _lock:
+        analyzer, _ = _analyzer(emotion=True)
+    if analyzer is None or analyzer.emotion is None:
+        raise InferenceUnavailable("No emotion model is active: promote one on the Models page.")
+    return list(analyzer.emotion.manifest["labels"])
+
+
 def predict_faces(frames: list[np.ndarray]) -> tuple[list[tuple[np.ndarray, np.ndarray] | None], str]:
     """Stored 96x96 faces (FACE_FRAMING) -> (points in the face's pixels, emotion probabilities) by the active models
     through the same alignment as a photo's faces; None for every face when no pair of models can run."""

@@ -14,12 +14,11 @@ import numpy as np
 from django.conf import settings
 
 from ml.datasets import READERS
-from ml.schema import EMOTIONS, FER_TO_EMOTION, KEYPOINT_COLUMNS, KEYPOINTS, SKELETON
+from ml.schema import FER_CLASSES, KEYPOINT_COLUMNS, KEYPOINTS, SKELETON
 from webapp.faces.images import read_frame
 from webapp.faces.models import Face, Task
 from webapp.faces.selectors import current_labels
 
-EMOTION_TO_FER = {v: k for k, v in FER_TO_EMOTION.items()}
 IMPORT_FORMATS = tuple(READERS)
 
 
@@ -52,7 +51,8 @@ def write_kaggle_keypoints(path: Path, progress: Callable[[int], None] | None = 
 
 
 def write_fer2013(path: Path, progress: Callable[[int], None] | None = None) -> int:
-    """FER2013 layout at 48x48: the 96 frame averaged 2x2 (exactly FER's pixels for faces imported from FER)."""
+    """FER2013 layout at 48x48: the 96 frame averaged 2x2 (exactly FER's pixels for faces imported from FER). A class
+    FER2013 has is written as its code, any other (contempt) by its name, which the FER reader takes too."""
     labels, faces, ids = _labeled(Task.EMOTION)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -60,7 +60,9 @@ def write_fer2013(path: Path, progress: Callable[[int], None] | None = None) -> 
         for n, (face, frame) in enumerate(_frames(faces, ids), 1):
             small = frame.reshape(48, 2, 48, 2).astype(np.float32).mean(axis=(1, 3))
             usage = face.usage or ("PublicTest" if face.split == Face.Split.VAL else "Training")
-            writer.writerow([EMOTION_TO_FER[labels[face.pk]], _pixels(np.round(small).astype(np.uint8)), usage])
+            key = labels[face.pk]
+            emotion = FER_CLASSES.index(key) if key in FER_CLASSES else key
+            writer.writerow([emotion, _pixels(np.round(small).astype(np.uint8)), usage])
             if progress:
                 progress(n)
     return len(ids)
@@ -106,7 +108,7 @@ def write_coco_keypoints(path: Path, progress: Callable[[int], None] | None = No
             "iscrowd": 0,
         }
         if face.pk in emotions:
-            annotation["attributes"] = {"emotion": EMOTIONS[emotions[face.pk]]}
+            annotation["attributes"] = {"emotion": emotions[face.pk]}
         coco["annotations"].append(annotation)
         if progress:
             progress(n)

@@ -1,8 +1,9 @@
 """Label Studio's JSON, both ways, and the predictions our ML backend gives it.
 
 A Label Studio image project labeled with our config (``label_config()``): an ``Image`` named ``image``, a
-``KeyPointLabels`` named ``keypoints`` with one label per Kaggle keypoint, and a ``Choices`` named ``emotion`` with the
-five emotions. Keypoints are in percent of the image (``original_width`` / ``original_height`` give its pixels).
+``KeyPointLabels`` named ``keypoints`` with one label per Kaggle keypoint, and a ``Choices`` named ``emotion`` with
+the label set's classes. Keypoints are in percent of the image (``original_width`` / ``original_height`` give its
+pixels).
 
 - A task whose image is a 96x96 picture is one face in our framing, its points as they are.
 - Any other image is a whole photo: the server's path finds and aligns its faces (faces.detection); each labeled
@@ -21,6 +22,7 @@ import io
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from xml.sax.saxutils import quoteattr
@@ -28,15 +30,15 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from django.conf import settings
 
-from ml.schema import EMOTIONS, IMAGE_SIZE, KEYPOINTS
+from ml.schema import IMAGE_SIZE, KEYPOINTS, label_key
 
 IMAGE, KEYPOINT_TAG, EMOTION_TAG = "image", "keypoints", "emotion"
 
 
-def label_config() -> str:
-    """The labeling config (XML) that matches our 15 keypoints and five emotions."""
+def label_config(emotions: Sequence[str]) -> str:
+    """The labeling config (XML) that matches our 15 keypoints and the label set's ``emotions``."""
     labels = "\n".join(f"    <Label value={quoteattr(name)}/>" for name in KEYPOINTS)
-    choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in EMOTIONS)
+    choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in emotions)
     return (
         "<View>\n"
         f'  <Image name="{IMAGE}" value="${IMAGE}" zoom="true" zoomControl="true"/>\n'
@@ -160,13 +162,13 @@ def keypoint_results(points: np.ndarray, width: int, height: int, *, start: int 
     return results
 
 
-def emotion_result(emotion: int, n: int) -> dict:
+def emotion_result(emotion: str, n: int) -> dict:
     return {
         "id": _region_id(n),
         "from_name": EMOTION_TAG,
         "to_name": IMAGE,
         "type": "choices",
-        "value": {"choices": [EMOTIONS[emotion]]},
+        "value": {"choices": [emotion]},
     }
 
 
@@ -180,7 +182,7 @@ class LabeledPoint:
 @dataclass
 class ParsedAnnotation:
     points: list[LabeledPoint] = field(default_factory=list)
-    emotion: int | None = None
+    emotion: str | None = None  # a class key of the label set
     author: str = ""  # e-mail or "label-studio user N"; empty when the export names nobody
     created_at: datetime | None = None
     size: tuple[int, int] | None = None  # original_width/height the results were drawn on
@@ -192,8 +194,9 @@ def _number(value, what: str) -> float:
     return float(value)
 
 
-def parse_result(result, where: str) -> ParsedAnnotation:
-    """One annotation's (or prediction's) ``result`` list: our keypoints and emotion (other tags are ignored)."""
+def parse_result(result, where: str, emotions: Sequence[str]) -> ParsedAnnotation:
+    """One annotation's (or prediction's) ``result`` list: our keypoints and emotion, a class of ``emotions`` by name
+    (other tags are ignored)."""
     if not isinstance(result, list):
         raise TaskError(f"{where}: result must be a list")
     parsed = ParsedAnnotation()
@@ -220,11 +223,17 @@ def parse_result(result, where: str) -> ParsedAnnotation:
             parsed.points.append(LabeledPoint(names[0], x * width / 100, y * height / 100))
         elif kind == "choices" and region.get("from_name", EMOTION_TAG) == EMOTION_TAG:
             choices = value.get("choices")
-            if not isinstance(choices, list) or len(choices) != 1 or choices[0] not in EMOTIONS:
-                raise TaskError(f"{here}: emotion must be one of {', '.join(EMOTIONS)}, got {choices!r}")
-            if parsed.emotion is not None and parsed.emotion != EMOTIONS.index(choices[0]):
+            try:
+                key = label_key(choices[0]) if isinstance(choices, list) and len(choices) == 1 else None
+            except ValueError:
+                key = None
+            if key not in emotions:
+                raise TaskError(
+                    f"{here}: emotion must be one of the label set ({', '.join(emotions)}), got {choices!r}"
+                )
+            if parsed.emotion is not None and parsed.emotion != key:
                 raise TaskError(f"{here}: two emotions in one annotation")
-            parsed.emotion = EMOTIONS.index(choices[0])
+            parsed.emotion = key
     return parsed
 
 
@@ -259,7 +268,7 @@ class ParsedTask:
     annotations: list[ParsedAnnotation]
 
 
-def parse_tasks(payload) -> tuple[list[ParsedTask], list[str]]:
+def parse_tasks(payload, emotions: Sequence[str]) -> tuple[list[ParsedTask], list[str]]:
     """A Label Studio JSON export (a list of tasks) -> the tasks we can read, and one message per task we cannot."""
     if isinstance(payload, dict):
         payload = [payload]  # one task
@@ -277,7 +286,7 @@ def parse_tasks(payload) -> tuple[list[ParsedTask], list[str]]:
                     raise TaskError(f"annotation {k + 1} must be an object")
                 if annotation.get("was_cancelled"):
                     continue  # skipped in Label Studio: no label
-                parsed = parse_result(annotation.get("result", []), f"annotation {k + 1}")
+                parsed = parse_result(annotation.get("result", []), f"annotation {k + 1}", emotions)
                 parsed.author = _author(annotation.get("completed_by"))
                 parsed.created_at = _time(annotation.get("created_at"))
                 annotations.append(parsed)
@@ -295,7 +304,7 @@ class FaceLabel:
     author: str
     created_at: datetime | None
     points: np.ndarray | None  # (15, 2) in the stored crop
-    emotion: int | None
+    emotion: str | None
 
 
 @dataclass

@@ -36,7 +36,10 @@ class LabelStudioConfigApi(APIView):
 
     @extend_schema(responses={(200, "application/xml"): str})
     def get(self, request):
-        return HttpResponse(ls.label_config(), content_type="application/xml; charset=utf-8")
+        from webapp.labels.selectors import label_set
+
+        config = ls.label_config(label_set(task="emotion").labels)
+        return HttpResponse(config, content_type="application/xml; charset=utf-8")
 
 
 class LabelStudioHealthApi(_Backend):

@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from ml.schema import EMOTIONS, IMAGE_SIZE
+from ml.schema import IMAGE_SIZE
 from webapp.common.models import Task
 from webapp.faces import labelstudio as ls
 from webapp.faces.images import read_frame
@@ -94,7 +94,9 @@ def _store_face(frame: np.ndarray, *, name: str, group: str, author) -> tuple[Fa
 
 def faces_import_label_studio(*, payload, author, name: str = "label-studio.json") -> ImportReport:
     """A Label Studio JSON export (parsed) -> faces and annotations. Every bad task is reported, none half-stored."""
-    tasks, errors = ls.parse_tasks(payload)
+    from webapp.labels.selectors import label_set
+
+    tasks, errors = ls.parse_tasks(payload, label_set(task=Task.EMOTION).labels)
     report = ImportReport(path=name, format=FORMAT, rows_read=len(tasks) + len(errors))
     report.errors = list(errors)
     emails: dict[int, str | None] = {}
@@ -164,7 +166,7 @@ def _completed_by(annotation: Annotation | None) -> dict | None:
 def label_studio_tasks(face_ids: list[int] | None = None) -> list[dict]:
     """Our labeled faces as Label Studio tasks: the image embedded (96x96 PNG), the current label as an annotation
     (with the author and time of its newest human part), the served models' output as a prediction."""
-    from webapp.faces.detection import predict_faces
+    from webapp.faces.detection import predict_faces, served_emotion_labels
 
     keypoints, emotions = current_labels(task=Task.KEYPOINTS), current_labels(task=Task.EMOTION)
     ids = sorted(face_ids if face_ids is not None else set(keypoints) | set(emotions))
@@ -172,6 +174,7 @@ def label_studio_tasks(face_ids: list[int] | None = None) -> list[dict]:
     ids = [i for i in ids if i in faces]
     frames = [read_frame(Path(settings.MEDIA_ROOT) / faces[i].image) for i in ids]
     predictions, model_version = predict_faces(frames)
+    names = served_emotion_labels() if any(p is not None for p in predictions) else []
     human = _newest_human(ids)
     tasks = []
     for face_id, frame, predicted in zip(ids, frames, predictions, strict=True):
@@ -198,7 +201,7 @@ def label_studio_tasks(face_ids: list[int] | None = None) -> list[dict]:
             points, probabilities = predicted
             best = int(np.argmax(probabilities))
             regions = ls.keypoint_results(points, IMAGE_SIZE, IMAGE_SIZE)
-            regions.append(ls.emotion_result(best, len(regions)))
+            regions.append(ls.emotion_result(names[best], len(regions)))
             task["predictions"].append(
                 {"model_version": model_version, "score": round(float(probabilities[best]), 4), "result": regions}
             )
@@ -221,9 +224,15 @@ def label_studio_predict(tasks: list) -> tuple[list[dict], str]:
     """One prediction per Label Studio task, from the active models through the server's whole-photo path: 15
     keypoint regions per face found, and the emotion as the task's choice when the photo holds one face (each
     region of a face names its face's emotion in its meta text)."""
-    from webapp.faces.detection import InferenceUnavailable, active_model_version, analyze_photo
+    from webapp.faces.detection import (
+        InferenceUnavailable,
+        active_model_version,
+        analyze_photo,
+        served_emotion_labels,
+    )
 
     model_version = active_model_version()
+    names = None
     results = []
     for task in tasks:
         data = task.get("data") if isinstance(task, dict) else None
@@ -241,15 +250,17 @@ def label_studio_predict(tasks: list) -> tuple[list[dict], str]:
         except InferenceUnavailable:
             raise
         regions, scores = [], []
+        if faces and names is None:
+            names = served_emotion_labels()
         for k, face in enumerate(faces):
             best = int(np.argmax(face.probabilities))
             scores.append(float(face.probabilities[best]))
-            meta = f"face {k + 1}: {EMOTIONS[best]} {face.probabilities[best]:.0%}"
+            meta = f"face {k + 1}: {names[best]} {face.probabilities[best]:.0%}"
             regions += ls.keypoint_results(
                 face.points * scale, image.width, image.height, start=len(regions), meta=meta
             )
         if len(faces) == 1:
-            regions.append(ls.emotion_result(int(np.argmax(faces[0].probabilities)), len(regions)))
+            regions.append(ls.emotion_result(names[int(np.argmax(faces[0].probabilities))], len(regions)))
         score = round(float(np.mean(scores)), 4) if scores else 0.0
         results.append({"result": regions, "score": score, "model_version": model_version})
     return results, model_version

@@ -1,10 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from ml.schema import EMOTIONS
 from webapp.common.models import AppendOnly, Task
-
-EMOTION_CHOICES = [(i, name) for i, name in enumerate(EMOTIONS)]
 
 
 class Face(models.Model):
@@ -74,7 +71,8 @@ class Annotation(AppendOnly):
 
     face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="annotations")
     points = models.JSONField(null=True, blank=True, help_text='15 x {"x", "y", "visible"} in the 96x96 frame')
-    emotion = models.PositiveSmallIntegerField(null=True, blank=True, choices=EMOTION_CHOICES)
+    # the class's key in the label set (webapp.labels): a label keeps its meaning whatever the set becomes
+    emotion = models.CharField(max_length=32, null=True, blank=True)
     skip = models.BooleanField(default=False, help_text="the face is unusable (not a face, too blurred)")
     origin = models.CharField(max_length=10, choices=Origin.choices)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

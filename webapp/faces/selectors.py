@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from webapp.faces.images import read_frame
 from webapp.faces.models import Annotation, Face, Task
+from webapp.labels.selectors import label_set
 
 LABEL_FIELD = {Task.KEYPOINTS: "points", Task.EMOTION: "emotion"}
 
@@ -165,11 +166,12 @@ class TrainingSet:
     task: str
     face_ids: np.ndarray
     images: np.ndarray  # (N, 96, 96) uint8
-    targets: np.ndarray  # (N, 15, 2) points or (N,) emotion codes
+    targets: np.ndarray  # (N, 15, 2) points or (N,) emotion classes (indices into label_names)
     is_val: np.ndarray  # (N,) bool, the fixed split stored on each face
     human_labels: int  # how many of the labels came from people
     datasets: np.ndarray  # (N,) str: the slice of each face (Face.dataset)
     groups: np.ndarray  # (N,) str: the group of each face (its person, session or photo; the face's own id if none)
+    label_names: tuple[str, ...] | None = None  # emotion: the label set the targets index
 
     def counts(self) -> dict:
         return _counts(len(self.face_ids), self.is_val, self.human_labels, self.datasets, self.groups)
@@ -200,8 +202,11 @@ def _counts(faces: int, is_val: np.ndarray, human_labels: int, datasets: np.ndar
 
 def _labeled(task: str):
     """The faces with a current label for ``task``: labels, sorted ids, the faces, their fixed split, human count,
-    their datasets and their groups."""
+    their datasets and their groups. An emotion label of a class the set no longer has (retired) trains nothing."""
     labels = current_labels(task=task)
+    if task == Task.EMOTION:
+        classes = set(label_set(task=task).labels)
+        labels = {face: key for face, key in labels.items() if key in classes}
     ids = sorted(labels)
     faces = Face.objects.in_bulk(ids)
     is_val = np.array([faces[i].split == Face.Split.VAL for i in ids], bool)
@@ -223,10 +228,12 @@ def training_set(*, task: str) -> TrainingSet:
     images = np.zeros((len(ids), 96, 96), np.uint8)
     for i, face_id in enumerate(ids):
         images[i] = read_frame(f"{media}/{faces[face_id].image}")
+    names = None
     if task == Task.KEYPOINTS:
         targets = np.array([[[p["x"], p["y"]] for p in labels[i]] for i in ids], np.float32).reshape(-1, 15, 2)
     else:
-        targets = np.array([labels[i] for i in ids], np.int64)
+        names = label_set(task=task).labels
+        targets = np.array([names.index(labels[i]) for i in ids], np.int64)
     return TrainingSet(
         task=task,
         face_ids=np.array(ids, np.int64),
@@ -236,6 +243,7 @@ def training_set(*, task: str) -> TrainingSet:
         human_labels=human,
         datasets=datasets,
         groups=groups,
+        label_names=names,
     )
 
 

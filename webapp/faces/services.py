@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ml.datasets import checksum
-from ml.schema import EMOTIONS, IMAGE_SIZE, NUM_EMOTIONS, NUM_KEYPOINTS
+from ml.schema import IMAGE_SIZE, NUM_KEYPOINTS, label_key
 from webapp.faces import images
 from webapp.faces.models import Annotation, Face, Lease, Prediction, Task
 from webapp.faces.signals import labels_saved
@@ -63,13 +63,18 @@ def validate_points(points, *, inside: bool = True) -> list[dict]:
     return clean
 
 
-def validate_emotion(emotion) -> int:
-    """An emotion code 0..4 or its name."""
-    if isinstance(emotion, str) and emotion in EMOTIONS:
-        return EMOTIONS.index(emotion)
-    if isinstance(emotion, int) and not isinstance(emotion, bool) and 0 <= emotion < NUM_EMOTIONS:
-        return emotion
-    raise ValidationError({"emotion": [f"must be one of {', '.join(EMOTIONS)} (or 0..4), got {emotion!r}"]})
+def validate_emotion(emotion) -> str:
+    """A class of the label set (webapp.labels), by name: its key, as stored."""
+    from webapp.labels.selectors import label_set
+
+    labels = label_set(task=Task.EMOTION).labels
+    try:
+        key = label_key(emotion) if isinstance(emotion, str) else None
+    except ValueError:
+        key = None
+    if key not in labels:
+        raise ValidationError({"emotion": [f"must be a class of the label set ({', '.join(labels)}), got {emotion!r}"]})
+    return key
 
 
 # --- annotations and predictions -------------------------------------------------------------------------------
@@ -294,8 +299,11 @@ def prediction_record(
         points = validate_points(points, inside=False)  # a model may place a point off the frame
         probabilities = None
     else:
-        if not isinstance(probabilities, list) or len(probabilities) != NUM_EMOTIONS:
-            raise ValidationError({"probabilities": [f"expected {NUM_EMOTIONS} probabilities"]})
+        from webapp.registry.selectors import version_labels
+
+        classes = len(version_labels(version))
+        if not isinstance(probabilities, list) or len(probabilities) != classes:
+            raise ValidationError({"probabilities": [f"expected {classes} probabilities (emotion v{version.number})"]})
         values = [_number(p, "probabilities", field="probabilities") for p in probabilities]
         if any(p < 0 for p in values) or abs(sum(values) - 1) > 1e-3:
             raise ValidationError({"probabilities": ["probabilities must be >= 0 and sum to 1"]})
@@ -422,6 +430,7 @@ class ImportReport:
     excluded: int = 0
     relabeled: int | None = None  # with relabel: faces already present whose imported label this file corrected
     errors: list = field(default_factory=list)
+    classes_added: list[str] = field(default_factory=list)  # with add_classes: the file's classes the set gained
 
     def summary(self) -> str:
         corrected = "" if self.relabeled is None else f", {self.relabeled} imported labels corrected"
@@ -430,6 +439,7 @@ class ImportReport:
             f"{self.duplicates} already present{corrected}, {len(self.errors)} bad "
             f"{'tasks' if self.format == 'label-studio' else 'rows'} skipped, "
             f"{self.excluded} left out"
+            + (f"; classes added to the label set: {', '.join(self.classes_added)}" if self.classes_added else "")
         )
 
 
@@ -441,17 +451,30 @@ def faces_import(
     on_read: Callable[[int], None] | None = None,
     on_write: Callable[[int], None] | None = None,
     relabel: bool = False,
+    add_classes: bool = False,
 ) -> ImportReport:
     """Import a Kaggle keypoints / FER2013 / icml CSV. Idempotent: faces are keyed by their pixel checksum.
 
+    Emotions are read into the label set (webapp.labels): FER's fear and neutral are kept when the set has them, a
+    class name in the emotion column (contempt) is taken as it is, and a class the set lacks is a bad row naming the
+    set, or, with ``add_classes``, is added to the set.
+
     ``relabel``: faces already present get this file's label where their imported label differs (a new import
     annotation, so the history keeps the old one; human labels still come first), and faces this file leaves out (FER
-    fear / neutral) lose their imported label. This repairs an earlier import read in the wrong format.
+    fear / neutral when the set lacks them) lose their imported label. This repairs an earlier import read in the
+    wrong format.
     """
     from ml.datasets import block_split, group_held_out, read_faces
+    from webapp.labels.selectors import label_set
+    from webapp.labels.services import labelset_add
 
-    data = read_faces(path, fmt, progress=on_read)  # raises DatasetError for a file it cannot use at all
+    labels = label_set(task=Task.EMOTION).labels
+    # raises DatasetError for a file it cannot use at all
+    data = read_faces(path, fmt, progress=on_read, labels=labels, add_classes=add_classes)
     report = ImportReport(path=str(path), format=fmt, rows_read=len(data) + len(data.errors) + data.excluded)
+    if data.label_names and data.label_names != labels:
+        report.classes_added = [k for k in data.label_names if k not in labels]
+        labelset_add(task=Task.EMOTION, names=report.classes_added, author=author)
     report.errors, report.excluded = data.errors, data.excluded
     groups = data.groups if data.groups is not None else np.full(len(data), "", object)
     if any(groups):  # the file names each face's person: whole persons are held out
@@ -499,7 +522,7 @@ def faces_import(
                     origin=Annotation.Origin.IMPORT,
                     author=author,
                     points=_points_json(data.points[i]) if data.points is not None else None,
-                    emotion=int(data.labels[i]) if data.labels is not None else None,
+                    emotion=data.label_names[data.labels[i]] if data.labels is not None else None,
                 )
                 for face, i in zip(created, labels, strict=True)
             )
@@ -518,7 +541,7 @@ def _relabel(data, digests: list[str], author) -> int:
     field_name = LABEL_FIELD[data.task]
     wanted: dict[str, object] = {}
     for i, digest in enumerate(digests):
-        value = _points_json(data.points[i]) if data.points is not None else int(data.labels[i])
+        value = _points_json(data.points[i]) if data.points is not None else data.label_names[data.labels[i]]
         wanted.setdefault(digest, value)
     for digest in data.excluded_checksums:
         wanted.setdefault(digest, None)  # a face of a class the product leaves out: no imported label

@@ -39,6 +39,22 @@ def version_manifest(version: ModelVersion) -> dict:
     }
 
 
+def version_labels(version: ModelVersion) -> list[str]:
+    """The classes of an emotion version's outputs, in order (its manifest's)."""
+    labels = version_manifest(version).get("labels")
+    if not labels:
+        raise ValueError(f"{version} has no labels in its manifest")
+    return labels
+
+
+def newest_version_with_labels(*, kind: str, labels) -> ModelVersion | None:
+    """The newest registered version whose outputs are exactly ``labels`` (a label set's own model)."""
+    for version in ModelVersion.objects.filter(kind=kind).order_by("-number"):
+        if version_manifest(version).get("labels") == list(labels):
+            return version
+    return None
+
+
 def version_history(version: ModelVersion) -> dict:
     path = version_dir(version) / "manifest.json"
     return json.loads(path.read_text()).get("history", {}) if path.is_file() else {}

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from ml.schema import TASKS
 from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
 
 
@@ -137,12 +138,44 @@ def version_rollback(*, kind: str, author=None, to_version: ModelVersion | None 
         )
 
 
+BASELINE_SOURCE = "shipped baseline"
+
+
+def _baselines() -> list[tuple[str, Path]]:
+    """(kind, folder) of every export shipped in BASELINE_MODELS_DIR: ``<kind>-<name>/`` (others a user can choose,
+    e.g. emotion-seed-five, the seed's five classes) first, then ``<kind>/``, the one served by default."""
+    root = Path(settings.BASELINE_MODELS_DIR)
+    found = []
+    for kind in TASKS:
+        found += [(kind, d) for d in sorted(root.glob(f"{kind}-*")) if (d / "model.json").is_file()]
+        if (root / kind / "model.json").is_file():
+            found.append((kind, root / kind))
+    return found
+
+
+def _registered(kind: str, source: Path) -> ModelVersion | None:
+    """The version holding the same files as the shipped ``source`` (its model.json and weights), if any."""
+    from webapp.registry.selectors import version_dir
+
+    wanted = {p.name: p.read_bytes() for p in source.iterdir() if p.name == "model.json" or p.suffix == ".bin"}
+    for version in ModelVersion.objects.filter(kind=kind, trained_on__source=BASELINE_SOURCE).order_by("-number"):
+        directory = version_dir(version)
+        if all(
+            (directory / name).is_file() and (directory / name).read_bytes() == data for name, data in wanted.items()
+        ):
+            return version
+    return None
+
+
 def baseline_register() -> list[ModelVersion]:
-    """On a fresh install, register the baseline exports shipped in the repository as v1 and make them active."""
+    """Register the exports shipped in the repository that are not registered yet, and serve each kind's default one
+    where nothing else is served: on a fresh install, or where the served version is itself a shipped one (a newer
+    release's baseline replaces the one before; a version the deployment trained is never displaced)."""
+    from webapp.registry.selectors import active_version
+
     registered = []
-    for kind in ("keypoints", "emotion"):
-        source = Path(settings.BASELINE_MODELS_DIR) / kind
-        if ModelVersion.objects.filter(kind=kind).exists() or not (source / "model.json").is_file():
+    for kind, source in _baselines():
+        if _registered(kind, source) is not None:
             continue
         staging = staging_dir(kind)
         shutil.rmtree(staging)
@@ -155,11 +188,13 @@ def baseline_register() -> list[ModelVersion]:
             metrics=metrics,
             # what its own training saw: the distilled emotion baseline's metrics name no training count (None), and
             # its validation faces are not faces it was trained on
-            trained_on={"faces": metrics.get("n_train"), "validation": metrics.get("n"), "source": "shipped baseline"},
-            note="baseline shipped with the repository",
+            trained_on={"faces": metrics.get("n_train"), "validation": metrics.get("n"), "source": BASELINE_SOURCE},
+            note=f"baseline shipped with the repository ({source.name})",
         )
-        version_promote(version=version, action=Promotion.Action.BASELINE, reason="shipped baseline")
         registered.append(version)
+        served = active_version(kind=kind)
+        if source.name == kind and (served is None or served.trained_on.get("source") == BASELINE_SOURCE):
+            version_promote(version=version, action=Promotion.Action.BASELINE, reason="shipped baseline")
     return registered
 
 

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from the package, not a CDN
+    "webapp.labels",
     "webapp.faces",
     "webapp.registry",
     "webapp.training",

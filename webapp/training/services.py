@@ -161,20 +161,20 @@ def _claim(run_id: int) -> TrainingRun | None:
     return None
 
 
-def _decide(kind: str, candidate: np.ndarray, active: np.ndarray | None, labels: np.ndarray | None):
+def _decide(kind: str, candidate: np.ndarray, active: np.ndarray | None, labels: tuple | None):
     """Promote automatically only on enough validation faces and a difference beyond noise (ml.stats).
 
-    ``candidate`` / ``active``: per-face scores on the same validation faces (``ml.evaluate.face_scores``).
+    ``candidate`` / ``active``: per-face scores on the same validation faces (``ml.evaluate.face_scores``);
+    ``labels``: (the faces' classes, the names they index), for emotion.
     Returns (promote, the decision in words, the comparison as a dict or None).
     """
-    from ml.schema import EMOTIONS
     from ml.stats import paired_bootstrap
 
     if active is None:
         return True, f"no active {kind} model: promoted", None
     comparison = paired_bootstrap(candidate, active, metric=METRIC[kind], confidence=settings.PROMOTION_CONFIDENCE)
     margin = _margin(kind)
-    missing = [] if labels is None else [name for i, name in enumerate(EMOTIONS) if not (labels == i).any()]
+    missing = [] if labels is None else [name for i, name in enumerate(labels[1]) if not (labels[0] == i).any()]
     if comparison.n < settings.PROMOTION_MIN_FACES:
         reason = (
             f"{comparison.n} validation faces; at least {settings.PROMOTION_MIN_FACES} needed to promote automatically"
@@ -240,6 +240,37 @@ def decide_slices(kind: str, *, user, reference) -> tuple[bool, str]:
     if not reasons:
         return True, f"promoted: {figures}"
     return False, f"kept as a candidate: {'; and '.join(reasons)}; {figures}"
+
+
+def decide_new_classes(kind: str, *, shared: dict, recalls: dict, new: list[str], classes: int) -> tuple[bool, str]:
+    """The rule when the label set changed between the served version and the candidate: the classes both have must
+    not get worse on any slice (each paired comparison, read through the shared outputs, within the tolerance) and
+    every new class's recall must be above chance (1 / the number of classes) over its whole interval (by person).
+
+    ``shared``: slice name -> ``ml.stats.Comparison`` on its faces of the shared classes; ``recalls``:
+    ``ml.stats.recall_intervals`` of the candidate."""
+    tolerance, chance = _tolerance(kind), 1 / classes
+    reasons, figures = [], []
+    for name, comparison in shared.items():
+        figures.append(f"{name}, shared classes: {comparison.describe()}")
+        if comparison.improvement < -tolerance:
+            reasons.append(
+                f"the shared classes drop by {-comparison.improvement:.4f} on {name} (tolerance {tolerance:g})"
+            )
+    for name in new:
+        recall = recalls.get(name)
+        if recall is None:
+            reasons.append(f"no face of the new class {name} to measure it on")
+            continue
+        figures.append(
+            f"{name} recall {recall['recall']:.3f} [{recall['ci_low']:.3f}, {recall['ci_high']:.3f}] on "
+            f"{recall['n']} faces of {recall['groups']} people"
+        )
+        if recall["ci_low"] <= chance:
+            reasons.append(f"{name}'s recall is not above chance ({chance:.3f}) over its whole interval")
+    if not reasons:
+        return True, f"promoted (the label set changed): {'; '.join(figures)}"
+    return False, f"kept as a candidate: {'; and '.join(reasons)}; {'; '.join(figures)}"
 
 
 def run_config(kind: str, *, fine_tune: bool):
@@ -335,12 +366,12 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
 def run_execute(run_id: int) -> None:
     """The body of training.tasks.retrain. Safe to run twice: only a pending run is claimed."""
     from ml.align import framing_of
-    from ml.datasets import FaceData
+    from ml.datasets import FaceData, relabel
     from ml.domain import domain_fine_tune
-    from ml.evaluate import evaluate, face_scores
+    from ml.evaluate import evaluate
     from ml.export import export_tfjs, load_tfjs, read_manifest
     from ml.recipes import folds_for
-    from ml.stats import paired_bootstrap
+    from ml.stats import paired_bootstrap, recall_intervals
     from ml.train import train
     from webapp.faces.selectors import training_set
     from webapp.registry.selectors import active_version, version_dir
@@ -368,9 +399,17 @@ def run_execute(run_id: int) -> None:
             images=data.images[mask],
             lines=data.face_ids[mask],
             **{"points" if run.kind == "keypoints" else "labels": data.targets[mask]},
+            label_names=data.label_names,
         )
         parent = active_version(kind=run.kind)
-        initial = None if run.from_scratch or parent is None else load_tfjs(version_dir(parent))
+        parent_dir = version_dir(parent) if parent else None
+        parent_manifest = read_manifest(parent_dir) if parent else {}
+        # the served version's classes, where they are not the label set's: its head is regrown to the set
+        parent_labels = tuple(parent_manifest.get("labels") or ()) or None
+        changed = [] if parent_labels is None else [k for k in data.label_names if k not in parent_labels]
+        if parent_labels is not None and tuple(data.label_names) != parent_labels:
+            say(f"the label set is {', '.join(data.label_names)}; {parent} says {', '.join(parent_labels)}")
+        initial = None if run.from_scratch or parent is None else load_tfjs(parent_dir)
         # The users' own faces (datasets beside the reference one) get the domain recipe when there is a model to
         # fine-tune; the reference slice keeps its fixed validation faces.
         user = (data.datasets != counts["reference"]) if initial is not None else np.zeros(len(data.face_ids), bool)
@@ -431,11 +470,19 @@ def run_execute(run_id: int) -> None:
                 recipe,
                 on_progress,
                 should_stop=should_stop,
+                parent_labels=parent_labels,
             )
             result, stopped = domain.final, domain.stopped
         else:
             result = train(
-                run.kind, train_data, val_data, config, on_progress, initial_model=initial, should_stop=should_stop
+                run.kind,
+                train_data,
+                val_data,
+                config,
+                on_progress,
+                initial_model=initial,
+                initial_labels=parent_labels,
+                should_stop=should_stop,
             )
             stopped = result.stopped
         if not stopped and domain is None and initial is not None and result.best_epoch == 0:
@@ -459,40 +506,83 @@ def run_execute(run_id: int) -> None:
             return
         # Export in the active version's quantization (a float16 or uint8 baseline stays that size for the browser),
         # then score the exported files, not the Keras model: the decision is about what would be served.
-        parent_dir = version_dir(parent) if parent else None
-        parent_manifest = read_manifest(parent_dir) if parent else {}
         quantize = parent_manifest.get("quantization")
         quantize = None if quantize in (None, "float32") else quantize
         staging = staging_dir(run.kind)
         shutil.rmtree(staging)
         history = result.history
-        export_tfjs(result.model, staging, task=run.kind, quantize=quantize, extra={"history": history})
-        served_metrics, served_scores = evaluate(load_tfjs(staging), val_data, framing_of(read_manifest(staging)))
-        # both models scored face by face on this run's validation faces, each in its own framing
-        active_scores = None
+        export_tfjs(
+            result.model, staging, task=run.kind, quantize=quantize, extra={"history": history}, labels=result.labels
+        )
+        served_model, served_framing = load_tfjs(staging), framing_of(read_manifest(staging))
+        served_metrics, served_own = evaluate(served_model, val_data, served_framing)
+        # Both models scored face by face on the same faces, each in its own framing; where the label set changed,
+        # on the faces of the classes both have, each read through its outputs of those classes.
+        shared = tuple(k for k in data.label_names if k in parent_labels) if parent_labels else data.label_names
+        on_shared = (lambda d: relabel(d, shared)) if changed or shared != data.label_names else (lambda d: d)
+        compare_val = on_shared(val_data)
+        served_scores, active_scores = served_own, None
         if parent:
-            active_model = load_tfjs(parent_dir)
-            active_scores = face_scores(active_model, val_data, framing_of(parent_manifest))
+            active_model, active_framing = load_tfjs(parent_dir), framing_of(parent_manifest)
+            served_scores = evaluate(served_model, compare_val, served_framing, labels=result.labels)[1]
+            active_scores = evaluate(active_model, compare_val, active_framing, labels=parent_labels)[1]
         train_seconds, epochs_run, n_train = result.seconds, result.epochs_run, result.n_train
+        metric, confidence = METRIC[run.kind], settings.PROMOTION_CONFIDENCE
+        # per class: the candidate's recall on faces it never trained on (the reference's validation faces, the
+        # user's faces by the fold models that never saw their person), with an interval by person
+        recalls = None
+        if run.kind == "emotion":
+            evidence = [(served_own, val_data.labels, data.groups[reference & data.is_val])]
+            if domain is not None:
+                evidence.append((domain.user_scores, user_data.labels, user_groups))
+            correct, truth, people = (np.concatenate([e[i] for e in evidence]) for i in range(3))
+            recalls = recall_intervals(correct, truth, data.label_names, people, confidence=confidence)
         if domain is None:
-            labels = val_data.labels if run.kind == "emotion" else None
-            promote, decision, comparison = _decide(run.kind, served_scores, active_scores, labels)
+            if changed and active_scores is not None:
+                on_reference = paired_bootstrap(served_scores, active_scores, metric=metric, confidence=confidence)
+                promote, decision = decide_new_classes(
+                    run.kind,
+                    shared={counts["reference"]: on_reference},
+                    recalls=recalls,
+                    new=changed,
+                    classes=len(data.label_names),
+                )
+                comparison = on_reference.to_dict()
+            else:
+                labels = (val_data.labels, data.label_names) if run.kind == "emotion" else None
+                promote, decision, comparison = _decide(run.kind, served_scores, active_scores, labels)
             slices = {"reference": {**comparison, "dataset": counts["reference"]}} if comparison else {}
         else:
-            metric, confidence = METRIC[run.kind], settings.PROMOTION_CONFIDENCE
-            active_user = face_scores(active_model, user_data, framing_of(parent_manifest))
+            # the user's faces of the shared classes, scored by the fold models and by the served version
+            kept = np.isin(np.asarray(data.label_names)[user_data.labels], shared)
+            active_user = evaluate(active_model, on_shared(user_data), active_framing, labels=parent_labels)[1]
             on_user = paired_bootstrap(
-                domain.user_scores, active_user, metric=metric, confidence=confidence, groups=user_groups
+                domain.user_scores[kept], active_user, metric=metric, confidence=confidence, groups=user_groups[kept]
             )
             on_reference = paired_bootstrap(served_scores, active_scores, metric=metric, confidence=confidence)
-            promote, decision = decide_slices(run.kind, user=on_user, reference=on_reference)
+            if changed:
+                promote, decision = decide_new_classes(
+                    run.kind,
+                    shared={"your faces": on_user, counts["reference"]: on_reference},
+                    recalls=recalls,
+                    new=changed,
+                    classes=len(data.label_names),
+                )
+            else:
+                promote, decision = decide_slices(run.kind, user=on_user, reference=on_reference)
             comparison = on_reference.to_dict()
             slices = {
                 "reference": {**comparison, "dataset": counts["reference"]},
                 "user": {
                     **on_user.to_dict(),
                     "method": f"{domain.folds}-fold by person" if domain.folds else "in-sample (one person: no folds)",
-                    "datasets": _per_dataset(metric, data.datasets[user], user_groups, domain.user_scores, active_user),
+                    "datasets": _per_dataset(
+                        metric,
+                        data.datasets[user][kept],
+                        user_groups[kept],
+                        domain.user_scores[kept],
+                        active_user,
+                    ),
                 },
             }
             epochs_run, train_seconds = (
@@ -513,6 +603,10 @@ def run_execute(run_id: int) -> None:
             report["comparison"] = {**comparison, "against": str(parent), "decision": decision}
         if slices:
             report["slices"] = slices
+        if recalls is not None:
+            report["per_class_recall_ci"] = recalls
+        if changed:
+            report["classes_added"] = changed
         (staging / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
         version = version_register(
             kind=run.kind,

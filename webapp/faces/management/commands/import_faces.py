@@ -18,9 +18,14 @@ class Command(BaseCommand):
             action="store_true",
             help="faces already present take this file's label (repairs an import read in the wrong format)",
         )
+        parser.add_argument(
+            "--add-classes",
+            action="store_true",
+            help="a class name the label set lacks is added to it (default: such a row is a bad row)",
+        )
         parser.add_argument("path")
 
-    def handle(self, *args, path, format, relabel=False, **options):
+    def handle(self, *args, path, format, relabel=False, add_classes=False, **options):
         quiet = options["verbosity"] == 0
         if format == "label-studio":
             return self._label_studio(path)
@@ -44,7 +49,9 @@ class Command(BaseCommand):
             write_bar.update(done - write_bar.n)
 
         try:
-            report = faces_import(path=path, fmt=format, on_read=on_read, on_write=on_write, relabel=relabel)
+            report = faces_import(
+                path=path, fmt=format, on_read=on_read, on_write=on_write, relabel=relabel, add_classes=add_classes
+            )
         except DatasetError as exc:
             raise CommandError(str(exc)) from exc
         finally:

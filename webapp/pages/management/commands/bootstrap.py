@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
 from webapp.pages.permissions import LABELERS_GROUP
+from webapp.registry.models import ActiveVersion
 from webapp.registry.services import baseline_register, tflite_backfill
 
 
@@ -30,7 +31,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         Group.objects.get_or_create(name=LABELERS_GROUP)
         for version in baseline_register():
-            self.stdout.write(f"registered the shipped baseline {version} and made it active")
+            served = " and made it active" if ActiveVersion.objects.filter(version=version).exists() else ""
+            self.stdout.write(f"registered the shipped baseline {version}{served}")
         for version in tflite_backfill():
             self.stdout.write(f"wrote the TFLite file of {version} (the web process runs it with LiteRT)")
         User = get_user_model()
