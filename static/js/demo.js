@@ -31,19 +31,30 @@ function renderFaces(faces, labels) {
       : '<p class="muted">No face found in this photo. Faces turned far away, covered or only a few pixels high are missed; try a photo where the face looks toward the camera.</p>';
     return;
   }
-  box.innerHTML = faces.map((face, i) => {
+  // the class names are the served version's (its manifest): data, so built as text, never as markup
+  const el = (tag, attrs = {}, text = "") => Object.assign(document.createElement(tag), attrs, text ? { textContent: text } : {});
+  box.replaceChildren(...faces.map((face, i) => {
     const top = face.probabilities.indexOf(Math.max(...face.probabilities));
-    const bars = face.probabilities.map((p, j) => `
-      <div class="bar${j === top ? " top" : ""}"><span>${labels[j]}</span>
-        <meter min="0" max="1" value="${p.toFixed(3)}"></meter><b>${(100 * p).toFixed(0)}%</b></div>`).join("");
     const sure = face.probabilities[top] >= LOW_CONFIDENCE;
-    const title = sure ? labels[top] : `${labels[top]}? (low confidence)`;
-    const hint = sure ? "" : `<p class="muted">Under ${100 * LOW_CONFIDENCE} %: none of the five classes fits well. The model knows no neutral or fear, so a calm face is read as its nearest class.</p>`;
-    return `<div class="face" data-face="${i}"><h3>Face ${i + 1}: ${title}</h3>${hint}${bars}</div>`;
-  }).join("");
+    const card = el("div", { className: "face" });
+    card.dataset.face = String(i);
+    card.append(el("h3", {}, `Face ${i + 1}: ${sure ? labels[top] : `${labels[top]}? (low confidence)`}`));
+    if (!sure) {
+      const why = labels.includes("neutral")
+        ? "no class stands out, so this is a guess."
+        : "no class fits well. The served model knows no neutral, so a calm face is read as its nearest class.";
+      card.append(el("p", { className: "muted" }, `Under ${100 * LOW_CONFIDENCE} %: ${why}`));
+    }
+    face.probabilities.forEach((p, j) => {
+      const bar = el("div", { className: `bar${j === top ? " top" : ""}` });
+      bar.append(el("span", {}, labels[j]), el("meter", { min: 0, max: 1, value: p.toFixed(3) }), el("b", {}, `${(100 * p).toFixed(0)}%`));
+      card.append(bar);
+    });
+    return card;
+  }));
 }
 
-// Below this top probability a face's emotion is shown as a guess: the five classes have no "neutral" (README).
+// Below this top probability a face's emotion is shown as a guess, whatever classes the served version has.
 const LOW_CONFIDENCE = 0.5;
 
 // Each face's number at its box, as in the list beside the picture ("Face 2: sad" is the box marked 2).

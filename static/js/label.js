@@ -98,7 +98,7 @@ function render() {
     const [x, y, visible] = state.points[state.selected];
     $("selected").textContent = `${manifest.keypoint_names[state.selected].replaceAll("_", " ")}: (${x.toFixed(1)}, ${y.toFixed(1)})${visible ? "" : " hidden"}`;
   }
-  document.querySelectorAll("#emotions button").forEach((b, i) => b.setAttribute("aria-pressed", String(i === state.emotion)));
+  document.querySelectorAll("#emotions button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.emotion === state.emotion)));
   const says = (task, name) => `${name}: ${state.confirmed[task] ? "confirmed" : "not confirmed (the model's guess)"}`;
   $("confirmed").textContent = state.face ? `${says("keypoints", "Points")} · ${says("emotion", "Emotion")}` : "";
   updateButtons();
@@ -202,7 +202,10 @@ async function show(face, lease, where, { current = false, review = null } = {})
   const labelsNow = face.labels || {};
   const startPoints = current && labelsNow.keypoints ? labelsNow.keypoints.map((p) => [p.x, p.y, p.visible])
     : prediction.points.map(([x, y]) => [clamp(x), clamp(y), true]);
-  const guess = prediction.probabilities.indexOf(Math.max(...prediction.probabilities));
+  const labels = state.models.manifest.emotion.labels; // the served version's classes, in its output order
+  const top = prediction.probabilities.indexOf(Math.max(...prediction.probabilities));
+  // the model's guess starts the emotion where the label set has its class (a class of an older set does not)
+  const guess = state.classes.includes(labels[top]) ? labels[top] : null;
   // reviewing: start from the labelers' consensus, and show what each of them said
   const byLabeler = review ? Object.entries(review.labels) : [];
   const task = taskOf();
@@ -220,12 +223,11 @@ async function show(face, lease, where, { current = false, review = null } = {})
     emotion: (current || review) && labelsNow.emotion != null ? labelsNow.emotion : guess,
   });
   const manifest = state.models.manifest;
-  const labels = manifest.emotion.labels;
   $("face-info").textContent = `Face ${face.id} · ${face.source} ${face.source_name || ""} · ${where} · ${state.done} saved this session`;
-  $("model").textContent = `Model said: ${labels[guess]} ${(100 * prediction.probabilities[guess]).toFixed(0)}% (emotion v${manifest.emotion.version}), points from keypoints v${manifest.keypoints.version}.`;
+  $("model").textContent = `Model said: ${labels[top]} ${(100 * prediction.probabilities[top]).toFixed(0)}% (emotion v${manifest.emotion.version}), points from keypoints v${manifest.keypoints.version}.`;
   $("current").textContent = review
-    ? `Labelers: ${byLabeler.map(([who, v]) => `${who}: ${v == null ? "not a face" : Array.isArray(v) ? "points" : labels[v]}`).join(" · ")}. Your decision is the label.`
-    : labelsNow.emotion != null ? `Current label: ${labels[labelsNow.emotion]} (${SOURCES[face.label_sources?.emotion] || "imported"}).` : "";
+    ? `Labelers: ${byLabeler.map(([who, v]) => `${who}: ${v == null ? "not a face" : Array.isArray(v) ? "points" : v}`).join(" · ")}. Your decision is the label.`
+    : labelsNow.emotion != null ? `Current label: ${labelsNow.emotion} (${SOURCES[face.label_sources?.emotion] || "imported"}).` : "";
   render();
   board.focus();
   if (!current && !review) recordPredictions(face, analyzed);
@@ -306,15 +308,19 @@ function skipFace() {
 function accept() {
   const task = taskOf();
   if (!state.face || state.confirmed[task]) return;
+  if (task === "emotion" && state.emotion == null) {
+    setMessage("The model's class is not in the label set: pick one of the buttons.");
+    return;
+  }
   remember();
   state.confirmed = { ...state.confirmed, [task]: true };
   render();
 }
 
-function chooseEmotion(index) {
-  if (state.emotion === index && state.confirmed.emotion) return; // nothing changes: no empty undo step
+function chooseEmotion(key) {
+  if (state.emotion === key && state.confirmed.emotion) return; // nothing changes: no empty undo step
   remember();
-  state.emotion = index;
+  state.emotion = key;
   state.confirmed = { ...state.confirmed, emotion: true };
   render();
 }
@@ -421,8 +427,8 @@ document.addEventListener("keydown", (event) => {
     state.points[state.selected] = [clamp(x + dx), clamp(y + dy), v];
     touchPoints();
     render();
-  } else if (/^[1-9]$/.test(key) && Number(key) <= state.models.manifest.emotion.labels.length && !ctrl) {
-    chooseEmotion(Number(key) - 1);
+  } else if (/^[1-9]$/.test(key) && Number(key) <= state.classes.length && !ctrl) {
+    chooseEmotion(state.classes[Number(key) - 1]);
   } else if (key === "v" || key === "V") {
     remember();
     state.points[state.selected][2] = !state.points[state.selected][2];
@@ -498,16 +504,24 @@ async function main() {
   try {
     state.analyzer = await createAnalyzer({ backend: "wasm", detector: false });
     state.models = state.analyzer.models;
+    // the buttons are the label set's classes (a class the served model lacks can be labeled too: that is how it
+    // learns it); the set is data, so each name becomes text, never markup
+    state.classes = (await api("/api/labelsets/emotion/")).data.labels;
   } catch (err) {
     setMessage(`The models could not load: ${err.message}`);
     return;
   }
-  $("emotions").innerHTML = state.models.manifest.emotion.labels
-    .map((label, i) => `<button type="button" data-emotion="${i}"><kbd>${i + 1}</kbd> ${label}</button>`).join("");
+  $("emotions").replaceChildren(...state.classes.map((key, i) => {
+    const button = Object.assign(document.createElement("button"), { type: "button" });
+    button.dataset.emotion = key;
+    if (i < 9) button.append(Object.assign(document.createElement("kbd"), { textContent: String(i + 1) }), " ");
+    button.append(key);
+    return button;
+  }));
   $("emotions").addEventListener("click", (e) => {
     const button = e.target.closest("button");
     if (!button) return;
-    chooseEmotion(Number(button.dataset.emotion));
+    chooseEmotion(button.dataset.emotion);
   });
   state.ready = true;
   await next();

@@ -107,7 +107,8 @@ async function showVersion(id) {
   if (v.kind === "emotion" && m.confusion_matrix) {
     const max = Math.max(...m.confusion_matrix.flat());
     second.innerHTML = `<h3>Confusion (v${v.number}; rows true, columns predicted)</h3><table class="confusion"><tr><th></th>${m.labels.map((l) => `<th>${esc(l)}</th>`).join("")}</tr>` +
-      m.confusion_matrix.map((row, i) => `<tr><th>${esc(m.labels[i])}</th>${row.map((n) => `<td style="background: rgba(53,224,161,${(0.85 * n / max).toFixed(2)})">${n}</td>`).join("")}</tr>`).join("") + "</table>";
+      m.confusion_matrix.map((row, i) => `<tr><th>${esc(m.labels[i])}</th>${row.map((n) => `<td style="background: rgba(53,224,161,${(0.85 * n / max).toFixed(2)})">${n}</td>`).join("")}</tr>`).join("") + "</table>" +
+      recallTable(m);
   } else if (v.kind === "keypoints" && m.per_point_error_px) {
     // one row per point, every label shown: 15 points need the height
     second.innerHTML = `<h3>Error per point (v${v.number}, px)</h3><div class="points-box"><canvas class="points"></canvas></div>`;
@@ -246,6 +247,92 @@ document.addEventListener("click", (event) => {
   else if (t.matches("a.show")) { event.preventDefault(); showVersion(t.dataset.id); }
 });
 
+// Per class: recall on faces the version never trained on, with its interval by person where the run measured one
+// (a new class's few faces say how sure that figure is).
+function recallTable(m) {
+  const ci = m.per_class_recall_ci;
+  const plain = m.per_class_recall;
+  if (!ci && !plain) return "";
+  const added = new Set(m.classes_added || []);
+  const rows = Object.entries(ci || plain).map(([name, r]) => {
+    const figure = ci ? `${fmt(r.recall, 3)} <span class="muted">[${fmt(r.ci_low, 3)}, ${fmt(r.ci_high, 3)}]</span>` : fmt(r, 3);
+    const who = ci ? `${r.n} faces · ${r.groups} ${r.groups === r.n ? "faces" : "people"}` : "";
+    return `<tr><th>${esc(name)}${added.has(name) ? ' <span class="badge">new</span>' : ""}</th><td>${figure}</td><td class="muted">${who}</td></tr>`;
+  }).join("");
+  const title = ci ? "Recall per class (95 % interval by person)" : "Recall per class";
+  return `<h3>${title}</h3><table class="recall">${rows}</table>`;
+}
+
+// The emotion label set: the classes labelers see and a retrain learns. Staff add, reorder, retire or pick a preset;
+// a retired class keeps its stored labels (they are stored by name) and comes back when added again.
+const labelSet = { labels: [], retired: [], presets: {} };
+
+function renderLabelSet() {
+  const card = document.getElementById("labelset");
+  if (!card) return;
+  const list = card.querySelector(".classes");
+  list.replaceChildren(...labelSet.labels.map((key, i) => {
+    const li = document.createElement("li");
+    const name = Object.assign(document.createElement("span"), { textContent: `${i + 1}. ${key}` });
+    const button = (text, action, disabled = false) => {
+      const b = Object.assign(document.createElement("button"), { type: "button", textContent: text, disabled });
+      b.dataset.action = action;
+      b.dataset.index = String(i);
+      return b;
+    };
+    li.append(name, button("↑", "up", i === 0), button("↓", "down", i === labelSet.labels.length - 1), button("Retire", "retire", labelSet.labels.length <= 2));
+    return li;
+  }));
+  card.querySelector(".retired").textContent = labelSet.retired.length
+    ? `Retired (their labels are kept): ${labelSet.retired.join(", ")}` : "";
+  const presets = card.querySelector(".preset");
+  if (!presets.options.length) {
+    presets.append(new Option("Apply a preset…", ""), ...Object.entries(labelSet.presets).map(([name, labels]) => new Option(`${name}: ${labels.join(", ")}`, name)));
+  }
+}
+
+async function loadLabelSet() {
+  Object.assign(labelSet, (await api("/api/labelsets/emotion/")).data);
+  renderLabelSet();
+}
+
+async function saveLabelSet(json, what) {
+  try {
+    Object.assign(labelSet, (await api("/api/labelsets/emotion/", { method: "PUT", json })).data);
+    renderLabelSet();
+    toast(`Label set: ${what}. A retrain teaches the model the set as it is now.`, "ok");
+    showPlan("emotion");
+  } catch (err) {
+    toast(err.message, "error");
+    loadLabelSet();
+  }
+}
+
+document.getElementById("labelset")?.addEventListener("click", (event) => {
+  const t = event.target;
+  const i = Number(t.dataset.index);
+  const labels = [...labelSet.labels];
+  if (t.dataset.action === "up" || t.dataset.action === "down") {
+    const j = t.dataset.action === "up" ? i - 1 : i + 1;
+    [labels[i], labels[j]] = [labels[j], labels[i]];
+    saveLabelSet({ labels }, `${labelSet.labels[i]} moved`);
+  } else if (t.dataset.action === "retire") {
+    saveLabelSet({ labels: labels.filter((_, k) => k !== i) }, `${labelSet.labels[i]} retired`);
+  }
+});
+document.getElementById("labelset")?.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = event.target.querySelector("input[name=class]");
+  const name = input.value.trim();
+  if (!name) return;
+  saveLabelSet({ labels: [...labelSet.labels, name] }, `${name} added`).then(() => { input.value = ""; });
+});
+document.getElementById("labelset")?.addEventListener("change", (event) => {
+  if (!event.target.matches(".preset") || !event.target.value) return;
+  saveLabelSet({ preset: event.target.value }, `preset ${event.target.value}`);
+  event.target.value = "";
+});
+
 async function loadAgreement() {
   const el = document.getElementById("agreement");
   const { data: a } = await api("/api/labeling/agreement/");
@@ -266,6 +353,7 @@ async function main() {
   try {
     await loadVersions();
     loadAgreement().catch((err) => toast(`Could not load the agreement figures: ${err.message}`, "error"));
+    loadLabelSet().catch((err) => toast(`Could not load the label set: ${err.message}`, "error"));
     document.querySelectorAll(".card[data-kind]").forEach((c) => showPlan(c.dataset.kind));
     const { data } = await api("/api/training-runs/?limit=10");
     (data.results || []).filter((r) => ["pending", "running"].includes(r.status)).forEach((r) => follow(r.id));

@@ -80,3 +80,68 @@ def test_a_retrain_with_a_users_faces_stores_both_slices(start_worker, redis_bro
     assert 0 <= user["candidate"] <= 1 and np.isfinite(user["ci_low"])
     assert run.epochs == 5 and run.epoch == 5  # four fold models and the final one, one epoch each here
     assert not run.promoted and "your faces come from 4 people" in run.decision
+
+
+# --- the label set changed between the served version and the candidate ------------------------------------------
+
+
+def recall(value: float, low: float, high: float, n: int = 30, groups: int = 10) -> dict:
+    return {"recall": value, "ci_low": low, "ci_high": high, "n": n, "groups": groups}
+
+
+@pytest.mark.parametrize(
+    ("shared", "recalls", "promoted", "reason"),
+    [
+        (comparison(0.0, -0.01, 0.01), {"contempt": recall(0.8, 0.6, 0.95)}, True, "contempt recall 0.800"),
+        # above chance (1/8) in its figure, not over its whole interval: noise never promotes
+        (comparison(0.0, -0.01, 0.01), {"contempt": recall(0.3, 0.1, 0.5)}, False, "not above chance (0.125)"),
+        (comparison(-0.03, -0.05, -0.01), {"contempt": recall(0.8, 0.6, 0.95)}, False, "shared classes drop by 0.0300"),
+        (comparison(0.0, -0.01, 0.01), {}, False, "no face of the new class contempt"),
+    ],
+)
+def test_the_rule_when_the_label_set_grew(settings, shared, recalls, promoted, reason):
+    from webapp.training.services import decide_new_classes
+
+    settings.PROMOTION_TOLERANCE_ACCURACY = 0.01
+    decided, text = decide_new_classes(
+        "emotion", shared={"fer.csv": shared}, recalls=recalls, new=["contempt"], classes=8
+    )
+    assert decided is promoted and reason in text
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_retrain_after_the_set_grows_learns_the_new_class(
+    start_worker, redis_broker, labeled_faces, staff_client, dirs
+):
+    """A class no version knows (contempt) is added and a lab's file names it: the retrain regrows the served
+    version's head (the shared classes from the parent), the new version says the new set, and the run stores each
+    class's recall with its interval by person and judges the candidate by the rule for a changed set."""
+    from django.core.management import call_command
+
+    from webapp.faces.services import faces_import
+    from webapp.labels.selectors import label_set
+    from webapp.registry.selectors import version_manifest
+
+    call_command("labelset", "emotion", "--add", "contempt", verbosity=0)
+    names = ["contempt", "happiness", "anger", "surprise"]
+    rows = [
+        f"{names[i % 4]},{csvs.pixels(csvs.synthetic_face(600 + i, side=48)[0])},Training,S{i % 6}" for i in range(24)
+    ]
+    faces_import(path=csvs.write(dirs / "lab.csv", "emotion,pixels,Usage,subject", rows), fmt="fer2013")  # < fer.csv
+
+    start_worker()
+    run = wait_for(staff_client.post("/api/training-runs/", {"kind": "emotion"}, format="json").json()["id"])
+    assert run.status == "succeeded", run.log + run.error
+    assert "the label set is" in run.log and "says anger" in run.log
+    manifest = version_manifest(run.version)
+    assert manifest["labels"] == list(label_set().labels) and manifest["labels"][-1] == "contempt"
+    metrics = run.version.metrics
+    assert metrics["classes_added"] == ["contempt"]
+    contempt = metrics["per_class_recall_ci"]["contempt"]
+    assert (
+        contempt["n"] == 6
+        and contempt["groups"] <= 6
+        and contempt["ci_low"] <= contempt["recall"] <= contempt["ci_high"]
+    )
+    assert "contempt recall" in run.decision and "shared classes" in run.decision

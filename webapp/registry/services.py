@@ -142,14 +142,14 @@ BASELINE_SOURCE = "shipped baseline"
 
 
 def _baselines() -> list[tuple[str, Path]]:
-    """(kind, folder) of every export shipped in BASELINE_MODELS_DIR: ``<kind>-<name>/`` (others a user can choose,
-    e.g. emotion-seed-five, the seed's five classes) first, then ``<kind>/``, the one served by default."""
+    """(kind, folder) of every export shipped in BASELINE_MODELS_DIR: ``<kind>/``, the one served by default (v1 on a
+    fresh install), then ``<kind>-<name>/``, others a user can choose (emotion-seed-five: the seed's five classes)."""
     root = Path(settings.BASELINE_MODELS_DIR)
     found = []
     for kind in TASKS:
-        found += [(kind, d) for d in sorted(root.glob(f"{kind}-*")) if (d / "model.json").is_file()]
         if (root / kind / "model.json").is_file():
             found.append((kind, root / kind))
+        found += [(kind, d) for d in sorted(root.glob(f"{kind}-*")) if (d / "model.json").is_file()]
     return found
 
 
