@@ -66,7 +66,9 @@ def served(model_dir: Path, data: Path) -> dict:
     for name in ("neutral", "fear"):
         if name in labels:
             mask = val.labels == labels.index(name)
-            report[f"{name}_shown_as_sure_wrong"] = round(shown_as_sure_wrong(probabilities[mask], labels.index(name)), 4)
+            report[f"{name}_shown_as_sure_wrong"] = round(
+                shown_as_sure_wrong(probabilities[mask], labels.index(name)), 4
+            )
     five = split(read_faces(data, labels=PRESETS["seed-five"]))[1]
     five_metrics = evaluate(model, five, framing, labels=labels)[0]
     report["seed_five_through_their_outputs"] = {"n": five_metrics["n"], "accuracy": round(five_metrics["accuracy"], 4)}
@@ -122,8 +124,12 @@ def contempt(pool: Path) -> dict:
         directory = version_dir(active_version(kind="emotion"))
         manifest = read_manifest(directory)
         metrics = evaluate(load_tfjs(directory), test, framing_of(manifest), labels=manifest["labels"])[0]
-        return {"labels": manifest["labels"], "n": metrics["n"], "accuracy": round(metrics["accuracy"], 4),
-                "recall": {k: round(v, 4) for k, v in metrics["per_class_recall"].items()}}
+        return {
+            "labels": manifest["labels"],
+            "n": metrics["n"],
+            "accuracy": round(metrics["accuracy"], 4),
+            "recall": {k: round(v, 4) for k, v in metrics["per_class_recall"].items()},
+        }
 
     before = served_recalls()
     command("import_faces", "--format", "fer2013", str(part), "-v0")

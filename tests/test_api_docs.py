@@ -36,3 +36,14 @@ def test_every_api_route_and_method_is_in_the_schema(client):
         view = pattern.callback.cls
         methods = {m for m in ("get", "post", "put", "patch", "delete") if hasattr(view, m)}
         assert methods <= set(paths[route]), (route, methods, set(paths[route]))
+
+
+def test_the_emotion_a_client_sends_is_documented_as_the_label_sets_classes(client):
+    import yaml
+
+    from webapp.labels.services import labelset_add
+
+    labelset_add(names=["contempt"])
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    emotion = schema["components"]["schemas"]["AnnotationSubmitInputRequest"]["properties"]["emotion"]
+    assert emotion["enum"][-1] == "contempt" and "neutral" in emotion["enum"]

@@ -26,6 +26,7 @@ $("import-form").addEventListener("submit", (event) => {
   form.append("file", file);
   form.append("format", $("format").value);
   form.append("relabel", $("relabel").checked ? "true" : "false");
+  form.append("add_classes", $("add-classes").checked ? "true" : "false");
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/api/datasets/import/");
   xhr.setRequestHeader("X-CSRFToken", csrfToken());

@@ -71,7 +71,8 @@ def site(live_server, media, settings, transactional_db):
     from webapp.registry.services import baseline_register
 
     settings.BASELINE_MODELS_DIR = settings.BASE_DIR / "models" / "baseline"
-    assert len(baseline_register()) == 2, "the shipped baseline models are missing from models/baseline/"
+    served = [v for v in baseline_register() if v.number == 1]
+    assert len(served) == 2, "the shipped baseline models are missing from models/baseline/"
     return live_server.url
 
 

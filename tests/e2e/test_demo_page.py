@@ -41,7 +41,9 @@ def test_photo_upload_finds_the_face_and_matches_keras(open_page, tmp_path):
     page.wait_for_function("window.studio.last && window.studio.last.faces.length > 0", timeout=30_000)
     last = page.evaluate("window.studio.last")
     assert len(last["faces"]) == 1 and len(last["faces"][0]["points"]) == 15
-    assert page.locator("#faces .face meter").count() == 5
+    classes = page.evaluate("window.studio.models.manifest.emotion.labels")  # the served version's, one bar each
+    assert page.locator("#faces .face meter").count() == len(classes)
+    assert page.locator("#faces .face .bar span").all_inner_texts() == classes
     assert "face(s) in astronaut.jpg" in page.locator("#status").inner_text()
     _assert_same_as_keras(last)
     # the browser's detector is the server's BlazeFace rebuilt for TF.js: the same box, up to resampling

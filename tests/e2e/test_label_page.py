@@ -87,7 +87,9 @@ def test_a_failed_save_keeps_the_edits_and_says_why(open_page, labeler, faces, s
         and "Your edits are kept" in page.locator("#message").inner_text()
     )
     assert page.evaluate("window.studio.face.id") == face_id
-    assert page.evaluate("window.studio.points") == edited and page.evaluate("window.studio.emotion") == 1
+    assert page.evaluate("window.studio.points") == edited and page.evaluate("window.studio.emotion") == page.evaluate(
+        "window.studio.classes[1]"
+    )
     assert not Annotation.objects.filter(face_id=face_id, origin="human").exists()
 
 
@@ -127,7 +129,7 @@ def test_a_save_stores_only_what_the_labeler_confirmed(open_page, labeler, faces
     page.keyboard.press("Enter")
     page.wait_for_function(f"window.studio.face && window.studio.face.id !== {second}", timeout=20_000)
     accepted = Annotation.objects.get(face_id=second, origin="human")
-    assert accepted.points is not None and accepted.emotion == 2
+    assert accepted.points is not None and accepted.emotion == page.evaluate("window.studio.classes[2]")
 
 
 def test_tab_reaches_the_buttons(open_page, labeler, faces):
@@ -152,7 +154,10 @@ def test_back_names_and_the_shortcut_overlay(open_page, labeler, faces):
     # back: the saved face again, leased to this labeler, showing the label it has now
     page.keyboard.press("b")
     page.wait_for_function(f"window.studio.face && window.studio.face.id === {first}", timeout=20_000)
-    assert page.evaluate("window.studio.emotion") == 2 and "going back" in page.locator("#face-info").inner_text()
+    assert (
+        page.evaluate("window.studio.emotion") == page.evaluate("window.studio.classes[2]")
+        and "going back" in page.locator("#face-info").inner_text()
+    )
     from webapp.faces.models import Lease
 
     assert Lease.objects.filter(face_id=first, holder=labeler).exists()
@@ -302,5 +307,5 @@ def test_saving_only_the_emotion_in_the_keypoints_queue_moves_on(open_page, labe
     page.keyboard.press("Enter")
     page.wait_for_function(f"window.studio.face && window.studio.face.id !== {face_id}", timeout=20_000)
     saved = Annotation.objects.get(face_id=face_id, origin="human")
-    assert saved.emotion == 1 and saved.points is None
+    assert saved.emotion == page.evaluate("window.studio.classes[1]") and saved.points is None
     assert "still needs its points" in page.locator("#toast").inner_text()

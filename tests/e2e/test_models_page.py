@@ -77,6 +77,7 @@ def test_names_notes_and_decisions_are_shown_as_text_never_run(open_page, staff,
     from tests import factories
     from webapp.faces.services import annotation_submit
     from webapp.registry.models import ModelVersion
+    from webapp.registry.selectors import version_history
     from webapp.registry.services import staging_dir, version_register
     from webapp.training.models import TrainingRun
 
@@ -129,7 +130,42 @@ def test_names_notes_and_decisions_are_shown_as_text_never_run(open_page, staff,
     assert HOSTILE in page.locator('.card[data-kind="emotion"] .run').inner_text()
     page.wait_for_timeout(300)
     assert page.evaluate("window.__xss") is None and page.locator("img[src=x]").count() == 0
-    # the shipped emotion model has no curves: its note, not empty axes
-    page.click(f'.card[data-kind="emotion"] a.show[data-id="{baseline.pk}"]')
+    # the distilled five-class baseline (shipped, registered as v2) has no curves: its note, not empty axes
+    distilled = ModelVersion.objects.get(kind="emotion", number=2)
+    assert distilled.trained_on["source"] == "shipped baseline" and not version_history(distilled)
+    page.click(f'.card[data-kind="emotion"] a.show[data-id="{distilled.pk}"]')
     page.wait_for_function("!document.querySelector('.card[data-kind=emotion] .no-curves').hidden")
     assert page.locator('.card[data-kind="emotion"] canvas.loss').is_hidden()
+
+
+def test_staff_add_a_class_and_labelers_get_its_button_while_every_stored_label_keeps_its_class(
+    open_page, staff, labeler, faces
+):
+    """The label set card: a class added (and one moved) is the label page's set at once; the served version's
+    classes stay what its manifest says, so the demo is unchanged until a retrain teaches the model the new class."""
+    from webapp.faces.selectors import current_labels
+    from webapp.labels.selectors import label_set
+
+    before = current_labels(task="emotion")
+    page = open_page("/models/", user=staff)
+    page.wait_for_function("document.querySelectorAll('#labelset .classes li').length > 0", timeout=30_000)
+    assert page.locator("#labelset .classes li").count() == len(label_set().labels)
+    page.fill('#labelset input[name="class"]', "Contempt")
+    page.click('#labelset button[type="submit"]')
+    page.wait_for_function("document.querySelector('#labelset .classes').textContent.includes('contempt')")
+    page.locator("#labelset .classes li").last.locator('button[data-action="up"]').click()  # one place up
+    page.wait_for_function(
+        "document.querySelector('#labelset .classes li:nth-last-child(2)').textContent.includes('contempt')"
+    )
+    expected = label_set().labels
+    assert expected[-2] == "contempt" and current_labels(task="emotion") == before
+    page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "labelset.png"), full_page=False)
+
+    label = open_page("/label/", user=labeler)
+    label.wait_for_function("window.studio && window.studio.ready && window.studio.face", timeout=60_000)
+    assert label.evaluate("window.studio.classes") == list(expected)
+    assert label.locator("#emotions button").all_inner_texts()[len(expected) - 2].endswith("contempt")
+    label.keyboard.press(str(len(expected) - 1))  # its number key
+    assert label.evaluate("window.studio.emotion") == "contempt"
+    served = label.evaluate("window.studio.models.manifest.emotion.labels")
+    assert "contempt" not in served  # no version knows it yet: the model's guess is one of its own classes

@@ -134,8 +134,11 @@ def test_the_active_row_says_what_a_rollback_would_serve(client_for, baseline, t
 
 def test_the_shipped_baselines_say_what_they_were_trained_on_not_their_validation_count(settings, media):
     settings.BASELINE_MODELS_DIR = settings.BASE_DIR / "models" / "baseline"
-    versions = {v.kind: v for v in services.baseline_register()}
-    assert versions["keypoints"].trained_on["faces"] == versions["keypoints"].metrics["n_train"]
-    # the distilled emotion baseline names no training count: unknown, not its 2,275 validation faces
-    assert versions["emotion"].trained_on["faces"] is None
-    assert versions["emotion"].trained_on["validation"] == versions["emotion"].metrics["n"]
+    versions = {(v.kind, v.number): v for v in services.baseline_register()}
+    keypoints, seven, five = versions["keypoints", 1], versions["emotion", 1], versions["emotion", 2]
+    assert keypoints.trained_on["faces"] == keypoints.metrics["n_train"]
+    assert seven.trained_on["faces"] == seven.metrics["n_train"]
+    # the distilled five-class baseline names no training count: unknown, not its 2,275 validation faces
+    assert five.trained_on["faces"] is None and five.trained_on["validation"] == five.metrics["n"]
+    # the seven-class one is served, the seed's five are registered beside it (labelset --preset seed-five --serve)
+    assert ActiveVersion.objects.get(kind="emotion").version == seven and len(versions) == 3

@@ -191,6 +191,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "webapp.pages.schema.add_error_responses",
+        "webapp.labels.schema.add_label_set_enum",
     ],
 }
 
