@@ -188,7 +188,17 @@ def cmd_export(args) -> None:
     framing = framing_of(manifest)
     extra = {"history": manifest.get("history", {}), "framing": framing.to_dict()}
     labels = manifest.get("labels")
-    out = export_tfjs(load_tfjs(args.model), args.out, task=task, quantize=args.quantize, extra=extra, labels=labels)
+    model = load_tfjs(args.model)
+    if args.prior:
+        from ml.models import shift_priors
+
+        shifts = {}
+        for item in args.prior:
+            name, _, value = item.partition("=")
+            shifts[name] = float(value)
+        shift_priors(model, labels, shifts)
+        extra["prior_shift"] = {**manifest.get("prior_shift", {}), **shifts}
+    out = export_tfjs(model, args.out, task=task, quantize=args.quantize, extra=extra, labels=labels)
     if args.data:
         scored = evaluate_model(load_tfjs(out), split(_read(args.data, None, task, labels))[1], framing)
         metrics = {**(metrics or {}), **scored, "quantization": args.quantize or "float32"}
@@ -393,6 +403,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--quantize", choices=["uint8", "float16"])
     p.add_argument("--data", help="score the export on this CSV's standard validation split")
+    p.add_argument(
+        "--prior",
+        nargs="+",
+        metavar="CLASS=SHIFT",
+        help="emotion: add SHIFT to a class's logit (e.g. neutral=0.4: an unsure face reads as neutral more often)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tflite", help="add model.tflite (the server's runtime) to TF.js exports that have none")

@@ -103,6 +103,21 @@ def build_emotion_model(arch: Architecture = EMOTION_ARCH, num_classes: int = le
 BUILDERS = {"keypoints": build_keypoint_model, "emotion": build_emotion_model}
 
 
+def shift_priors(model: keras.Model, labels: Sequence[str], shifts: dict[str, float]) -> keras.Model:
+    """Add ``shifts[name]`` to the logit of each named class (the head's bias): the odds of that class against every
+    other grow by e**shift on every face. A product's choice of what an unsure face reads as (a calm face as neutral
+    rather than as its nearest emotion), made on validation faces and written into the manifest."""
+    unknown = [name for name in shifts if name not in labels]
+    if unknown:
+        raise ValueError(f"no class {', '.join(unknown)} in {', '.join(labels)}")
+    head = model.get_layer("probabilities")
+    kernel, bias = head.get_weights()
+    for name, shift in shifts.items():
+        bias[list(labels).index(name)] += shift
+    head.set_weights([kernel, bias])
+    return model
+
+
 def regrow_emotion_head(model: keras.Model, old: Sequence[str], new: Sequence[str], seed: int = 0) -> keras.Model:
     """The emotion ``model`` (outputs named ``old``) with outputs named ``new``: every layer below the head is kept, a
     class both sets have keeps its row of the head (moved to its new place), a class only ``new`` has starts from a

@@ -5,8 +5,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.throttling import ScopedRateThrottle
 
+from webapp.common.throttling import ScopedRateThrottle
 from webapp.faces import api as faces
 from webapp.faces import datasets_api as datasets
 from webapp.faces import labelstudio_api as label_studio

@@ -423,6 +423,42 @@ def test_guessing_passwords_for_a_token_is_throttled(settings):
     assert client.post("/api/auth/token/", {"username": "target", "password": "pw"}).status_code == 200
 
 
+def test_a_new_x_forwarded_for_on_each_try_does_not_escape_the_sign_in_limit(settings):
+    """X-Forwarded-For is believed only from TRUSTED_PROXIES (none by default): a client rotating it is still one
+    address; behind a trusted proxy the address is the hop before it."""
+    from django.core.cache import cache
+
+    cache.clear()
+    factories.user("labeler", "target")
+    client = APIClient()
+
+    def tries(n: int, **meta) -> list[int]:
+        return [
+            client.post(
+                "/api/auth/token/",
+                {"username": "target", "password": f"guess{i}"},
+                HTTP_X_FORWARDED_FOR=f"198.51.100.{i}",
+                **meta,
+            ).status_code
+            for i in range(n)
+        ]
+
+    assert tries(12) == [400] * 10 + [429, 429]
+    right = client.post("/api/auth/token/", {"username": "target", "password": "pw"}, HTTP_X_FORWARDED_FOR="10.9.9.9")
+    assert right.status_code == 429  # the real address is limited whatever the header says
+    cache.clear()
+    settings.TRUSTED_PROXIES = ["127.0.0.0/8"]  # behind our own proxy: each forwarded client counts on its own
+    assert tries(12, REMOTE_ADDR="127.0.0.1") == [400] * 12
+    from webapp.common.throttling import client_address
+
+    request = type(
+        "R", (), {"META": {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 203.0.113.7, 127.0.0.2"}}
+    )
+    assert client_address(request) == "203.0.113.7"  # the nearest untrusted hop, not the client's own claim
+    request.META["REMOTE_ADDR"] = "192.0.2.1"  # not a trusted proxy: its header is ignored
+    assert client_address(request) == "192.0.2.1"
+
+
 def test_a_nul_byte_in_a_model_file_path_is_a_404_not_a_500(client, settings):
     from webapp.registry.services import baseline_register
 

@@ -205,8 +205,11 @@ def test_wrong_basic_auth_passwords_are_limited_per_address(client, staff, setti
     }
     wrong = "Basic " + base64.b64encode(f"{staff.username}:guess".encode()).decode()
     right = "Basic " + base64.b64encode(f"{staff.username}:pw".encode()).decode()
-    codes = [client.get("/api/label-studio/health", HTTP_AUTHORIZATION=wrong).status_code for _ in range(4)]
-    assert codes == [401, 401, 401, 429]
+    codes = [
+        client.get("/api/label-studio/health", HTTP_AUTHORIZATION=wrong, HTTP_X_FORWARDED_FOR=f"198.51.100.{i}")
+        for i in range(4)
+    ]
+    assert [c.status_code for c in codes] == [401, 401, 401, 429]  # a new X-Forwarded-For each time changes nothing
     assert client.get("/api/label-studio/health", HTTP_AUTHORIZATION=right).status_code == 429  # the address waits
     cache.clear()
     assert client.get("/api/label-studio/health", HTTP_AUTHORIZATION=right).status_code == 200

@@ -174,3 +174,23 @@ def test_weight_decay_trains_with_adamw():
     result = train("emotion", _emotion_data(20), _emotion_data(10, 50), config)
     assert type(result.model.optimizer).__name__ == "AdamW" and result.model.optimizer.weight_decay == 1e-2
     assert np.isfinite(result.history["loss"][0])
+
+
+def test_a_prior_shift_multiplies_one_classs_odds_on_every_face():
+    from ml.models import shift_priors
+
+    model = build_emotion_model(num_classes=len(FIVE))
+    images = _keypoint_data(8).images
+    before = predict(model, images)
+    after = predict(shift_priors(model, FIVE, {"sad": float(np.log(2.0))}), images)
+    sad = FIVE.index("sad")
+    odds = lambda p: p[:, sad] / (1 - p[:, sad])  # noqa: E731
+    np.testing.assert_allclose(odds(after), 2 * odds(before), rtol=1e-4)
+    others = [i for i in range(len(FIVE)) if i != sad]
+    np.testing.assert_allclose(  # the other classes keep their ratios
+        after[:, others] / after[:, others].sum(1, keepdims=True),
+        before[:, others] / before[:, others].sum(1, keepdims=True),
+        rtol=1e-4,
+    )
+    with pytest.raises(ValueError, match="no class contempt"):
+        shift_priors(model, FIVE, {"contempt": 1.0})

@@ -18,9 +18,9 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from webapp.common.throttling import ScopedRateThrottle
 from webapp.faces import selectors, services
 from webapp.faces.detection import InferenceUnavailable, UnprocessableImage
 from webapp.faces.models import Annotation, Face, Prediction, Task

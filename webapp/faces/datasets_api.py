@@ -17,10 +17,10 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from ml.datasets import READERS, DatasetError, count_lines
+from webapp.common.throttling import ScopedRateThrottle
 from webapp.faces.formats import WRITERS
 from webapp.faces.services import faces_import
 from webapp.pages.errors import ErrorOutput, TooLarge

@@ -77,11 +77,12 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
     def authenticate_credentials(self, userid, password, request=None):
         from django.conf import settings
         from django.core.cache import cache
-        from rest_framework.throttling import BaseThrottle
+
+        from webapp.common.throttling import client_address
 
         number, period = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login"].split("/")
         limit, seconds = int(number), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]  # DRF's rate format
-        address = BaseThrottle().get_ident(request) if request is not None else "unknown"
+        address = client_address(request) if request is not None else "unknown"
         key = f"basic-auth-failures:{address}"
         if cache.get(key, 0) >= limit:
             raise exceptions.Throttled(wait=seconds, detail="Too many wrong passwords from this address.")

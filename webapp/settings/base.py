@@ -156,6 +156,9 @@ LABEL_STUDIO_TIMEOUT = env_float("LABEL_STUDIO_TIMEOUT", 10.0)
 LABEL_STUDIO_RETRAIN = env.bool("LABEL_STUDIO_RETRAIN", default=False)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
+# Proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed when a request comes from them;
+# none by default, so a client cannot pick the address its sign-in attempts are counted under (webapp.common.throttling)
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
