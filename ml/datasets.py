@@ -7,6 +7,7 @@ valid row at all, raises ``DatasetError`` naming the file and what was expected.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -113,13 +114,28 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
 
 
-def count_lines(path: str | Path) -> int:
-    """Lines in a CSV (plain or gzipped), for a progress bar; a file that is not readable text raises DatasetError."""
+def count_lines(path: str | Path, limit: int | None = None) -> int:
+    """Lines in a CSV (plain or gzipped), for a progress bar and the web import's cap. Counting stops once past
+    ``limit``: a small .gz of a gigabyte of newlines is refused after ``limit`` lines, not after decompressing it all.
+    It reads blocks, so one endless line holds no more memory than a block. A file that is not UTF-8 text, or a broken
+    gzip, raises DatasetError."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines, last = 0, b""
     try:
-        with _open_text(Path(path)) as f:
-            return sum(1 for _ in f)
+        with open(Path(path), "rb") as raw:
+            magic = raw.read(2)
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw  # by content, not by name
+            while block := stream.read(1 << 20):
+                decoder.decode(block)
+                lines += block.count(b"\n")
+                last = block[-1:]
+                if limit is not None and lines > limit:
+                    return lines
+            decoder.decode(b"", final=True)
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
         raise DatasetError(f"{path}: not a readable CSV ({exc}); expected UTF-8 text, plain or gzipped") from exc
+    return lines + (1 if last not in (b"", b"\n") else 0)  # a last line without its newline
 
 
 def parse_pixels(text: str, side: int) -> np.ndarray:

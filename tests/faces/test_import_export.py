@@ -283,9 +283,56 @@ def test_an_import_over_the_web_with_more_rows_than_the_limit_is_a_413_and_store
     path = csvs.write(tmp_path / "big.csv.gz", csvs.FER_HEADER, [csvs.fer_row(0, i) for i in range(6)], gz=True)
     with path.open("rb") as f:
         response = client.post("/api/datasets/import/", {"format": "fer2013", "file": f}, format="multipart")
-    assert response.status_code == 413 and "has 6 rows" in response.json()["detail"]
+    assert response.status_code == 413 and "has more than 5 rows" in response.json()["detail"]
     assert "manage.py import_faces" in response.json()["detail"] and Face.objects.count() == 0
     settings.IMPORT_MAX_ROWS = 6
     with path.open("rb") as f:
         response = client.post("/api/datasets/import/", {"format": "fer2013", "file": f}, format="multipart")
     assert response.status_code == 201 and Face.objects.count() == 6
+
+
+def test_a_small_gzip_of_endless_newlines_is_refused_after_the_limit_not_after_decompressing_it(tmp_path):
+    """A 1 MB gzip can hold a gigabyte of newlines: counting stops once past the limit."""
+    import gzip
+    import time
+
+    from ml.datasets import count_lines
+
+    path = tmp_path / "bomb.csv.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(b"emotion,pixels,Usage\n")
+        for _ in range(256):
+            f.write(b"\n" * (1 << 20))  # 256 MB of newlines in a file of a few hundred KB
+    assert path.stat().st_size < 1_000_000
+    started = time.monotonic()
+    assert count_lines(path, limit=60_001) > 60_001
+    assert time.monotonic() - started < 5
+    assert count_lines(csvs.write(tmp_path / "three.csv", csvs.FER_HEADER, [csvs.fer_row(0, 1), "x"])) == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "message"),
+    [
+        (b"[" * 100_000, 400, "nested deeper than 64 levels"),
+        (b'{"data": ' + b"[" * 70 + b"]" * 70 + b"}", 400, "nested deeper than 64 levels"),
+        (b" " * (3 * 1024 * 1024) + b"[]", 413, "Label Studio exports over the web take at most"),
+    ],
+)
+def test_a_hostile_label_studio_json_is_refused_with_a_clear_message(tmp_path, settings, content, status, message):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from rest_framework.test import APIClient
+
+    from tests import factories
+
+    settings.LABEL_STUDIO_IMPORT_MAX_BYTES = 2 * 1024 * 1024
+    client = APIClient()
+    client.force_authenticate(factories.user("staff"))
+    upload = SimpleUploadedFile("tasks.json", content, content_type="application/json")
+    response = client.post("/api/datasets/import/", {"format": "label-studio", "file": upload}, format="multipart")
+    assert response.status_code == status and message in response.json()["detail"]
+    assert Face.objects.count() == 0
+    path = tmp_path / "tasks.json"
+    path.write_bytes(content)
+    if status == 400:  # the command line says the same, without a traceback
+        with pytest.raises(CommandError, match=message):
+            call_command("import_faces", "--format", "label-studio", str(path), verbosity=0)

@@ -77,13 +77,13 @@ class DatasetImportApi(APIView):
             # an import holds its rows in memory (~18 MB per 1,000): refuse what the web process cannot hold, read
             # from the file itself (a small .gz can hold a huge file), before a row is parsed
             try:
-                rows = count_lines(path) - 1
+                rows = count_lines(path, limit=settings.IMPORT_MAX_ROWS + 1) - 1
             except DatasetError as exc:
                 raise serializers.ValidationError({"file": [str(exc).replace(str(tmp) + "/", "")]}) from exc
             if rows > settings.IMPORT_MAX_ROWS:
                 raise TooLarge(
-                    f"{upload.name} has {rows:,} rows; an import over the web takes at most "
-                    f"{settings.IMPORT_MAX_ROWS:,} (IMPORT_MAX_ROWS). Split the file, or import it on the server with "
+                    f"{upload.name} has more than {settings.IMPORT_MAX_ROWS:,} rows; an import over the web takes at "
+                    "most that many (IMPORT_MAX_ROWS). Split the file, or import it on the server with "
                     "`manage.py import_faces`."
                 )
             try:
@@ -113,17 +113,19 @@ def _report_body(report, name: str, path: Path | None = None) -> dict:
 
 def _label_studio_import(upload, user):
     """A Label Studio JSON export: parsed whole (it is at most UPLOAD_MAX_BYTES), each task imported on its own."""
-    import json
-
-    from webapp.faces.labelstudio import TaskError
+    from webapp.faces.labelstudio import TaskError, read_export
     from webapp.faces.labelstudio_services import faces_import_label_studio
 
+    if upload.size > settings.LABEL_STUDIO_IMPORT_MAX_BYTES:
+        raise TooLarge(
+            f"{upload.name} is {upload.size:,} bytes; Label Studio exports over the web take at most "
+            f"{settings.LABEL_STUDIO_IMPORT_MAX_BYTES:,} (LABEL_STUDIO_IMPORT_MAX_BYTES). Import it on the server "
+            "with `manage.py import_faces --format label-studio`."
+        )
     try:
-        payload = json.loads(upload.read().decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise serializers.ValidationError(
-            {"file": [f"{upload.name} is not a Label Studio JSON export: {exc}"]}
-        ) from None
+        payload = read_export(upload.read().decode("utf-8-sig"))
+    except (UnicodeDecodeError, TaskError) as exc:
+        raise serializers.ValidationError({"file": [f"{upload.name}: {exc}"]}) from None
     tasks = len(payload) if isinstance(payload, list) else 1
     if tasks > settings.IMPORT_MAX_ROWS:
         raise TooLarge(

@@ -53,6 +53,25 @@ class TaskError(Exception):
     """One task that cannot be used; the message says why (the import reports it with the task's id)."""
 
 
+def read_export(text: str):
+    """A Label Studio JSON export's text -> its tasks. Nesting past any real export (a file of 100,000 ``[``) is a
+    TaskError, never a RecursionError."""
+    import json
+
+    from webapp.pages.parsers import MAX_DEPTH, _depth
+
+    deep = f"not a Label Studio JSON export: nested deeper than {MAX_DEPTH} levels"
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        raise TaskError(deep) from None
+    except json.JSONDecodeError as exc:
+        raise TaskError(f"not a Label Studio JSON export: {exc}") from None
+    if _depth(payload) > MAX_DEPTH:
+        raise TaskError(deep)
+    return payload
+
+
 # --- reading a task's image ---------------------------------------------------------------------------------------
 
 

@@ -154,6 +154,8 @@ LABEL_STUDIO_URL = env.str("LABEL_STUDIO_URL", default="")
 LABEL_STUDIO_API_KEY = env.str("LABEL_STUDIO_API_KEY", default="")
 LABEL_STUDIO_TIMEOUT = env_float("LABEL_STUDIO_TIMEOUT", 10.0)
 LABEL_STUDIO_RETRAIN = env.bool("LABEL_STUDIO_RETRAIN", default=False)
+# A Label Studio JSON export uploaded over the web is parsed whole: larger ones go through `manage.py import_faces`
+LABEL_STUDIO_IMPORT_MAX_BYTES = env.int("LABEL_STUDIO_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # Proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed when a request comes from them;

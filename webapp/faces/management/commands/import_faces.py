@@ -63,14 +63,13 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(report.summary()))
 
     def _label_studio(self, path: str) -> None:
-        import json
         from pathlib import Path
 
-        from webapp.faces.labelstudio import TaskError
+        from webapp.faces.labelstudio import TaskError, read_export
         from webapp.faces.labelstudio_services import faces_import_label_studio
 
         try:
-            payload = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+            payload = read_export(Path(path).read_text(encoding="utf-8-sig"))
             report = faces_import_label_studio(payload=payload, author=None, name=Path(path).name)
         except (OSError, ValueError, TaskError) as exc:
             raise CommandError(f"{path}: {exc}") from exc
