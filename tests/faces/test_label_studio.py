@@ -180,6 +180,53 @@ def test_a_redirect_off_label_studio_is_not_followed(settings):
         server.shutdown()
 
 
+def test_a_dripping_image_holds_a_predict_no_longer_than_its_budget_and_bad_urls_are_that_tasks_error(
+    client_for, shipped_models, settings
+):
+    """One byte every 0.3 s (each read far inside the per-read timeout) once held a worker for minutes: a request has
+    one deadline for all its fetches, so six such tasks end within it, each with its reason; a URL with a space,
+    CR/LF or NUL is its task's error, not a 500 for the batch."""
+    import http.server
+    import threading
+    import time
+
+    class Drip(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", "10000")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"\x89")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass  # the client gave up, as it should
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings.LABEL_STUDIO_URL = f"http://127.0.0.1:{server.server_port}"
+        settings.LABEL_STUDIO_REQUEST_SECONDS, settings.LABEL_STUDIO_TIMEOUT = 2.0, 1.5
+        tasks = [{"id": i, "data": {"image": f"/data/upload/{i}.png"}} for i in range(6)]
+        tasks += [{"id": 7, "data": {"image": "/data/a b.jpg"}}, {"id": 8, "data": {"image": "/data/a\r\nb\x00.jpg"}}]
+        started = time.monotonic()
+        response = client_for("staff").post("/api/label-studio/predict", {"tasks": tasks}, format="json")
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert response.status_code == 200, response.content
+    errors = [r.get("error", "") for r in response.json()["results"]]
+    assert took < 4, took  # the 2 s budget, and no more than one read past it
+    assert all(e for e in errors) and any("not fetched within this request's 2 s" in e for e in errors[:6])
+    assert "no spaces or control characters" in errors[6] and "no spaces or control characters" in errors[7]
+
+
 def test_the_ml_backend_needs_a_staff_user_over_basic_auth(client, shipped_models, staff):
     assert client.get("/api/label-studio/health").status_code in (401, 403)
     labeler = factories.user("labeler")

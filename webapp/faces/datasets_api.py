@@ -113,7 +113,7 @@ def _report_body(report, name: str, path: Path | None = None) -> dict:
 
 def _label_studio_import(upload, user):
     """A Label Studio JSON export: parsed whole (it is at most UPLOAD_MAX_BYTES), each task imported on its own."""
-    from webapp.faces.labelstudio import TaskError, read_export
+    from webapp.faces.labelstudio import Deadline, TaskError, read_export
     from webapp.faces.labelstudio_services import faces_import_label_studio
 
     if upload.size > settings.LABEL_STUDIO_IMPORT_MAX_BYTES:
@@ -132,7 +132,8 @@ def _label_studio_import(upload, user):
             f"{upload.name} has {tasks:,} tasks; an import over the web takes at most {settings.IMPORT_MAX_ROWS:,}."
         )
     try:
-        return faces_import_label_studio(payload=payload, author=user, name=Path(upload.name).name)
+        deadline = Deadline(settings.LABEL_STUDIO_REQUEST_SECONDS)  # one for the request's fetches, all together
+        return faces_import_label_studio(payload=payload, author=user, name=Path(upload.name).name, deadline=deadline)
     except TaskError as exc:
         raise serializers.ValidationError({"file": [f"{upload.name}: {exc}"]}) from None
 

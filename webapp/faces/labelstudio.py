@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import io
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -75,8 +77,23 @@ def read_export(text: str):
 # --- reading a task's image ---------------------------------------------------------------------------------------
 
 
-def task_image_bytes(ref: str) -> bytes:
-    """A task's ``data.image``: an embedded data URI, or a file on LABEL_STUDIO_URL (a path or a URL on that host)."""
+class Deadline:
+    """The time a request may spend fetching from Label Studio, all its fetches together: a server that drips one
+    byte every few seconds (each read well inside any per-read timeout) cannot hold the worker past it."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.ends = seconds, time.monotonic() + seconds
+
+    def left(self, what: str) -> float:
+        remaining = self.ends - time.monotonic()
+        if remaining <= 0:
+            raise TaskError(f"{what}: not fetched within this request's {self.seconds:g} s for Label Studio")
+        return remaining
+
+
+def task_image_bytes(ref: str, deadline: Deadline | None = None) -> bytes:
+    """A task's ``data.image``: an embedded data URI, or a file on LABEL_STUDIO_URL (a path or a URL on that host),
+    fetched within ``deadline`` (default: LABEL_STUDIO_TIMEOUT for this fetch, start to end)."""
     if not isinstance(ref, str) or not ref:
         raise TaskError("data.image is missing")
     if ref.startswith("data:"):
@@ -93,17 +110,28 @@ def task_image_bytes(ref: str) -> bytes:
             f"data.image {ref[:80]!r} is on a Label Studio server, and LABEL_STUDIO_URL is not set: set it (and "
             "LABEL_STUDIO_API_KEY), or export with the images embedded"
         )
+    if any(c in ref for c in " \r\n\t\x00") or not ref.isprintable():
+        raise TaskError(f"data.image {ref[:80]!r}: a URL holds no spaces or control characters (encode them)")
     url = urllib.parse.urljoin(base.rstrip("/") + "/", ref)
     home, there = urllib.parse.urlsplit(base), urllib.parse.urlsplit(url)
     if (there.scheme, there.netloc) != (home.scheme, home.netloc):
         raise TaskError(f"data.image {ref[:80]!r} is not on LABEL_STUDIO_URL ({base}); no other host is fetched")
     request = urllib.request.Request(url, headers={"Authorization": f"Token {settings.LABEL_STUDIO_API_KEY}"})
     limit = settings.UPLOAD_MAX_BYTES
+    deadline = deadline or Deadline(settings.LABEL_STUDIO_TIMEOUT)
+    what = f"data.image {ref[:80]!r}"
     try:
-        with _opener().open(request, timeout=settings.LABEL_STUDIO_TIMEOUT) as response:
-            data = response.read(limit + 1)
-    except OSError as exc:  # HTTPError, URLError, timeouts, a redirect off the server
-        raise TaskError(f"data.image {ref[:80]!r}: Label Studio did not send it ({exc})") from None
+        timeout = min(settings.LABEL_STUDIO_TIMEOUT, deadline.left(what))
+        with _opener().open(request, timeout=timeout) as response:
+            parts, size = [], 0
+            # read1: at most one read of the socket each time, so the deadline is checked between the drips
+            while size <= limit and (part := response.read1(min(1 << 16, limit + 1 - size))):
+                parts.append(part)
+                size += len(part)
+                deadline.left(what)
+            data = b"".join(parts)
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # HTTPError, URLError, timeouts, bad URLs
+        raise TaskError(f"{what}: Label Studio did not send it ({exc})") from None
     if len(data) > limit:
         raise TaskError(f"data.image {ref[:80]!r} is larger than {limit:,} bytes")
     return data

@@ -92,8 +92,11 @@ def _store_face(frame: np.ndarray, *, name: str, group: str, author) -> tuple[Fa
     return face, True
 
 
-def faces_import_label_studio(*, payload, author, name: str = "label-studio.json") -> ImportReport:
-    """A Label Studio JSON export (parsed) -> faces and annotations. Every bad task is reported, none half-stored."""
+def faces_import_label_studio(
+    *, payload, author, name: str = "label-studio.json", deadline: ls.Deadline | None = None
+) -> ImportReport:
+    """A Label Studio JSON export (parsed) -> faces and annotations. Every bad task is reported, none half-stored.
+    ``deadline``: one for all the tasks' image fetches (a web request's); None: each fetch has LABEL_STUDIO_TIMEOUT."""
     from webapp.labels.selectors import label_set
 
     tasks, errors = ls.parse_tasks(payload, label_set(task=Task.EMOTION).labels)
@@ -102,7 +105,7 @@ def faces_import_label_studio(*, payload, author, name: str = "label-studio.json
     emails: dict[int, str | None] = {}
     for task in tasks:
         try:
-            image_bytes = ls.task_image_bytes(task.image)
+            image_bytes = ls.task_image_bytes(task.image, deadline)
             image = ls.decode(image_bytes)
             faces = ls.faces_of(image, task.annotations)
             for face in faces:
@@ -223,7 +226,8 @@ def write_label_studio(path: Path, progress=None) -> int:
 def label_studio_predict(tasks: list) -> tuple[list[dict], str]:
     """One prediction per Label Studio task, from the active models through the server's whole-photo path: 15
     keypoint regions per face found, and the emotion as the task's choice when the photo holds one face (each
-    region of a face names its face's emotion in its meta text)."""
+    region of a face names its face's emotion in its meta text). All the tasks' images are fetched within one
+    deadline (LABEL_STUDIO_REQUEST_SECONDS): a task whose image has not come by then is answered with its error."""
     from webapp.faces.detection import (
         InferenceUnavailable,
         active_model_version,
@@ -234,12 +238,13 @@ def label_studio_predict(tasks: list) -> tuple[list[dict], str]:
     model_version = active_model_version()
     names = None
     results = []
+    deadline = ls.Deadline(settings.LABEL_STUDIO_REQUEST_SECONDS)
     for task in tasks:
         data = task.get("data") if isinstance(task, dict) else None
         try:
             if not isinstance(data, dict):
                 raise ls.TaskError("a task must be an object with data")
-            image = ls.decode(ls.task_image_bytes(data.get(ls.IMAGE)))
+            image = ls.decode(ls.task_image_bytes(data.get(ls.IMAGE), deadline))
             if image.size == (IMAGE_SIZE, IMAGE_SIZE):
                 faces, scale = _crop_as_face(image), 1.0
             else:

@@ -152,7 +152,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
 # its annotations reach our webhook; LABEL_STUDIO_RETRAIN: a new annotation there is imported and queues a retrain.
 LABEL_STUDIO_URL = env.str("LABEL_STUDIO_URL", default="")
 LABEL_STUDIO_API_KEY = env.str("LABEL_STUDIO_API_KEY", default="")
-LABEL_STUDIO_TIMEOUT = env_float("LABEL_STUDIO_TIMEOUT", 10.0)
+LABEL_STUDIO_TIMEOUT = env_float("LABEL_STUDIO_TIMEOUT", 10.0)  # one image, start to end (an import's each task)
+# all the images of one request (a predict of many tasks), start to end: a dripping server holds no worker past it
+LABEL_STUDIO_REQUEST_SECONDS = env_float("LABEL_STUDIO_REQUEST_SECONDS", 30.0)
 LABEL_STUDIO_RETRAIN = env.bool("LABEL_STUDIO_RETRAIN", default=False)
 # A Label Studio JSON export uploaded over the web is parsed whole: larger ones go through `manage.py import_faces`
 LABEL_STUDIO_IMPORT_MAX_BYTES = env.int("LABEL_STUDIO_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
