@@ -367,9 +367,10 @@ def test_json_nested_past_any_real_payload_is_a_400(client_for, url):
 
 def test_ordinary_json_still_parses(client_for):
     face = factories.face()
-    nested = {"emotion": "sad", "note": [[[["fine"]]]]}
+    nested = {"emotion": "sad", "points": [[[["fine"]]]]}  # parsed, then refused by the points' own check
     response = client_for("labeler").post(f"/api/faces/{face.pk}/annotations/", nested, format="json")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 400 and "points" in response.json()["errors"], response.content
+    assert "parse error" not in response.json()["detail"]
 
 
 @pytest.mark.parametrize("url", ["/api/auth/token/", "/api/faces/{}/annotations/"])
@@ -511,3 +512,43 @@ def test_the_queue_count_is_reused_for_queue_count_seconds(client_for, settings)
     assert client.get("/api/queue/next/?task=emotion").json()["remaining"] == 3  # the figure of a moment ago
     cache.clear()
     assert client.get("/api/queue/next/?task=emotion").json()["remaining"] == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/faces/{face}/annotations/", {"emotion": "sad", "emotoin": "happiness"}, "emotoin"),
+        ("/api/training-runs/", {"kind": "emotion", "epochs": -1}, "epochs"),
+        ("/api/models/rollback/", {"kind": "emotion", "to": 1}, "to"),
+        ("/api/labelsets/emotion/", {"labels": ["anger", "sad"], "retire": ["fear"]}, "retire"),
+    ],
+)
+def test_a_field_an_operation_does_not_take_is_a_400_naming_it_and_nothing_happens(client_for, path, body, field):
+    from webapp.labels.models import LabelSetChange
+    from webapp.training.models import TrainingRun
+
+    face = factories.face()
+    client = client_for("staff")
+    method = client.put if "labelsets" in path else client.post
+    response = method(path.format(face=face.pk), body, format="json")
+    assert response.status_code == 400 and field in response.json()["errors"], response.content
+    assert "unknown field; this operation takes" in response.json()["detail"]
+    assert not Annotation.objects.exists() and not TrainingRun.objects.exists() and not LabelSetChange.objects.exists()
+
+
+def test_a_skip_with_a_label_is_refused_and_a_bad_body_is_a_400_before_a_lease_409():
+    from rest_framework.test import APIClient
+
+    from webapp.faces.services import queue_take
+
+    face = factories.face()
+    client = APIClient()
+    client.force_authenticate(factories.user("labeler"))
+    both = client.post(f"/api/faces/{face.pk}/annotations/", {"skip": True, "emotion": "sad"}, format="json")
+    assert both.status_code == 400 and "skip=true marks the face unusable" in both.json()["detail"]
+    queue_take(task="emotion", user=factories.user("labeler"))  # another labeler now holds the face
+    bad = client.post(f"/api/faces/{face.pk}/annotations/", {"emotion": "nope"}, format="json")
+    assert bad.status_code == 400 and "must be a class of the label set" in bad.json()["detail"]
+    held = client.post(f"/api/faces/{face.pk}/annotations/", {"emotion": "sad"}, format="json")
+    assert held.status_code == 409
+    assert not Annotation.objects.filter(origin="human").exists()

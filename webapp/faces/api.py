@@ -26,7 +26,7 @@ from webapp.faces.detection import InferenceUnavailable, UnprocessableImage
 from webapp.faces.models import Annotation, Face, Prediction, Task
 from webapp.pages.errors import Conflict, ErrorOutput, ServiceUnavailable, Unprocessable
 from webapp.pages.permissions import IsStaff
-from webapp.pages.serializers import ModelOutput
+from webapp.pages.serializers import Input, ModelOutput
 from webapp.registry.models import ModelVersion
 
 
@@ -124,7 +124,7 @@ class FaceUploadApi(APIView):
     throttle_scope = "uploads"
 
     @extend_schema_serializer(component_name="FaceUploadInput")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         image = serializers.FileField(
             required=False, help_text="JPEG, PNG or WEBP; at most 10 MB and 40 megapixels (or send `crops`)"
         )
@@ -227,7 +227,7 @@ class AnnotationApi(ListAPIView):
         return selectors.annotation_history(face=get_object_or_404(Face, pk=self.kwargs["face_id"]))
 
     @extend_schema_serializer(component_name="AnnotationSubmitInput")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         points = serializers.JSONField(required=False, help_text='15 x {"x", "y", "visible"}, x and y in [0, 96)')
         emotion = serializers.CharField(
             required=False, max_length=40, help_text="a class of the label set (GET /api/labelsets/emotion/)"
@@ -295,7 +295,7 @@ class PredictionRecordApi(APIView):
     throttle_scope = "writes"
 
     @extend_schema_serializer(component_name="PredictionRecordInput")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         version = serializers.IntegerField(help_text="id of the model version that made the prediction")
         points = serializers.JSONField(required=False)
         probabilities = serializers.JSONField(required=False)

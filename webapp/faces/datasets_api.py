@@ -25,6 +25,7 @@ from webapp.faces.formats import WRITERS
 from webapp.faces.services import faces_import
 from webapp.pages.errors import ErrorOutput, TooLarge
 from webapp.pages.permissions import IsStaff
+from webapp.pages.serializers import Input
 
 
 class DatasetImportApi(APIView):
@@ -34,7 +35,7 @@ class DatasetImportApi(APIView):
     throttle_scope = "uploads"
 
     @extend_schema_serializer(component_name="DatasetImportInput")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         format = serializers.ChoiceField(choices=[*READERS, "label-studio"])
         file = serializers.FileField(help_text="the CSV, plain or .gz; for label-studio, its JSON export")
         relabel = serializers.BooleanField(

@@ -110,6 +110,13 @@ def annotation_submit(
     """
     if points is None and emotion is None and not skip:
         raise ValidationError({"points": ["send points, an emotion, or skip=true"]})
+    if skip and (points is not None or emotion is not None):
+        raise ValidationError({"skip": ["skip=true marks the face unusable: send it without points or an emotion"]})
+    # the input first (a 400 says what is wrong with it), then whether the face is this labeler's to save (409)
+    clean_points = validate_points(points) if points is not None else None
+    clean_emotion = validate_emotion(emotion) if emotion is not None else None
+    if prediction is not None and prediction.face_id != face.pk:
+        raise ValidationError({"prediction": [f"prediction {prediction.pk} is not of face {face.pk}"]})
     if origin == Annotation.Origin.HUMAN and getattr(author, "pk", None):
         tasks = [
             t
@@ -124,10 +131,6 @@ def annotation_submit(
         )
         if held is not None:
             raise FaceHeld(held)
-    clean_points = validate_points(points) if points is not None else None
-    clean_emotion = validate_emotion(emotion) if emotion is not None else None
-    if prediction is not None and prediction.face_id != face.pk:
-        raise ValidationError({"prediction": [f"prediction {prediction.pk} is not of face {face.pk}"]})
     with transaction.atomic():
         annotation = Annotation.objects.create(
             face=face,

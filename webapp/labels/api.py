@@ -11,6 +11,7 @@ from ml.schema import PRESETS
 from webapp.common.models import Task
 from webapp.labels import selectors, services
 from webapp.pages.permissions import IsStaff
+from webapp.pages.serializers import Input
 
 
 class LabelSetOutput(serializers.Serializer):
@@ -42,7 +43,7 @@ class LabelSetApi(APIView):
         return [AllowAny()] if self.request.method in SAFE_METHODS else [IsStaff()]
 
     @extend_schema_serializer(component_name="LabelSetInput")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         labels = serializers.ListField(
             child=serializers.CharField(max_length=40),
             required=False,

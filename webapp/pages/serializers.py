@@ -21,3 +21,20 @@ class ModelOutput(serializers.ModelSerializer):
             built = super().get_fields()
             cls._built_fields = built
         return copy.deepcopy(built)
+
+
+class Input(serializers.Serializer):
+    """A write's body. A field the operation does not take is a 400 naming it: a typo or a guessed option
+    (``{"kind": "emotion", "epochs": -1}`` once started a real retrain) never passes silently."""
+
+    IGNORED = frozenset({"csrfmiddlewaretoken"})  # a form's CSRF token is the middleware's, not the operation's
+
+    def to_internal_value(self, data):
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self.fields) - self.IGNORED)
+            if unknown:
+                takes = ", ".join(self.fields) or "no fields"
+                raise serializers.ValidationError(
+                    {name: [f"unknown field; this operation takes {takes}"] for name in unknown}
+                )
+        return super().to_internal_value(data)

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from webapp.common.models import Task
 from webapp.pages.errors import kind_param
 from webapp.pages.permissions import IsStaff
-from webapp.pages.serializers import ModelOutput
+from webapp.pages.serializers import Input, ModelOutput
 from webapp.registry import selectors, services
 from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
 
@@ -150,7 +150,7 @@ class VersionRollbackApi(APIView):
     permission_classes = [IsStaff]
 
     @extend_schema_serializer(component_name="VersionRollbackInput")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         kind = serializers.ChoiceField(choices=Task.choices)
         version = serializers.IntegerField(required=False, help_text="target version id; default: the previous one")
 

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from webapp.common.models import Task
 from webapp.pages.errors import ServiceUnavailable, kind_param
 from webapp.pages.permissions import IsStaff
-from webapp.pages.serializers import ModelOutput
+from webapp.pages.serializers import Input, ModelOutput
 from webapp.training import services
 from webapp.training.models import TrainingRun
 
@@ -42,7 +42,7 @@ class RunApi(ListAPIView):
         return qs.filter(kind=kind_param(self.request)) if self.request.query_params.get("kind") else qs
 
     @extend_schema_serializer(component_name="RunCreateInput")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(Input):
         kind = serializers.ChoiceField(choices=Task.choices)
         from_scratch = serializers.BooleanField(default=False, help_text="default: fine-tune the active version")
 
