@@ -227,7 +227,7 @@ def test_a_dripping_image_holds_a_predict_no_longer_than_its_budget_and_bad_urls
     assert "no spaces or control characters" in errors[6] and "no spaces or control characters" in errors[7]
 
 
-def test_the_ml_backend_needs_a_staff_user_over_basic_auth(client, shipped_models, staff):
+def test_the_ml_backend_needs_a_staff_user_over_basic_auth(client, shipped_models, staff, settings):
     assert client.get("/api/label-studio/health").status_code in (401, 403)
     labeler = factories.user("labeler")
     for user, expected in ((labeler, 403), (staff, 200)):
@@ -235,10 +235,20 @@ def test_the_ml_backend_needs_a_staff_user_over_basic_auth(client, shipped_model
         response = client.get("/api/label-studio/health", HTTP_AUTHORIZATION=auth)
         assert response.status_code == expected
     assert response.json()["status"] == "UP"
-    setup = client.post(
-        "/api/label-studio/setup", {"project": "1.1"}, HTTP_AUTHORIZATION=auth, content_type="application/json"
-    )
-    assert setup.json()["model_version"] == "emotion-ai-studio keypoints v1 + emotion v1"
+    # not set up to read Label Studio's images: health says why, and setup refuses (Label Studio shows that)
+    settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY = "", ""
+    problems = client.get("/api/label-studio/health", HTTP_AUTHORIZATION=auth).json()["problems"]
+    assert "LABEL_STUDIO_URL is not set" in problems[0] and "LABEL_STUDIO_API_KEY is not set" in problems[1]
+
+    def setup():
+        body = {"project": "1.1"}
+        return client.post("/api/label-studio/setup", body, HTTP_AUTHORIZATION=auth, content_type="application/json")
+
+    refused = setup()
+    assert refused.status_code == 400 and "every prediction would be empty" in refused.json()["detail"]
+    settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY = "http://127.0.0.1:8080", "token"
+    assert client.get("/api/label-studio/health", HTTP_AUTHORIZATION=auth).json()["problems"] == []
+    assert setup().json()["model_version"] == "emotion-ai-studio keypoints v1 + emotion v1"
 
 
 def test_wrong_basic_auth_passwords_are_limited_per_address(client, staff, settings):

@@ -77,6 +77,22 @@ def read_export(text: str):
 # --- reading a task's image ---------------------------------------------------------------------------------------
 
 
+def backend_problems() -> list[str]:
+    """What stops the ML backend from reading Label Studio's images, in words Label Studio can show."""
+    problems = []
+    if not settings.LABEL_STUDIO_URL:
+        problems.append(
+            "LABEL_STUDIO_URL is not set on the Emotion AI Studio server: it cannot fetch the images stored in Label "
+            "Studio, so every prediction would be empty (set it to Label Studio's address, e.g. http://127.0.0.1:8080)"
+        )
+    if not settings.LABEL_STUDIO_API_KEY:
+        problems.append(
+            "LABEL_STUDIO_API_KEY is not set on the Emotion AI Studio server: Label Studio sends its images only with "
+            "a token (in Label Studio: Account & Settings, Legacy Token)"
+        )
+    return problems
+
+
 class Deadline:
     """The time a request may spend fetching from Label Studio, all its fetches together: a server that drips one
     byte every few seconds (each read well inside any per-read timeout) cannot hold the worker past it."""

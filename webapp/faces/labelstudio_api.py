@@ -50,19 +50,35 @@ class LabelStudioHealthApi(_Backend):
                 "status": serializers.CharField(),
                 "model_class": serializers.CharField(),
                 "model_version": serializers.CharField(),
+                "problems": serializers.ListField(child=serializers.CharField(), help_text="what stops predictions"),
             },
         )
     )
     def get(self, request):
-        return Response({"status": "UP", "model_class": "EmotionAIStudio", "model_version": active_model_version()})
+        return Response(
+            {
+                "status": "UP",
+                "model_class": "EmotionAIStudio",
+                "model_version": active_model_version(),
+                "problems": ls.backend_problems(),
+            }
+        )
 
 
 class LabelStudioSetupApi(_Backend):
     @extend_schema(
         request=inline_serializer("LabelStudioSetupInput", {"project": serializers.CharField(required=False)}),
-        responses=inline_serializer("LabelStudioSetup", {"model_version": serializers.CharField()}),
+        responses={
+            200: inline_serializer("LabelStudioSetup", {"model_version": serializers.CharField()}),
+            400: OpenApiResponse(ErrorOutput, description="the server is not set up to read Label Studio's images"),
+        },
     )
     def post(self, request):
+        # Label Studio shows a failed setup to the person connecting the model; a "Connected" backend whose every
+        # prediction is empty showed nothing
+        problems = ls.backend_problems()
+        if problems:
+            raise serializers.ValidationError({"detail": "; ".join(problems)})
         return Response({"model_version": active_model_version()})
 
 
