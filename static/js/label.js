@@ -200,7 +200,13 @@ async function show(face, lease, where, { current = false, review = null } = {})
   const analyzed = state.analyzer.analyzeCrop(image);
   const prediction = { points: analyzed.points, probabilities: analyzed.probabilities };
   const labelsNow = face.labels || {};
-  const startPoints = current && labelsNow.keypoints ? labelsNow.keypoints.map((p) => [p.x, p.y, p.visible])
+  // a label a person gave (this labeler's, or the labelers' or a reviewer's) is where the face starts, whichever
+  // queue served it: the queue serves a face again once the unlabeled ones run out, or for the other task, and
+  // showing the model's guess over a person's saved label read as if it had been lost (the import's label does
+  // not start it: the model's guess does, as before). Going back (current) shows whatever label it has.
+  const byPerson = (task) => ["human", "labelers", "review"].includes(face.label_sources?.[task]);
+  const starts = (task) => labelsNow[task] != null && (current || byPerson(task));
+  const startPoints = starts("keypoints") ? labelsNow.keypoints.map((p) => [p.x, p.y, p.visible])
     : prediction.points.map(([x, y]) => [clamp(x), clamp(y), true]);
   const labels = state.models.manifest.emotion.labels; // the served version's classes, in its output order
   const top = prediction.probabilities.indexOf(Math.max(...prediction.probabilities));
@@ -220,7 +226,7 @@ async function show(face, lease, where, { current = false, review = null } = {})
     confirmed: { keypoints: false, emotion: false },
     points: review && task === "keypoints" && review.consensus ? review.consensus.map((p) => [p.x, p.y, p.visible]) : startPoints,
     view: Object.assign(view, { zoom: 1, x: 0, y: 0 }),
-    emotion: (current || review) && labelsNow.emotion != null ? labelsNow.emotion : guess,
+    emotion: (starts("emotion") || review) && labelsNow.emotion != null ? labelsNow.emotion : guess,
   });
   const manifest = state.models.manifest;
   $("face-info").textContent = `Face ${face.id} · ${face.source} ${face.source_name || ""} · ${where} · ${state.done} saved this session`;

@@ -309,3 +309,28 @@ def test_saving_only_the_emotion_in_the_keypoints_queue_moves_on(open_page, labe
     saved = Annotation.objects.get(face_id=face_id, origin="human")
     assert saved.emotion == page.evaluate("window.studio.classes[1]") and saved.points is None
     assert "still needs its points" in page.locator("#toast").inner_text()
+
+
+def test_a_face_served_again_starts_from_the_labels_a_person_saved_not_the_models_guess(open_page, labeler, faces):
+    """When the queue serves a face a person has labeled (the unlabeled ones ran out, or the face still lacks the
+    other task's label), the board shows the person's points and the buttons their emotion, not the model's guess
+    over them (#29 item 8: a saved face came back with the model's points; "Current label: anger" beside "sad")."""
+    from tests import factories
+    from webapp.faces.models import Face
+    from webapp.faces.services import annotation_submit
+
+    faces = list(Face.objects.order_by("id"))
+    for face in faces[1:]:  # points and an emotion saved on every face but the first
+        annotation_submit(face=face, author=labeler, points=factories.points(face.pk), emotion="surprise")
+    annotation_submit(face=faces[0], author=labeler, emotion="surprise")  # emotion only: the keypoints queue's head
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    assert page.evaluate("window.studio.face.id") == faces[0].pk
+    assert page.evaluate("window.studio.emotion") == "surprise"  # the person's, not the model's guess
+    assert "Current label: surprise (by a person)" in page.locator("#current").inner_text()
+    page.keyboard.press("s")  # skip it: the queue now serves faces whose points a person saved
+    page.wait_for_function(f"window.studio.face && window.studio.face.id !== {faces[0].pk}", timeout=20_000)
+    served = Face.objects.get(pk=page.evaluate("window.studio.face.id"))
+    saved = [[p["x"], p["y"], p["visible"]] for p in factories.points(served.pk)]
+    assert page.evaluate("window.studio.points") == saved  # as saved, not the model's guess
+    assert page.evaluate("window.studio.emotion") == "surprise"
