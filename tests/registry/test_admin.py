@@ -30,6 +30,11 @@ def test_face_page_shows_the_annotation_history_read_only(admin_client):
     assert f'href="/api/faces/{face.pk}/image/"' in page and page.count("<circle") == 15 and "<line" in page
     assert "Emotion: happiness" in page
     assert admin_client.get("/admin/faces/annotation/add/").status_code == 403
+    # read-only as the page says: no Save, Delete or Add, even for a superuser, and a title without a stray colon
+    assert 'name="_save"' not in page and "/delete/" not in page
+    assert admin_client.get("/admin/faces/face/add/").status_code == 403
+    assert admin_client.post(f"/admin/faces/face/{face.pk}/change/", {"split": "val"}).status_code == 403
+    assert str(face).endswith(f"({face.source} {face.source_name})") and not str(face).endswith(":)")
 
 
 def test_promote_and_rollback_admin_actions(admin_client, tiny_exports):

@@ -20,7 +20,9 @@ class AnnotationInline(ReadOnlyInline):
 
 
 @admin.register(Face)
-class FaceAdmin(StaffAdminMixin, admin.ModelAdmin):
+class FaceAdmin(StaffAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    """A face and its history, read-only: faces come from imports and uploads, labels from the label page."""
+
     list_display = [
         "id",
         "source",

@@ -47,7 +47,8 @@ class Face(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"face {self.pk} ({self.source} {self.source_name}:{self.source_line or ''})"
+        where = f"{self.source_name}:{self.source_line}" if self.source_line else self.source_name
+        return f"face {self.pk} ({self.source} {where})" if where else f"face {self.pk} ({self.source})"
 
     @property
     def dataset(self) -> str:
