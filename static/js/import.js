@@ -11,11 +11,32 @@ function guessFormat(name, firstLine) {
   return null;
 }
 
+// The file's first line, a .gz's too (the browser's own gzip stream, reading no more than the header needs).
+async function firstLine(file) {
+  if (!file.name.endsWith(".gz")) return (await file.slice(0, 4096).text()).split("\n")[0];
+  if (!("DecompressionStream" in window)) return ""; // the server tells the format from the header anyway
+  const reader = file.stream().pipeThrough(new DecompressionStream("gzip")).pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  try {
+    while (!text.includes("\n") && text.length < 65536) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+  } catch {
+    return ""; // not gzip after all: the server's report says what is wrong
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  return text.split("\n")[0];
+}
+
 $("file").addEventListener("change", async () => {
   const file = $("file").files[0];
-  if (!file || file.name.endsWith(".gz")) return; // a gzipped header cannot be read here; the server checks it
-  const guess = guessFormat(file.name, (await file.slice(0, 4096).text()).split("\n")[0]);
+  if (!file) return;
+  const guess = guessFormat(file.name.replace(/\.gz$/, ""), await firstLine(file));
   if (guess) $("format").value = guess;
+  $("format").dataset.guessed = guess || "";
 });
 
 $("import-form").addEventListener("submit", (event) => {

@@ -182,6 +182,11 @@ async function showPlan(kind) {
       `${p.mode === "fine-tune" ? "Fine-tune the active version" : "Train from scratch (the full recipe)"}: ` +
       `${p.faces.train} training / ${p.faces.val} validation faces, up to ${p.epochs} epoch${p.epochs === 1 ? "" : "s"} — about ${p.estimate} ` +
       `(${p.basis}).`;
+    // a run that would fail at once is not offered: the reason is said here, before, not in a failed run after
+    const button = card(kind).querySelector(".retrain");
+    button.disabled = Boolean(p.blocked);
+    button.title = p.blocked || "";
+    if (p.blocked) el.textContent = `Retraining is not possible yet. ${p.blocked}`;
     return p;
   } catch (err) {
     el.textContent = `Could not estimate a retrain: ${err.message}`;

@@ -68,3 +68,25 @@ def test_staff_import_a_label_studio_export_and_read_the_report(open_page, staff
     page.click("#report summary")
     assert "task 12: the face has 10 of 15 keypoints" in page.locator("#report .errors").inner_text()
     assert Face.objects.count() == 1
+
+
+def test_a_gzipped_file_has_its_format_told_and_its_new_classes_added_on_request(open_page, staff, media, tmp_path):
+    """The README's own data files are .gz: the page reads the header through the browser's gzip stream. A lab's file
+    naming a class the set lacks: with the checkbox, the class joins the set and its rows are imported."""
+    from webapp.labels.selectors import label_set
+
+    rows = [
+        f"{name},{csvs.pixels(csvs.synthetic_face(80 + i, side=48)[0])},Training,S{i}"
+        for i, name in enumerate(["contempt", "happy", "contempt"])
+    ]
+    path = csvs.write(tmp_path / "lab.csv.gz", "emotion,pixels,Usage,subject", rows, gz=True)
+    page = open_page("/import/", user=staff)
+    page.select_option("#format", "kaggle-keypoints")
+    page.set_input_files("#file", str(path))
+    page.wait_for_function("document.getElementById('format').value === 'fer2013'")  # told from the .gz's header
+    page.check("#add-classes")
+    page.click("#start")
+    page.wait_for_selector("#report:not([hidden])", timeout=30_000)
+    summary = page.locator("#report .summary").inner_text()
+    assert "3 faces created" in summary and "classes added to the label set: contempt" in summary
+    assert "contempt" in label_set().labels and Face.objects.count() == 3

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests import csvs
 from webapp.training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -14,6 +15,7 @@ def test_the_plan_names_the_recipe_faces_and_an_estimate(labeled_faces, staff_cl
     assert "shipped baseline" in body["basis"] and body["estimate"].endswith(("s", "min", "h"))
     fine = staff_client.get("/api/training-runs/plan/?kind=emotion").json()
     assert fine["mode"] == "fine-tune" and fine["recipe"] == "fine-tuning"
+    assert body["blocked"] is None and fine["blocked"] is None
     assert TrainingRun.objects.count() == 0  # a plan starts nothing
 
 
@@ -34,3 +36,13 @@ def test_the_estimate_follows_this_workers_last_run(labeled_faces, staff_client)
 def test_a_bad_plan_request_is_a_clear_4xx(labeled_faces, staff_client, client_for, query, status):
     client = client_for("labeler") if status == 403 else staff_client
     assert client.get(f"/api/training-runs/plan/?{query}").status_code == status
+
+
+def test_the_plan_says_when_a_retrain_would_fail_at_once(staff_client, dirs):
+    """Seven keypoint faces, none in validation: the plan says so (the Models page disables Retrain with it)."""
+    from webapp.faces.services import faces_import
+
+    faces_import(path=csvs.keypoints_csv(dirs / "few.csv", n=7), fmt="kaggle-keypoints")
+    body = staff_client.get("/api/training-runs/plan/?kind=keypoints").json()
+    assert body["blocked"].startswith("Not enough labeled keypoints faces to train: 7 (")
+    assert staff_client.get("/api/training-runs/plan/?kind=emotion").json()["blocked"].startswith("Not enough")

@@ -79,6 +79,7 @@ class PlanOutput(serializers.Serializer):
     estimated_seconds = serializers.FloatField(help_text="every epoch over every training face")
     estimate = serializers.CharField(help_text="the same, for people: '18 min'")
     basis = serializers.CharField(help_text="whose speed the estimate uses")
+    blocked = serializers.CharField(allow_null=True, help_text="why such a run would fail at once (null: it can run)")
 
 
 class RunPlanApi(APIView):

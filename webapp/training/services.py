@@ -311,6 +311,17 @@ def _user_faces(counts: dict) -> int:
     return sum(n for name, n in counts.get("datasets", {}).items() if name != counts.get("reference"))
 
 
+def plan_blocked(kind: str, counts: dict) -> str | None:
+    """Why a retrain of ``kind`` would fail at once on these faces (the worker's first check), or None."""
+    if counts.get("faces", 0) < settings.TRAINING_MIN_FACES or not counts.get("train") or not counts.get("val"):
+        return (
+            f"Not enough labeled {kind} faces to train: {counts.get('faces', 0)} ({counts.get('train', 0)} train / "
+            f"{counts.get('val', 0)} validation); at least {settings.TRAINING_MIN_FACES} with some in each split are "
+            "needed. Import or label more faces."
+        )
+    return None
+
+
 def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> dict:
     """What a retrain would do now, before it is asked for: faces, recipe, epochs and an estimated duration.
 
@@ -347,6 +358,7 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
     seconds = estimate_seconds(kind, n_train, config, per_face_epoch)
     domain_run = fine_tune and user_faces > 0
     return {
+        "blocked": plan_blocked(kind, counts),
         "kind": kind,
         "mode": "fine-tune" if fine_tune else "from scratch",
         "recipe": "domain" if domain_run else "fine-tuning" if fine_tune else "from-scratch",
@@ -388,12 +400,8 @@ def run_execute(run_id: int) -> None:
         data = training_set(task=run.kind)
         counts = data.counts()
         say(f"training set: {counts['train']} train, {counts['val']} validation faces, {counts['human_labels']} human")
-        if counts["faces"] < settings.TRAINING_MIN_FACES or not counts["train"] or not counts["val"]:
-            raise ValidationError(
-                f"Not enough labeled {run.kind} faces to train: {counts['faces']} "
-                f"({counts['train']} train / {counts['val']} validation); at least {settings.TRAINING_MIN_FACES} "
-                "with some in each split are needed. Import or label more faces."
-            )
+        if blocked := plan_blocked(run.kind, counts):
+            raise ValidationError(blocked)
         as_face_data = lambda mask: FaceData(  # noqa: E731
             format="db",
             images=data.images[mask],
