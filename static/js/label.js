@@ -177,11 +177,20 @@ async function next() {
     return;
   }
   if (reviewing()) {
+    state.queue = null;
     await show(data.face, null, `${data.remaining} waiting for review`, { review: data });
   } else {
-    const count = `${data.remaining.toLocaleString("en")}${data.remaining_capped ? "+" : ""}`;
-    await show(data.face, data.lease, `${count} without a human ${task} label`);
+    state.queue = { task, remaining: data.remaining, capped: data.remaining_capped };
+    await show(data.face, data.lease, queueLine());
   }
+}
+
+// "N without a human keypoints label": kept with the page's own additions (Add photos) until the next face
+const queueLine = () => `${state.queue.remaining.toLocaleString("en")}${state.queue.capped ? "+" : ""} without a human ${state.queue.task} label`;
+
+function showInfo() {
+  const face = state.face;
+  if (face) $("face-info").textContent = `Face ${face.id} · ${face.source} ${face.source_name || ""} · ${state.where} · ${state.done} saved this session`;
 }
 
 const SOURCES = { import: "imported", human: "by a person", labelers: "the labelers' consensus", review: "a reviewer's decision" };
@@ -229,7 +238,8 @@ async function show(face, lease, where, { current = false, review = null } = {})
     emotion: (starts("emotion") || review) && labelsNow.emotion != null ? labelsNow.emotion : guess,
   });
   const manifest = state.models.manifest;
-  $("face-info").textContent = `Face ${face.id} · ${face.source} ${face.source_name || ""} · ${where} · ${state.done} saved this session`;
+  state.where = where;
+  showInfo();
   $("model").textContent = `Model said: ${labels[top]} ${(100 * prediction.probabilities[top]).toFixed(0)}% (emotion v${manifest.emotion.version}), points from keypoints v${manifest.keypoints.version}.`;
   $("current").textContent = review
     ? `Labelers: ${byLabeler.map(([who, v]) => `${who}: ${v == null ? "not a face" : Array.isArray(v) ? "points" : v}`).join(" · ")}. Your decision is the label.`
@@ -467,10 +477,15 @@ document.addEventListener("keydown", (event) => {
 
 // Drop a whole photo (or several) anywhere on the page: the server finds every face (BlazeFace + alignment, the
 // pipeline's path), stores each as its own face, and they join the queue.
+// Every photo's outcome in one message (several photos once left only the last one's), and the queue's count
+// grows by the new faces at once.
 async function queuePhotos(files) {
+  const said = [];
+  let created = 0, failed = 0;
   for (const file of files) {
     if (!file.type.startsWith("image/")) {
-      setMessage(`${file.name} is not a picture; drop JPEG, PNG or WEBP photos.`);
+      said.push(`${file.name}: not a picture (JPEG, PNG or WEBP)`);
+      failed += 1;
       continue;
     }
     const form = new FormData();
@@ -478,11 +493,19 @@ async function queuePhotos(files) {
     try {
       const { data } = await api("/api/faces/upload/", { method: "POST", form });
       const n = data.faces.length;
-      toast(`${file.name}: ${n} face${n === 1 ? "" : "s"} found, ${data.created} new in the queue.`, "ok");
-      $("face-info").dataset.queued = String(Number($("face-info").dataset.queued || 0) + data.created);
+      said.push(`${file.name}: ${n} face${n === 1 ? "" : "s"} found, ${data.created} new`);
+      created += data.created;
     } catch (err) {
-      setMessage(`${file.name}: ${err.message}`);
+      said.push(`${file.name}: ${err.message}`);
+      failed += 1;
     }
+  }
+  const total = `${created} new face${created === 1 ? "" : "s"} in the queue from ${files.length} photo${files.length === 1 ? "" : "s"}`;
+  setMessage(`${total}. ${said.join(" · ")}`, failed ? "error" : "ok");
+  if (state.queue && state.queue.task === taskOf()) {
+    state.queue.remaining += created;
+    state.where = queueLine();
+    showInfo();
   }
   if (!state.face) next();
 }

@@ -214,18 +214,32 @@ def test_zoom_and_pan_keep_dragging_exact(open_page, labeler, faces):
     assert page.evaluate("window.studio.view.zoom") == 1
 
 
-def test_a_whole_photo_added_on_the_label_page_queues_its_face(open_page, labeler, faces, tmp_path):
+def test_photos_added_on_the_label_page_queue_their_faces_and_say_so_for_each(open_page, labeler, faces, tmp_path):
+    """Every photo's outcome stays in one message (several photos once left only the last one's) and the queue's
+    count grows at once (it stayed as it was until the next face, #29 item 11)."""
     from tests.e2e.conftest import astronaut
+    from tests.ml.test_detect import group_photo
     from webapp.faces.models import Face
 
     page = open_page("/label/", user=labeler)
     _ready(page)
     before = Face.objects.count()
-    photo = tmp_path / "astronaut.jpg"
+    count = lambda: int(page.locator("#face-info").inner_text().split(" · ")[2].split()[0].replace(",", ""))  # noqa: E731
+    waiting = count()
+    photo, group, notes = tmp_path / "astronaut.jpg", tmp_path / "group.jpg", tmp_path / "notes.txt"
     astronaut().save(photo, quality=92)
-    page.set_input_files("#photos", str(photo))
-    page.wait_for_function("document.getElementById('toast').textContent.includes('1 face found')", timeout=30_000)
-    assert Face.objects.count() == before + 1 and Face.objects.latest("id").source == "upload"
+    group_photo().save(group, quality=92)
+    notes.write_text("not a picture")
+    page.set_input_files("#photos", [str(photo), str(group), str(notes)])
+    page.wait_for_function(
+        "document.getElementById('message').textContent.includes('new faces in the queue')", timeout=60_000
+    )
+    message = page.locator("#message").inner_text()
+    assert message.startswith("3 new faces in the queue from 3 photos")
+    assert "astronaut.jpg: 1 face found, 1 new" in message and "group.jpg: 2 faces found, 2 new" in message
+    assert "notes.txt: not a picture" in message
+    assert Face.objects.count() == before + 3 and Face.objects.latest("id").source == "upload"
+    assert count() == waiting + 3
 
 
 def test_review_flow_end_to_end(open_page, staff, faces, settings):
