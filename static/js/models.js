@@ -35,9 +35,12 @@ function slicesTable(version) {
   const { user, reference } = version.metrics.slices;
   const c = version.metrics.comparison;
   const unit = c.metric === "rmse_px" ? " px" : "";
+  // a slice the candidate does worse on is flagged (beyond noise: its whole interval below zero)
+  const worse = (s) => (s.ci_high < 0 ? ' <span class="badge warn" title="worse on this slice beyond noise">worse</span>'
+    : s.improvement < 0 ? ' <span class="muted" title="worse on this slice, within noise">(lower)</span>' : "");
   const row = (label, s, detail) => `<tr><td>${label}</td><td>${s.n} faces${s.groups ? ` of ${s.groups} people` : ""}${detail}</td>
     <td>${fmt(s.candidate, 4)}${unit}</td><td>${fmt(s.active, 4)}${unit}</td>
-    <td>${signed(s.improvement)} [${signed(s.ci_low)}, ${signed(s.ci_high)}]</td></tr>`;
+    <td>${signed(s.improvement)} [${signed(s.ci_low)}, ${signed(s.ci_high)}]${worse(s)}</td></tr>`;
   const datasets = Object.entries(user.datasets || {}).map(([name, d]) =>
     `<tr class="muted"><td>· ${esc(name)}</td><td>${d.n} faces of ${d.groups} people</td><td>${fmt(d.candidate, 4)}${unit}</td><td>${fmt(d.active, 4)}${unit}</td><td></td></tr>`).join("");
   return `<table class="slices"><tr><th>slice</th><th></th><th>v${version.number}</th><th>${esc(c.against)}</th><th>change, ${Math.round(100 * c.confidence)} % CI</th></tr>
@@ -93,6 +96,18 @@ async function showVersion(id) {
     lossCanvas.after(note);
   }
   note.hidden = Boolean(epochs.length);
+  // a validation loss far above the training loss: what it means, in words
+  let gap = lossCanvas.parentElement.querySelector(".loss-gap");
+  if (!gap) {
+    gap = Object.assign(document.createElement("p"), { className: "muted loss-gap" });
+    lossCanvas.parentElement.append(gap);
+  }
+  const last = (xs) => (xs && xs.length ? xs[xs.length - 1] : null);
+  const [trainLoss, valLoss] = [last(history.loss), last(history.val_loss)];
+  gap.hidden = !(trainLoss && valLoss && valLoss > 1.5 * trainLoss);
+  gap.textContent = gap.hidden ? "" : `Validation loss ${fmt(valLoss, 3)} is far above the training loss ${fmt(trainLoss, 3)}: ` +
+    "the model fits the faces it trained on better than new ones (it over-fits them). More faces, more people, " +
+    "or a shorter or gentler run narrow the gap; the version is judged on validation faces either way.";
   // no curves, no chart: Chart.js would set the canvas visible again and draw empty axes
   if (epochs.length) charts[`${v.kind}-loss`] = new Chart(el.querySelector("canvas.loss"), {
     type: "line",
@@ -118,7 +133,9 @@ async function showVersion(id) {
       data: { labels: Object.keys(m.per_point_error_px).map((n) => n.replaceAll("_", " ")), datasets: [{ label: "mean error (px)", data: Object.values(m.per_point_error_px), backgroundColor: "#35e0a1" }] },
       options: {
         animation: false, indexAxis: "y", maintainAspectRatio: false,
-        scales: { y: { ticks: { autoSkip: false } } }, plugins: { legend: { display: false } },
+        // one label per point, small enough not to overlap; the value axis with a few round ticks
+        scales: { y: { ticks: { autoSkip: false, font: { size: 10 } } }, x: { ticks: { maxTicksLimit: 6 } } },
+        plugins: { legend: { display: false } },
       },
     });
   } else {

@@ -127,6 +127,7 @@ def test_names_notes_and_decisions_are_shown_as_text_never_run(open_page, staff,
     table = row.locator("table.slices").inner_text()
     assert "your faces" in table and "489 faces of 62 people" in table and "5-fold by person" in table
     assert "reference: fer2013.csv.gz" in table and "0.9500" in table and "0.8800" in table and HOSTILE in table
+    assert "(lower)" in table and "worse" not in table.replace("(lower)", "")  # the reference dropped, within noise
     assert HOSTILE in page.locator('.card[data-kind="emotion"] .run').inner_text()
     page.wait_for_timeout(300)
     assert page.evaluate("window.__xss") is None and page.locator("img[src=x]").count() == 0
