@@ -70,3 +70,15 @@ def start_worker(env: dict[str, str], out: Path) -> subprocess.Popen:
     )
     time.sleep(5)  # let it connect before the first request
     return worker
+
+
+def timed_retrain(env: dict[str, str], out: Path, command, kind: str = "emotion") -> float:
+    """One real worker, ``retrain --kind KIND --wait`` as a user types it, timed from the request to its end."""
+    worker = start_worker(env, out)
+    try:
+        started = time.monotonic()
+        command("retrain", "--kind", kind, "--wait")
+        return time.monotonic() - started
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)

@@ -15,10 +15,9 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-from instance import DATA, ROOT, fresh_instance, instance_env, manage, start_worker
+from instance import DATA, ROOT, fresh_instance, instance_env, manage, timed_retrain
 
 OUT = ROOT / "bench" / "out" / "lab_check"
 
@@ -32,14 +31,7 @@ def main() -> None:
     command = manage(env)
     fresh_instance(OUT, command, "fer2013", DATA / "fer2013.csv.gz")
     command("import_faces", "--format", "fer2013", str(args.pool), "-v0")
-    worker = start_worker(env, OUT)
-    try:
-        started = time.monotonic()
-        command("retrain", "--kind", "emotion", "--wait")
-        seconds = time.monotonic() - started
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+    seconds = timed_retrain(env, OUT, command)
 
     sys.path.insert(0, str(ROOT))
     import django

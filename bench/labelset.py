@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +88,7 @@ def served(model_dir: Path, data: Path) -> dict:
 
 
 def contempt(pool: Path) -> dict:
-    from instance import fresh_instance, instance_env, manage, start_worker
+    from instance import fresh_instance, instance_env, manage, timed_retrain
 
     from ml.datasets import group_held_out, read_faces
 
@@ -133,14 +132,7 @@ def contempt(pool: Path) -> dict:
 
     before = served_recalls()
     command("import_faces", "--format", "fer2013", str(part), "-v0")
-    worker = start_worker(env, OUT)
-    try:
-        started = time.monotonic()
-        command("retrain", "--kind", "emotion", "--wait")
-        seconds = time.monotonic() - started
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+    seconds = timed_retrain(env, OUT, command)
     from webapp.training.models import TrainingRun
 
     run = TrainingRun.objects.filter(kind="emotion").latest("id")
