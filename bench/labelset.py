@@ -40,7 +40,28 @@ def shown_as_sure_wrong(probabilities: np.ndarray, truth: int) -> float:
     return float(np.mean((probabilities.max(1) >= SURE) & (top != truth)))
 
 
-def served(model_dir: Path, data: Path) -> dict:
+def sweep(probabilities: np.ndarray, labels: np.ndarray, names: list[str], name: str) -> list[dict]:
+    """What adding a shift to one class's logit would do (ml.models.shift_priors, here on the probabilities): accuracy,
+    that class's recall, and how often its faces are shown as a sure wrong class."""
+    c, rows = names.index(name), []
+    for shift in (-0.4, -0.2, -0.1, 0.0, 0.1, 0.2, 0.4):
+        logits = np.log(probabilities + 1e-9)
+        logits[:, c] += shift
+        q = np.exp(logits - logits.max(1, keepdims=True))
+        q /= q.sum(1, keepdims=True)
+        own = labels == c
+        rows.append(
+            {
+                "shift": shift,
+                "accuracy": round(float(np.mean(q.argmax(1) == labels)), 4),
+                f"{name}_recall": round(float(np.mean(q[own].argmax(1) == c)), 4),
+                f"{name}_shown_as_sure_wrong": round(shown_as_sure_wrong(q[own], c), 4),
+            }
+        )
+    return rows
+
+
+def served(model_dir: Path, data: Path, sweep_class: str | None = None) -> dict:
     from ml.align import framing_of
     from ml.datasets import read_faces, split
     from ml.evaluate import _outputs, evaluate
@@ -68,6 +89,11 @@ def served(model_dir: Path, data: Path) -> dict:
             report[f"{name}_shown_as_sure_wrong"] = round(
                 shown_as_sure_wrong(probabilities[mask], labels.index(name)), 4
             )
+    if sweep_class:
+        report["prior_sweep"] = {
+            "relative_to": manifest.get("prior_shift", {}),
+            "rows": sweep(probabilities, val.labels, labels, sweep_class),
+        }
     five = split(read_faces(data, labels=PRESETS["seed-five"]))[1]
     five_metrics = evaluate(model, five, framing, labels=labels)[0]
     report["seed_five_through_their_outputs"] = {"n": five_metrics["n"], "accuracy": round(five_metrics["accuracy"], 4)}
@@ -156,10 +182,11 @@ def main() -> None:
     p = sub.add_parser("served")
     p.add_argument("--model", type=Path, default=ROOT / "models" / "baseline" / "emotion")
     p.add_argument("--data", type=Path, default=DATA / "fer2013.csv.gz")
+    p.add_argument("--sweep", metavar="CLASS", help="also: what shifting this class's logit would do (e.g. neutral)")
     p = sub.add_parser("contempt")
     p.add_argument("--pool", type=Path, default=DATA / "ckplus" / "pool_named.csv.gz")
     args = parser.parse_args()
-    report = served(args.model, args.data) if args.what == "served" else contempt(args.pool)
+    report = served(args.model, args.data, args.sweep) if args.what == "served" else contempt(args.pool)
     print(json.dumps(report, indent=2))
 
 
