@@ -95,13 +95,13 @@ def scenes(frames, n: int, seed: int = 0):
         yield scene, points
 
 
-def fer_pictures(n: int):
-    """Five-class PublicTest faces without repeats, each in the middle of a grey 192x192 canvas."""
+def fer_pictures(n: int, labels: list[str]):
+    """PublicTest faces of the emotion model's classes without repeats, each in the middle of a grey 192x192 canvas."""
     from PIL import Image
 
     from ml.datasets import read_faces, split
 
-    val = split(read_faces(DATA / "fer2013.csv.gz"))[1]
+    val = split(read_faces(DATA / "fer2013.csv.gz", labels=labels))[1]
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(len(val), min(n, len(val)), replace=False))
     for i in idx:
@@ -241,7 +241,10 @@ def main() -> None:
             if args.scenes:
                 report["scenes"] = scene_report(page, frames, args.scenes)
             if args.fer:
-                report["emotion_fer_in_192_canvas"] = fer_report(page, args.fer)
+                from ml.export import read_manifest
+
+                labels = read_manifest(args.models / "emotion")["labels"]
+                report["emotion_fer_in_192_canvas"] = fer_report(page, args.fer, labels)
             browser.close()
     finally:
         server.terminate()
@@ -271,10 +274,10 @@ def scene_report(page, frames, n: int) -> dict:
     return scene["summary"]
 
 
-def fer_report(page, n: int) -> dict:
+def fer_report(page, n: int, labels: list[str]) -> dict:
     from PIL import Image
 
-    fer = list(fer_pictures(n))
+    fer = list(fer_pictures(n, labels))
     fer_results = run_pages(
         page,
         [
