@@ -113,16 +113,20 @@ def served(model_dir: Path, data: Path, sweep_class: str | None = None) -> dict:
     return report
 
 
-def contempt(pool: Path) -> dict:
+def contempt(pool: Path, keep: bool = False) -> dict:
     from instance import fresh_instance, instance_env, manage, timed_retrain
 
     from ml.datasets import group_held_out, read_faces
 
     env = instance_env(OUT, redis_db=11)
     os.environ.update(env)
+    import django
+
+    django.setup()  # this process reads the instance's database too (connected at first use)
     command = manage(env)
-    fresh_instance(OUT, command, "fer2013", DATA / "fer2013.csv.gz")
-    command("labelset", "emotion", "--add", "contempt")
+    if not keep:
+        fresh_instance(OUT, command, "fer2013", DATA / "fer2013.csv.gz")
+        command("labelset", "emotion", "--add", "contempt")
     faces = read_faces(pool, labels=None, add_classes=True)
     people = np.array(sorted(set(faces.groups)))
     held = set(people[group_held_out(people, HELD_OUT_FRACTION)])
@@ -137,16 +141,14 @@ def contempt(pool: Path) -> dict:
     part.write_text("\n".join([lines[0], *(lines[i - 1] for i in sorted(keep))]) + "\n")
     test = faces.subset(~labeled_rows)
 
-    def served_recalls() -> dict:
-        import django
-
-        django.setup()
+    def served_recalls(version=None) -> dict:
+        """The served version's (or ``version``'s) figures on the held-out people, through the classes it has."""
         from ml.align import framing_of
         from ml.evaluate import evaluate
         from ml.export import load_tfjs, read_manifest
         from webapp.registry.selectors import active_version, version_dir
 
-        directory = version_dir(active_version(kind="emotion"))
+        directory = version_dir(version or active_version(kind="emotion"))
         manifest = read_manifest(directory)
         metrics = evaluate(load_tfjs(directory), test, framing_of(manifest), labels=manifest["labels"])[0]
         return {
@@ -156,23 +158,30 @@ def contempt(pool: Path) -> dict:
             "recall": {k: round(v, 4) for k, v in metrics["per_class_recall"].items()},
         }
 
-    before = served_recalls()
-    command("import_faces", "--format", "fer2013", str(part), "-v0")
-    seconds = timed_retrain(env, OUT, command)
+    if keep:  # the instance of an earlier run: its parent (v1) and its last run, scored again
+        from webapp.registry.models import ModelVersion
+
+        before, seconds = served_recalls(ModelVersion.objects.get(kind="emotion", number=1)), None
+    else:
+        before = served_recalls()
+        command("import_faces", "--format", "fer2013", str(part), "-v0")
+        seconds = timed_retrain(env, OUT, command)
     from webapp.training.models import TrainingRun
 
     run = TrainingRun.objects.filter(kind="emotion").latest("id")
     after = served_recalls()
+    candidate = served_recalls(run.version) if run.version and not run.promoted else None
     return {
         "held_out_people": len(held),
         "held_out_faces": {k: int((test.labels == i).sum()) for i, k in enumerate(test.label_names)},
         "labeled_people": len(people) - len(held),
-        "request_to_end_s": round(seconds, 1),
+        "request_to_end_s": round(seconds, 1) if seconds else None,
         "promoted": run.promoted,
         "decision": run.decision,
         "candidate_recall_ci": run.metrics.get("per_class_recall_ci"),
         "served_before": before,
         "served_after": after,
+        "candidate_if_promoted_by_hand": candidate,
     }
 
 
@@ -185,8 +194,9 @@ def main() -> None:
     p.add_argument("--sweep", metavar="CLASS", help="also: what shifting this class's logit would do (e.g. neutral)")
     p = sub.add_parser("contempt")
     p.add_argument("--pool", type=Path, default=DATA / "ckplus" / "pool_named.csv.gz")
+    p.add_argument("--keep", action="store_true", help="score the instance of the last run again (no new retrain)")
     args = parser.parse_args()
-    report = served(args.model, args.data, args.sweep) if args.what == "served" else contempt(args.pool)
+    report = served(args.model, args.data, args.sweep) if args.what == "served" else contempt(args.pool, args.keep)
     print(json.dumps(report, indent=2))
 
 
