@@ -266,3 +266,28 @@ def test_a_fine_tune_that_learned_nothing_registers_no_copy_of_its_parent(
     assert run.version is None and "nothing registered: no epoch beat keypoints v1" in run.decision
     assert ModelVersion.objects.filter(kind="keypoints").count() == 1
     assert staff_client.get(f"/api/training-runs/{run.pk}/").json()["version_number"] is None
+
+
+def test_a_served_versions_class_prior_is_carried_to_the_candidate_not_learned_away(
+    start_worker, redis_broker, labeled_faces, staff_client, tiny_exports, dirs
+):
+    """The shipped emotion model reads calm faces as neutral through a prior written in its manifest (prior_shift):
+    a retrain leaves it out while training and gives it back to the candidate, whatever the new faces hold."""
+    from ml.export import export_tfjs, load_tfjs
+    from ml.models import shift_priors
+    from ml.schema import DEFAULT_LABELS
+    from webapp.registry.selectors import version_manifest
+    from webapp.registry.services import staging_dir, version_promote, version_register
+
+    model = shift_priors(load_tfjs(tiny_exports / "emotion"), DEFAULT_LABELS, {"neutral": 0.4})
+    staging = staging_dir("emotion")
+    staging.rmdir()
+    export_tfjs(model, staging, task="emotion", labels=DEFAULT_LABELS, extra={"prior_shift": {"neutral": 0.4}})
+    parent = version_register(kind="emotion", export_dir=staging, metrics={}, trained_on={})
+    version_promote(version=parent)
+    start_worker()
+    run = wait_for(
+        staff_client.post("/api/training-runs/", {"kind": "emotion", "from_scratch": True}, format="json").json()["id"]
+    )
+    assert run.status == "succeeded", run.log + run.error
+    assert version_manifest(run.version)["prior_shift"] == {"neutral": 0.4}

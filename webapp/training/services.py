@@ -418,6 +418,18 @@ def run_execute(run_id: int) -> None:
         if parent_labels is not None and tuple(data.label_names) != parent_labels:
             say(f"the label set is {', '.join(data.label_names)}; {parent} says {', '.join(parent_labels)}")
         initial = None if run.from_scratch or parent is None else load_tfjs(parent_dir)
+        # A class prior the served version was given at export (a product choice, e.g. neutral +0.4: its manifest's
+        # prior_shift) is not something to learn: the fine-tune starts without it and the candidate gets it back at
+        # export. Without this, a lab's file with no calm faces wore the neutral prior away in every retrain.
+        priors = {k: v for k, v in parent_manifest.get("prior_shift", {}).items() if k in (data.label_names or ())}
+        if initial is not None and priors:
+            from ml.models import shift_priors
+
+            shift_priors(initial, parent_labels, {k: -v for k, v in priors.items()})
+            say(
+                f"the served version's class priors ({', '.join(f'{k} {v:+g}' for k, v in priors.items())}) are "
+                "left out while training and given to the candidate at export"
+            )
         # The users' own faces (datasets beside the reference one) get the domain recipe when there is a model to
         # fine-tune; the reference slice keeps its fixed validation faces.
         user = (data.datasets != counts["reference"]) if initial is not None else np.zeros(len(data.face_ids), bool)
@@ -519,9 +531,13 @@ def run_execute(run_id: int) -> None:
         staging = staging_dir(run.kind)
         shutil.rmtree(staging)
         history = result.history
-        export_tfjs(
-            result.model, staging, task=run.kind, quantize=quantize, extra={"history": history}, labels=result.labels
-        )
+        extra = {"history": history}
+        if priors:
+            from ml.models import shift_priors
+
+            shift_priors(result.model, result.labels, priors)
+            extra["prior_shift"] = priors
+        export_tfjs(result.model, staging, task=run.kind, quantize=quantize, extra=extra, labels=result.labels)
         served_model, served_framing = load_tfjs(staging), framing_of(read_manifest(staging))
         served_metrics, served_own = evaluate(served_model, val_data, served_framing)
         # Both models scored face by face on the same faces, each in its own framing; where the label set changed,
