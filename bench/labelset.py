@@ -120,13 +120,13 @@ def contempt(pool: Path, keep: bool = False) -> dict:
 
     env = instance_env(OUT, redis_db=11)
     os.environ.update(env)
-    import django
-
-    django.setup()  # this process reads the instance's database too (connected at first use)
     command = manage(env)
     if not keep:
         fresh_instance(OUT, command, "fer2013", DATA / "fer2013.csv.gz")
         command("labelset", "emotion", "--add", "contempt")
+    import django
+
+    django.setup()  # this process reads the instance's database too, once it is made
     faces = read_faces(pool, labels=None, add_classes=True)
     people = np.array(sorted(set(faces.groups)))
     held = set(people[group_held_out(people, HELD_OUT_FRACTION)])
@@ -136,9 +136,9 @@ def contempt(pool: Path, keep: bool = False) -> dict:
 
     with gzip.open(pool, "rt") as f:
         lines = f.read().splitlines()
-    keep = {int(line) for line in faces.lines[labeled_rows]}
+    labeled_lines = {int(line) for line in faces.lines[labeled_rows]}
     part = OUT / "pool_labeled.csv"
-    part.write_text("\n".join([lines[0], *(lines[i - 1] for i in sorted(keep))]) + "\n")
+    part.write_text("\n".join([lines[0], *(lines[i - 1] for i in sorted(labeled_lines))]) + "\n")
     test = faces.subset(~labeled_rows)
 
     def served_recalls(version=None) -> dict:
