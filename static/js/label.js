@@ -163,7 +163,10 @@ async function next() {
   const path = reviewing() ? "/api/review/next/" : "/api/queue/next/";
   let data;
   try {
-    ({ data } = await api(`${path}?task=${task}&exclude=${state.skipped.join(",")}`));
+    // skipped faces, and the faces this session saved (the newest few hundred): once every face has a label the queue
+    // serves labeled ones by uncertainty, and the face just saved came straight back
+    const exclude = [...new Set([...state.skipped, ...state.history.slice(-300)])];
+    ({ data } = await api(`${path}?task=${task}&exclude=${exclude.join(",")}`));
   } catch (err) {
     setMessage(`Could not load the next face: ${err.message}`);
     return;

@@ -348,3 +348,22 @@ def test_a_face_served_again_starts_from_the_labels_a_person_saved_not_the_model
     saved = [[p["x"], p["y"], p["visible"]] for p in factories.points(served.pk)]
     assert page.evaluate("window.studio.points") == saved  # as saved, not the model's guess
     assert page.evaluate("window.studio.emotion") == "surprise"
+
+
+def test_a_face_just_saved_is_not_served_again_when_every_face_has_a_label(open_page, labeler, faces):
+    """Once no face lacks a label the queue serves labeled faces, the most uncertain first, and the face this page
+    had just saved (the only one with a recorded prediction) came straight back. The page leaves out what it saved."""
+    from tests import factories
+    from webapp.faces.models import Face
+    from webapp.faces.services import annotation_submit
+
+    last, *rest = Face.objects.order_by("-id")
+    for face in rest:
+        annotation_submit(face=face, author=labeler, points=factories.points(face.pk))
+    page = open_page("/label/", user=labeler)
+    _ready(page)
+    assert page.evaluate("window.studio.face.id") == last.pk  # the one face without points
+    page.keyboard.press("a")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"window.studio.face && window.studio.face.id !== {last.pk}", timeout=20_000)
+    assert Face.objects.get(pk=last.pk).human_keypoints
