@@ -202,37 +202,36 @@ def _counts(faces: int, is_val: np.ndarray, human_labels: int, datasets: np.ndar
 
 def _labeled(task: str):
     """The faces with a current label for ``task``: labels, sorted ids, the faces, their fixed split, human count,
-    their datasets and their groups. An emotion label of a class the set no longer has (retired) trains nothing."""
-    labels = current_labels(task=task)
+    their datasets, their groups and (emotion) the label set, read once. An emotion label of a class the set no longer
+    has (retired) trains nothing."""
+    labels, names = current_labels(task=task), None
     if task == Task.EMOTION:
-        classes = set(label_set(task=task).labels)
-        labels = {face: key for face, key in labels.items() if key in classes}
+        names = label_set(task=task).labels
+        labels = {face: key for face, key in labels.items() if key in names}
     ids = sorted(labels)
     faces = Face.objects.in_bulk(ids)
     is_val = np.array([faces[i].split == Face.Split.VAL for i in ids], bool)
     human = Face.objects.filter(pk__in=ids, **{f"human_{task}": True}).count()
     datasets = np.array([faces[i].dataset for i in ids], dtype=object)
     groups = np.array([f"{faces[i].dataset}/{faces[i].group or f'face {i}'}" for i in ids], dtype=object)
-    return labels, ids, faces, is_val, human, datasets, groups
+    return labels, ids, faces, is_val, human, datasets, groups, names
 
 
 def training_counts(*, task: str) -> dict:
     """``training_set(task=...).counts()`` without reading a single image (what a plan shown on a page needs)."""
-    _, ids, _, is_val, human, datasets, groups = _labeled(task)
+    _, ids, _, is_val, human, datasets, groups, _ = _labeled(task)
     return _counts(len(ids), is_val, human, datasets, groups)
 
 
 def training_set(*, task: str) -> TrainingSet:
-    labels, ids, faces, is_val, human, datasets, groups = _labeled(task)
+    labels, ids, faces, is_val, human, datasets, groups, names = _labeled(task)
     media = settings.MEDIA_ROOT
     images = np.zeros((len(ids), 96, 96), np.uint8)
     for i, face_id in enumerate(ids):
         images[i] = read_frame(f"{media}/{faces[face_id].image}")
-    names = None
     if task == Task.KEYPOINTS:
         targets = np.array([[[p["x"], p["y"]] for p in labels[i]] for i in ids], np.float32).reshape(-1, 15, 2)
-    else:
-        names = label_set(task=task).labels
+    else:  # the set _labeled filtered by: a change of the set meanwhile cannot leave a label without its index
         targets = np.array([names.index(labels[i]) for i in ids], np.int64)
     return TrainingSet(
         task=task,

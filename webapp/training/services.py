@@ -543,7 +543,7 @@ def run_execute(run_id: int) -> None:
         # Both models scored face by face on the same faces, each in its own framing; where the label set changed,
         # on the faces of the classes both have, each read through its outputs of those classes.
         shared = tuple(k for k in data.label_names if k in parent_labels) if parent_labels else data.label_names
-        on_shared = (lambda d: relabel(d, shared)) if changed or shared != data.label_names else (lambda d: d)
+        on_shared = (lambda d: relabel(d, shared)) if shared != data.label_names else (lambda d: d)
         compare_val = on_shared(val_data)
         served_scores, active_scores = served_own, None
         if parent:
