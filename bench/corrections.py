@@ -60,9 +60,9 @@ def main() -> None:
     from ml.datasets import FaceData
     from ml.evaluate import evaluate_model
     from ml.export import load_tfjs
+    from webapp.faces.labeling.selectors import current_labels, training_set
+    from webapp.faces.labeling.services import annotation_submit
     from webapp.faces.models import Face
-    from webapp.faces.selectors import current_labels, training_set
-    from webapp.faces.services import annotation_submit
     from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
     from webapp.registry.selectors import version_dir
     from webapp.registry.services import version_promote

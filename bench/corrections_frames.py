@@ -55,7 +55,7 @@ def main() -> None:
     from ml.datasets import checksum, person_split, read_frames
     from ml.pipeline import Analyzer, LoadedModel
     from tests.factories import user as make_user
-    from webapp.faces.images import decode_upload
+    from webapp.faces.store.images import decode_upload
     from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
     from webapp.registry.selectors import version_dir
     from webapp.registry.services import version_promote

@@ -76,8 +76,8 @@ def main() -> None:
     from ml.evaluate import evaluate
     from ml.export import load_tfjs, read_manifest
     from tests.factories import user as make_user
-    from webapp.faces.images import png_bytes
     from webapp.faces.models import Face
+    from webapp.faces.store.images import png_bytes
     from webapp.registry.models import ActiveVersion, ModelVersion, Promotion
     from webapp.registry.selectors import version_dir
     from webapp.registry.services import version_promote

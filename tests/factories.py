@@ -13,7 +13,7 @@ from PIL import Image
 
 from ml.schema import DEFAULT_LABELS
 from tests.csvs import synthetic_face
-from webapp.faces.services import face_upload
+from webapp.faces.store.services import face_upload
 from webapp.pages.permissions import LABELERS_GROUP
 
 _counter = itertools.count(1)

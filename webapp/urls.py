@@ -7,9 +7,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
 
 from webapp.common.throttling import ScopedRateThrottle
-from webapp.faces import api as faces
-from webapp.faces import datasets_api as datasets
-from webapp.faces import labelstudio_api as label_studio
+from webapp.faces.interchange import api as datasets
+from webapp.faces.interchange.labelstudio import api as label_studio
+from webapp.faces.labeling import api as labeling
+from webapp.faces.store import api as store
 from webapp.labels import api as labels
 from webapp.pages.parsers import PARSERS
 from webapp.registry import api as registry
@@ -25,16 +26,18 @@ class TokenObtainApi(ObtainAuthToken):
 
 
 api = [
-    path("faces/", faces.FaceListApi.as_view(), name="face-list"),
-    path("faces/upload/", faces.FaceUploadApi.as_view(), name="face-upload"),
-    path("faces/<int:face_id>/", faces.FaceDetailApi.as_view(), name="face-detail"),
-    path("faces/<int:face_id>/image/", faces.FaceImageApi.as_view(), name="face-image"),
-    path("faces/<int:face_id>/annotations/", faces.AnnotationApi.as_view(), name="face-annotations"),
-    path("faces/<int:face_id>/predictions/", faces.PredictionRecordApi.as_view(), name="face-predictions"),
-    path("queue/next/", faces.QueueNextApi.as_view(), name="queue-next"),
-    path("labeling/agreement/", faces.AgreementApi.as_view(), name="agreement"),
-    path("review/next/", faces.ReviewNextApi.as_view(), name="review-next"),
-    path("faces/<int:face_id>/lease/", faces.LeaseApi.as_view(), name="face-lease"),
+    path("faces/", labeling.FaceListApi.as_view(), name="face-list"),
+    path("faces/upload/", store.FaceUploadApi.as_view(), name="face-upload"),
+    path("faces/facets/", labeling.FaceFacetsApi.as_view(), name="face-facets"),
+    path("faces/<int:face_id>/", labeling.FaceDetailApi.as_view(), name="face-detail"),
+    path("faces/<int:face_id>/image/", store.FaceImageApi.as_view(), name="face-image"),
+    path("faces/<int:face_id>/original/", store.FaceOriginalApi.as_view(), name="face-original"),
+    path("faces/<int:face_id>/annotations/", labeling.AnnotationApi.as_view(), name="face-annotations"),
+    path("faces/<int:face_id>/predictions/", labeling.PredictionRecordApi.as_view(), name="face-predictions"),
+    path("queue/next/", labeling.QueueNextApi.as_view(), name="queue-next"),
+    path("labeling/agreement/", labeling.AgreementApi.as_view(), name="agreement"),
+    path("review/next/", labeling.ReviewNextApi.as_view(), name="review-next"),
+    path("faces/<int:face_id>/lease/", labeling.LeaseApi.as_view(), name="face-lease"),
     path("labelsets/<str:task>/", labels.LabelSetApi.as_view(), name="labelset"),
     path("datasets/import/", datasets.DatasetImportApi.as_view(), name="dataset-import"),
     path("datasets/export/<str:fmt>/", datasets.DatasetExportApi.as_view(), name="dataset-export"),

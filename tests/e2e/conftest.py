@@ -79,7 +79,7 @@ def site(live_server, media, settings, transactional_db):
 @pytest.fixture
 def faces(media, transactional_db):
     from tests import csvs
-    from webapp.faces.services import faces_import
+    from webapp.faces.interchange.services import faces_import
 
     faces_import(path=csvs.keypoints_csv(media / "kp.csv", n=30), fmt="kaggle-keypoints")
 

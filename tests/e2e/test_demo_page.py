@@ -133,7 +133,7 @@ def test_send_for_labeling_queues_the_crop_with_the_models_predictions(open_page
     assert sorted(Prediction.objects.filter(face=face).values_list("task", flat=True)) == ["emotion", "keypoints"]
     assert face.keypoints_uncertainty is not None and 0 <= face.emotion_uncertainty <= 1
     # the stored frame is exactly the crop the models saw in the browser
-    from webapp.faces.images import read_frame
+    from webapp.faces.store.images import read_frame
 
     stored = read_frame(settings.MEDIA_ROOT / face.image)
     sent = np.asarray(page.evaluate("window.studio.last.stored[0].grey"), np.float32).reshape(96, 96)

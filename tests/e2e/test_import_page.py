@@ -46,7 +46,7 @@ def test_staff_import_a_label_studio_export_and_read_the_report(open_page, staff
     from PIL import Image
 
     from tests import factories
-    from webapp.faces import labelstudio as ls
+    from webapp.faces.interchange.labelstudio import protocol as ls
 
     face = io.BytesIO()
     Image.fromarray(np.full((96, 96), 100, np.uint8)).save(face, "PNG")

@@ -245,8 +245,8 @@ def test_photos_added_on_the_label_page_queue_their_faces_and_say_so_for_each(op
 def test_review_flow_end_to_end(open_page, staff, faces, settings):
     """Two labelers disagree on a face's emotion; a reviewer sees both, decides on the label page, and it is the label."""
     from tests import factories
-    from webapp.faces.selectors import current_labels
-    from webapp.faces.services import annotation_submit
+    from webapp.faces.labeling.selectors import current_labels
+    from webapp.faces.labeling.services import annotation_submit
 
     settings.LABELS_PER_FACE = 2
     from webapp.faces.models import Face
@@ -291,8 +291,8 @@ def test_a_second_labeler_saving_a_held_face_is_told_and_keeps_the_edits(open_pa
     """Ann's page holds the face; Bob's page shows it too once he asks for it by id (B goes back), and his save is
     refused with who holds it."""
     from tests import factories
+    from webapp.faces.labeling.services import queue_take
     from webapp.faces.models import Face
-    from webapp.faces.services import queue_take
 
     open_page.expect_error.append("status of 409")
     ann_page = open_page("/label/", user=labeler)
@@ -330,8 +330,8 @@ def test_a_face_served_again_starts_from_the_labels_a_person_saved_not_the_model
     other task's label), the board shows the person's points and the buttons their emotion, not the model's guess
     over them (#29 item 8: a saved face came back with the model's points; "Current label: anger" beside "sad")."""
     from tests import factories
+    from webapp.faces.labeling.services import annotation_submit
     from webapp.faces.models import Face
-    from webapp.faces.services import annotation_submit
 
     faces = list(Face.objects.order_by("id"))
     for face in faces[1:]:  # points and an emotion saved on every face but the first
@@ -354,8 +354,8 @@ def test_a_face_just_saved_is_not_served_again_when_every_face_has_a_label(open_
     """Once no face lacks a label the queue serves labeled faces, the most uncertain first, and the face this page
     had just saved (the only one with a recorded prediction) came straight back. The page leaves out what it saved."""
     from tests import factories
+    from webapp.faces.labeling.services import annotation_submit
     from webapp.faces.models import Face
-    from webapp.faces.services import annotation_submit
 
     last, *rest = Face.objects.order_by("-id")
     for face in rest:

@@ -75,7 +75,7 @@ def test_names_notes_and_decisions_are_shown_as_text_never_run(open_page, staff,
     import shutil
 
     from tests import factories
-    from webapp.faces.services import annotation_submit
+    from webapp.faces.labeling.services import annotation_submit
     from webapp.registry.models import ModelVersion
     from webapp.registry.selectors import version_history
     from webapp.registry.services import staging_dir, version_register
@@ -83,8 +83,8 @@ def test_names_notes_and_decisions_are_shown_as_text_never_run(open_page, staff,
 
     labeler = factories.user("labeler", HOSTILE[:150])
     from tests.csvs import fer_row, write
+    from webapp.faces.interchange.services import faces_import
     from webapp.faces.models import Face
-    from webapp.faces.services import faces_import
 
     faces_import(path=write(tmp_path / "f.csv", "emotion,pixels,Usage", [fer_row(0, 1)]), fmt="fer2013")
     annotation_submit(face=Face.objects.get(), author=labeler, emotion="happiness")
@@ -144,7 +144,7 @@ def test_staff_add_a_class_and_labelers_get_its_button_while_every_stored_label_
 ):
     """The label set card: a class added (and one moved) is the label page's set at once; the served version's
     classes stay what its manifest says, so the demo is unchanged until a retrain teaches the model the new class."""
-    from webapp.faces.selectors import current_labels
+    from webapp.faces.labeling.selectors import current_labels
     from webapp.labels.selectors import label_set
 
     before = current_labels(task="emotion")

@@ -3,8 +3,8 @@
 import pytest
 
 from tests import factories
-from webapp.faces.agreement import fleiss_kappa
-from webapp.faces.services import annotation_submit
+from webapp.faces.labeling.agreement import fleiss_kappa
+from webapp.faces.labeling.services import annotation_submit
 
 pytestmark = pytest.mark.django_db
 

@@ -203,7 +203,7 @@ def test_bad_annotations_get_a_400_naming_the_field_and_write_nothing(client_for
 def test_non_finite_numbers_are_refused():
     from django.core.exceptions import ValidationError
 
-    from webapp.faces.services import validate_points
+    from webapp.faces.labeling.services import validate_points
 
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ValidationError, match="finite"):
@@ -539,7 +539,7 @@ def test_a_field_an_operation_does_not_take_is_a_400_naming_it_and_nothing_happe
 def test_a_skip_with_a_label_is_refused_and_a_bad_body_is_a_400_before_a_lease_409():
     from rest_framework.test import APIClient
 
-    from webapp.faces.services import queue_take
+    from webapp.faces.labeling.services import queue_take
 
     face = factories.face()
     client = APIClient()

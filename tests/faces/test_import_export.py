@@ -7,8 +7,8 @@ from django.core.management import CommandError, call_command
 from ml.datasets import read_fer2013_csv, read_keypoints_csv
 from ml.schema import FER_CLASSES, PRESETS
 from tests import csvs, factories
+from webapp.faces.labeling.services import annotation_submit
 from webapp.faces.models import Annotation, Face
-from webapp.faces.services import annotation_submit
 
 pytestmark = pytest.mark.django_db
 
@@ -219,7 +219,7 @@ def test_a_fer2013_file_named_icml_is_refused_before_any_wrong_label_is_stored(t
 
 
 def test_relabel_repairs_faces_imported_in_the_wrong_format(tmp_path, capsys):
-    from webapp.faces.selectors import current_labels
+    from webapp.faces.labeling.selectors import current_labels
 
     call_command("labelset", "emotion", "--preset", "seed-five", verbosity=0)  # the set of the time: no fear
     fer = _fer_file(tmp_path)
@@ -253,7 +253,7 @@ def _checksum_of(seed):
 
 
 def test_relabel_of_an_unchanged_keypoints_file_changes_nothing_and_fixes_moved_points(tmp_path, capsys):
-    from webapp.faces.selectors import current_labels
+    from webapp.faces.labeling.selectors import current_labels
 
     path = csvs.keypoints_csv(tmp_path / "training.csv", n=3)
     _import("kaggle-keypoints", path, capsys)

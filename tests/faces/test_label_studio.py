@@ -12,9 +12,9 @@ from ml import align
 from ml.schema import DEFAULT_LABELS, KEYPOINTS
 from tests import factories
 from tests.ml.test_detect import group_photo
-from webapp.faces import labelstudio as ls
+from webapp.faces.interchange.labelstudio import protocol as ls
+from webapp.faces.labeling.selectors import current_labels
 from webapp.faces.models import Annotation, Face
-from webapp.faces.selectors import current_labels
 
 pytestmark = pytest.mark.usefixtures("media")
 
@@ -69,7 +69,7 @@ def test_our_export_imported_back_keeps_every_point_emotion_and_author(client_fo
     labeler.email = "ada@lab.example"
     labeler.save()
     faces = [factories.face(seed) for seed in range(3)]
-    from webapp.faces.services import annotation_submit
+    from webapp.faces.labeling.services import annotation_submit
 
     for i, face in enumerate(faces):
         annotation_submit(face=face, author=labeler, points=factories.points(i), emotion=DEFAULT_LABELS[i])
@@ -98,7 +98,7 @@ def test_our_export_imported_back_keeps_every_point_emotion_and_author(client_fo
 
 
 def test_a_whole_photo_with_two_labeled_faces_stores_two_crops_cut_from_the_human_points(client_for, shipped_models):
-    from webapp.faces.detection import analyze_photo
+    from webapp.faces.store.detection import analyze_photo
 
     photo = group_photo()
     found, _ = analyze_photo(photo)

@@ -3,8 +3,8 @@
 import pytest
 
 from tests import factories
+from webapp.faces.labeling.selectors import current_labels
 from webapp.faces.models import Face
-from webapp.faces.selectors import current_labels
 
 pytestmark = pytest.mark.django_db
 
@@ -75,8 +75,8 @@ def test_disagreeing_labelers_send_the_face_to_a_reviewer_whose_decision_is_the_
 
 @pytest.mark.parametrize("per_face", [1, 2])
 def test_one_face_read_alone_has_the_labels_the_whole_table_gives_it(settings, per_face):
+    from webapp.faces.labeling.selectors import face_labels
     from webapp.faces.models import Annotation, Task
-    from webapp.faces.selectors import face_labels
 
     settings.LABELS_PER_FACE = per_face
     ann, bob, boss = factories.user(), factories.user(), factories.user("staff")
@@ -99,7 +99,7 @@ def test_one_face_read_alone_has_the_labels_the_whole_table_gives_it(settings, p
 def test_with_two_labelers_per_face_the_second_labels_blind(client_for, settings):
     """The queue shows no labeler another's answer (the model's guess only); a label says where it comes from."""
     from tests import factories
-    from webapp.faces.services import annotation_submit
+    from webapp.faces.labeling.services import annotation_submit
 
     settings.LABELS_PER_FACE = 2
     face = factories.face()
@@ -116,8 +116,8 @@ def test_with_two_labelers_per_face_the_second_labels_blind(client_for, settings
 
 def test_a_tie_between_two_labelers_is_no_label_until_a_reviewer_decides(client_for, settings):
     from tests import factories
-    from webapp.faces.selectors import current_labels
-    from webapp.faces.services import annotation_submit
+    from webapp.faces.labeling.selectors import current_labels
+    from webapp.faces.labeling.services import annotation_submit
 
     settings.LABELS_PER_FACE = 2
     face = factories.face()

@@ -9,8 +9,8 @@ from PIL import Image
 from ml import align
 from tests.e2e.conftest import astronaut
 from tests.ml.test_detect import group_photo
-from webapp.faces.images import read_frame
 from webapp.faces.models import Face
+from webapp.faces.store.images import read_frame
 
 pytestmark = pytest.mark.usefixtures("media")
 

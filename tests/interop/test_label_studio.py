@@ -11,9 +11,9 @@ from ml.schema import DEFAULT_LABELS, KEYPOINTS
 from tests import factories
 from tests.e2e.conftest import astronaut
 from tests.ml.test_detect import group_photo
-from webapp.faces import labelstudio as ls
+from webapp.faces.interchange.labelstudio import protocol as ls
+from webapp.faces.labeling.selectors import current_labels
 from webapp.faces.models import Face
-from webapp.faces.selectors import current_labels
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -112,7 +112,7 @@ def test_label_studio_shows_our_predictions_on_whole_photos(label_studio, app, b
 
 
 def test_labels_survive_a_round_trip_through_label_studio_both_ways(label_studio, app, client_for):
-    from webapp.faces.services import annotation_submit
+    from webapp.faces.labeling.services import annotation_submit
 
     # ours -> Label Studio -> ours
     ada = factories.user("labeler", name="ada")

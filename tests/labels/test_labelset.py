@@ -5,8 +5,8 @@ from django.core.management import call_command
 
 from ml.schema import DEFAULT_LABELS, PRESETS
 from tests import factories
-from webapp.faces.selectors import current_labels
-from webapp.faces.services import annotation_submit
+from webapp.faces.labeling.selectors import current_labels
+from webapp.faces.labeling.services import annotation_submit
 from webapp.labels.models import LabelSetChange
 from webapp.labels.selectors import label_set
 
@@ -68,7 +68,7 @@ def test_changing_the_set_never_changes_a_stored_label(client_for, capsys):
     refused = client_for("labeler").post(f"/api/faces/{faces[0].pk}/annotations/", {"emotion": "fear"}, format="json")
     assert refused.status_code == 400 and "must be a class of the label set (pain, neutral" in refused.json()["detail"]
 
-    from webapp.faces.selectors import training_set
+    from webapp.faces.labeling.selectors import training_set
 
     data = training_set(task="emotion")  # the fear face trains nothing now; the others by their key's new index
     assert data.label_names == label_set().labels and len(data.targets) == len(DEFAULT_LABELS) - 1

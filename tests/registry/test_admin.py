@@ -2,7 +2,7 @@ import pytest
 from django.test import Client
 
 from tests import factories
-from webapp.faces.services import annotation_submit
+from webapp.faces.labeling.services import annotation_submit
 from webapp.registry import services
 from webapp.registry.models import ActiveVersion, ModelVersion
 

@@ -132,7 +132,7 @@ def staff_client(transactional_db):
 @pytest.fixture
 def labeled_faces(dirs, transactional_db):
     """A few dozen labeled faces of each task, and the (untrained) baseline registered as active."""
-    from webapp.faces.services import faces_import
+    from webapp.faces.interchange.services import faces_import
     from webapp.registry.services import baseline_register
 
     faces_import(path=csvs.keypoints_csv(dirs / "kp.csv", n=30), fmt="kaggle-keypoints")

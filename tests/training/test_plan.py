@@ -40,7 +40,7 @@ def test_a_bad_plan_request_is_a_clear_4xx(labeled_faces, staff_client, client_f
 
 def test_the_plan_says_when_a_retrain_would_fail_at_once(staff_client, dirs):
     """Seven keypoint faces, none in validation: the plan says so (the Models page disables Retrain with it)."""
-    from webapp.faces.services import faces_import
+    from webapp.faces.interchange.services import faces_import
 
     faces_import(path=csvs.keypoints_csv(dirs / "few.csv", n=7), fmt="kaggle-keypoints")
     body = staff_client.get("/api/training-runs/plan/?kind=keypoints").json()

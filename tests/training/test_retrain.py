@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 def test_labels_retrain_register_promote_and_flip_the_manifest(start_worker, redis_broker, labeled_faces, staff_client):
     start_worker()
     # a person corrects a face: the training set takes the newest human label
+    from webapp.faces.labeling.services import annotation_submit
     from webapp.faces.models import Face
-    from webapp.faces.services import annotation_submit
 
     annotation_submit(face=Face.objects.filter(source_name="kp.csv").first(), author=None, points=factories.points(7))
 
@@ -243,7 +243,7 @@ def test_retraining_is_staff_only(transactional_db, role, expected):
 
 def test_automatic_retrain_after_n_human_labels(redis_broker, dirs, settings):
     settings.AUTO_RETRAIN_AFTER_LABELS = 2
-    from webapp.faces.services import annotation_submit
+    from webapp.faces.labeling.services import annotation_submit
 
     faces = [factories.face() for _ in range(3)]
     annotation_submit(face=faces[0], author=None, emotion="sad")

@@ -55,8 +55,8 @@ def test_a_retrain_with_a_users_faces_stores_both_slices(start_worker, redis_bro
     """A lab's file of four people beside the reference file: the worker runs the domain recipe, one fold per person
     (fewer people than the recipe's five folds), and the version keeps both slices; four people are too few to
     promote."""
+    from webapp.faces.interchange.services import faces_import
     from webapp.faces.models import Face
-    from webapp.faces.services import faces_import
 
     rows = [f"{csvs.fer_row([0, 1, 3, 4, 5][i % 5], 500 + i)},S{i % 4}" for i in range(24)]
     faces_import(path=csvs.write(dirs / "lab.csv", "emotion,pixels,Usage,subject", rows), fmt="fer2013")
@@ -119,7 +119,7 @@ def test_a_retrain_after_the_set_grows_learns_the_new_class(
     class's recall with its interval by person and judges the candidate by the rule for a changed set."""
     from django.core.management import call_command
 
-    from webapp.faces.services import faces_import
+    from webapp.faces.interchange.services import faces_import
     from webapp.labels.selectors import label_set
     from webapp.registry.selectors import version_manifest
 

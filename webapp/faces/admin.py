@@ -41,7 +41,7 @@ class FaceAdmin(StaffAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="face and current labels")
     def preview(self, face: Face):
         """The 96x96 face at 3x with its current keypoints drawn (an SVG over the image) and its current emotion."""
-        from webapp.faces.selectors import face_labels
+        from webapp.faces.labeling.selectors import face_labels
 
         labels = face_labels(face)
         points, emotion = labels["keypoints"], labels["emotion"]

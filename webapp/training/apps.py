@@ -6,7 +6,7 @@ class TrainingConfig(AppConfig):
     label = "training"
 
     def ready(self):
-        from webapp.faces.signals import labels_saved
+        from webapp.faces.labeling.signals import labels_saved
 
         labels_saved.connect(_retrain_if_due, dispatch_uid="training.retrain_if_due")
 

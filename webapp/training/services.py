@@ -329,7 +329,7 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
     this instance's latest finished run of the kind, or else by the shipped baseline's own training.
     """
     from ml.recipes import SECONDS_PER_FACE_EPOCH, estimate_seconds, folds_for
-    from webapp.faces.selectors import training_counts
+    from webapp.faces.labeling.selectors import training_counts
     from webapp.registry.selectors import active_version
 
     if counts is None:
@@ -385,7 +385,7 @@ def run_execute(run_id: int) -> None:
     from ml.recipes import folds_for
     from ml.stats import paired_bootstrap, recall_intervals
     from ml.train import train
-    from webapp.faces.selectors import training_set
+    from webapp.faces.labeling.selectors import training_set
     from webapp.registry.selectors import active_version, version_dir
     from webapp.registry.services import staging_dir, version_promote, version_register
 

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
-from webapp.faces.formats import WRITERS, count_for
+from webapp.faces.interchange.formats import WRITERS, count_for
 
 
 class Command(BaseCommand):

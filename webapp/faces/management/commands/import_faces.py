@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from ml.datasets import READERS, DatasetError, count_lines
-from webapp.faces.services import faces_import
+from webapp.faces.interchange.services import faces_import
 
 
 class Command(BaseCommand):
@@ -65,8 +65,8 @@ class Command(BaseCommand):
     def _label_studio(self, path: str) -> None:
         from pathlib import Path
 
-        from webapp.faces.labelstudio import TaskError, read_export
-        from webapp.faces.labelstudio_services import faces_import_label_studio
+        from webapp.faces.interchange.labelstudio.protocol import TaskError, read_export
+        from webapp.faces.interchange.labelstudio.services import faces_import_label_studio
 
         try:
             payload = read_export(Path(path).read_text(encoding="utf-8-sig"))

@@ -7,6 +7,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
+from webapp.faces.labeling.models import Annotation
+from webapp.faces.labeling.services import summaries_refresh
 from webapp.pages.permissions import LABELERS_GROUP
 from webapp.registry.models import ActiveVersion
 from webapp.registry.services import baseline_register, tflite_backfill
@@ -25,7 +27,7 @@ def credentials_path() -> Path:
 class Command(BaseCommand):
     help = (
         "First-run set-up (idempotent): labelers group, shipped baseline models as v1, TFLite files of older "
-        "versions, a local admin account."
+        "versions, the Faces page's summary of faces labeled before it, a local admin account."
     )
 
     def handle(self, *args, **options):
@@ -33,6 +35,12 @@ class Command(BaseCommand):
         for version in baseline_register():
             served = " and made it active" if ActiveVersion.objects.filter(version=version).exists() else ""
             self.stdout.write(f"registered the shipped baseline {version}{served}")
+        missing = list(
+            Annotation.objects.filter(face__summary__isnull=True).values_list("face_id", flat=True).distinct()
+        )
+        if missing:
+            written = summaries_refresh(face_ids=missing)
+            self.stdout.write(f"summarised {written} labeled faces for the Faces page (stored before it existed)")
         for version in tflite_backfill():
             self.stdout.write(f"wrote the TFLite file of {version} (the web process runs it with LiteRT)")
         User = get_user_model()

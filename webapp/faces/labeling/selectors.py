@@ -9,13 +9,14 @@ from operator import itemgetter
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from webapp.faces.images import read_frame
-from webapp.faces.models import Annotation, Face, Task
+from webapp.common.models import Task
+from webapp.faces.labeling.models import Annotation
+from webapp.faces.store.images import read_frame
+from webapp.faces.store.models import Face
 from webapp.labels.selectors import label_set
 
 LABEL_FIELD = {Task.KEYPOINTS: "points", Task.EMOTION: "emotion"}
@@ -24,26 +25,6 @@ LABEL_FIELD = {Task.KEYPOINTS: "points", Task.EMOTION: "emotion"}
 def labels_q(task: str) -> Q:
     """Annotations that say something about ``task``: a value for it, or a skip (the face is unusable for both)."""
     return Q(**{f"{LABEL_FIELD[task]}__isnull": False}) | Q(skip=True)
-
-
-def face_list(*, source: str | None = None, split: str | None = None, labeled: str | None = None) -> QuerySet[Face]:
-    """Faces, newest first. ``labeled`` = keypoints|emotion keeps faces with a human label of that task,
-    ``unlabeled:keypoints`` those without."""
-    qs = Face.objects.all().order_by("-id")
-    for name, value, choices in (("source", source, Face.Source.values), ("split", split, Face.Split.values)):
-        if value and value not in choices:
-            raise ValidationError({name: [f"must be one of {', '.join(choices)}, got {value!r}"]})
-    if source:
-        qs = qs.filter(source=source)
-    if split:
-        qs = qs.filter(split=split)
-    if labeled:
-        negate, _, task = labeled.rpartition(":")
-        if task not in Task.values or negate not in ("", "unlabeled"):
-            choices = [*Task.values, *(f"unlabeled:{t}" for t in Task.values)]
-            raise ValidationError({"labeled": [f"must be one of {', '.join(choices)}, got {labeled!r}"]})
-        qs = qs.filter(**{f"human_{task}": not negate})
-    return qs
 
 
 def annotation_history(*, face: Face) -> QuerySet[Annotation]:
@@ -93,15 +74,25 @@ _RANK = {Annotation.Origin.REVIEW: 0, Annotation.Origin.HUMAN: 1, Annotation.Ori
 def _decide(task: str, group: list[tuple]) -> object:
     """One face's current label for ``task`` from its annotations of that task, newest first, as (origin, skip,
     author id, value); None when it has none (or a skip decides)."""
+    return _decide_with_source(task, group)[0]
+
+
+_SOURCE = {0: "review", 2: "import"}
+
+
+def _decide_with_source(task: str, group: list[tuple]) -> tuple[object, str | None]:
+    """``_decide``, and where the label comes from: "review", "human" (one labeler's), "labelers" (the consensus of
+    several, with LABELS_PER_FACE >= 2), "import"; None without a label."""
     best = min(_RANK[origin] for origin, *_ in group)
     picked = [(skip, author, value) for origin, skip, author, value in group if _RANK[origin] == best]
     if best == 1 and settings.LABELS_PER_FACE >= 2:  # the labelers' consensus, one (newest) label per labeler
         newest: dict = {}
         for skip, author, value in picked:
             newest.setdefault(author, None if skip else value)
-        return consensus(task, list(newest.values()))
+        value = consensus(task, list(newest.values()))
+        return value, None if value is None else "labelers"
     skip, _, value = picked[0]
-    return None if skip else value
+    return (None, None) if skip else (value, _SOURCE.get(best, "human"))
 
 
 def current_labels(*, task: str, faces: QuerySet[Face] | None = None) -> dict[int, object]:
@@ -132,9 +123,6 @@ def face_labels(face: Face) -> dict[str, object]:
     return face_labels_and_sources(face)[0]
 
 
-_SOURCE = {0: "review", 2: "import"}
-
-
 def face_labels_and_sources(face: Face) -> tuple[dict[str, object], dict[str, str | None]]:
     """``face_labels``, and per task where the label comes from: "review", "human" (one labeler's), "labelers" (the
     consensus of several, with LABELS_PER_FACE >= 2), "import", or None.
@@ -154,11 +142,26 @@ def face_labels_and_sources(face: Face) -> tuple[dict[str, object], dict[str, st
     labels, sources = {}, {}
     for i, task in enumerate((Task.KEYPOINTS, Task.EMOTION)):
         group = [(origin, skip, by, values[i]) for origin, skip, by, *values in rows if skip or values[i] is not None]
-        labels[task] = _decide(task, group) if group else None
-        best = min((_RANK[origin] for origin, *_ in group), default=None)
-        human = "labelers" if settings.LABELS_PER_FACE >= 2 else "human"
-        sources[task] = None if labels[task] is None else _SOURCE.get(best, human)
+        labels[task], sources[task] = _decide_with_source(task, group) if group else (None, None)
     return labels, sources
+
+
+def labels_with_sources(*, task: str, face_ids: list[int]) -> dict[int, tuple[object, str, bool]]:
+    """face id -> (current label, its source, disputed) for ``task`` over the given faces, in one query; disputed:
+    the face's labels (imported, human or review, skips aside) name more than one emotion."""
+    rows = (
+        Annotation.objects.filter(origin__in=list(_RANK), face_id__in=face_ids)
+        .filter(labels_q(task))
+        .order_by("face_id", "-created_at", "-id")
+        .values_list("face_id", "origin", "skip", "author_id", LABEL_FIELD[task])
+    )
+    found = {}
+    for face_id, group in groupby(rows.iterator(chunk_size=5000), key=itemgetter(0)):
+        group = [row[1:] for row in group]
+        value, source = _decide_with_source(task, group)
+        disputed = task == Task.EMOTION and len({v for _, skip, _, v in group if not skip and v is not None}) > 1
+        found[face_id] = (value, source, disputed)
+    return found
 
 
 @dataclass

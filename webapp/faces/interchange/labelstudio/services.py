@@ -18,21 +18,17 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from ml.datasets import checksum
 from ml.schema import IMAGE_SIZE
 from webapp.common.models import Task
-from webapp.faces import labelstudio as ls
-from webapp.faces.images import read_frame
-from webapp.faces.models import Annotation, Face
-from webapp.faces.selectors import current_labels
-from webapp.faces.services import (
-    ImportReport,
-    _points_json,
-    _write_frame,
-    annotation_submit,
-    checksum,
-    split_for,
-    validate_points,
-)
+from webapp.faces.interchange.labelstudio import protocol as ls
+from webapp.faces.interchange.services import ImportReport, points_json
+from webapp.faces.labeling.models import Annotation
+from webapp.faces.labeling.selectors import current_labels
+from webapp.faces.labeling.services import annotation_submit, validate_points
+from webapp.faces.store.images import read_frame
+from webapp.faces.store.models import Face
+from webapp.faces.store.services import frame_write, split_for
 
 FORMAT = "label-studio"
 
@@ -82,7 +78,7 @@ def _store_face(frame: np.ndarray, *, name: str, group: str, author) -> tuple[Fa
         return existing, False
     face = Face.objects.create(
         checksum=digest,
-        image=_write_frame(frame, digest),
+        image=frame_write(frame, digest),
         source=Face.Source.IMPORT,
         source_name=name[:200],
         split=split_for(digest=digest, group=group),
@@ -111,7 +107,7 @@ def faces_import_label_studio(
             for face in faces:
                 for label in face.labels:
                     if label.points is not None:
-                        validate_points(_points_json(label.points))
+                        validate_points(points_json(label.points))
         except (ls.TaskError, ValidationError) as exc:
             message = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
             report.errors.append(f"task {task.id}: {message}")
@@ -124,7 +120,7 @@ def faces_import_label_studio(
                     report.created += created
                     report.duplicates += not created
                     for label in face.labels:
-                        points = _points_json(label.points) if label.points is not None else None
+                        points = points_json(label.points) if label.points is not None else None
                         if points is None and label.emotion is None:
                             continue
                         who = _user(label.author, author, emails)
@@ -169,7 +165,7 @@ def _completed_by(annotation: Annotation | None) -> dict | None:
 def label_studio_tasks(face_ids: list[int] | None = None) -> list[dict]:
     """Our labeled faces as Label Studio tasks: the image embedded (96x96 PNG), the current label as an annotation
     (with the author and time of its newest human part), the served models' output as a prediction."""
-    from webapp.faces.detection import predict_faces, served_emotion_labels
+    from webapp.faces.store.detection import predict_faces, served_emotion_labels
 
     keypoints, emotions = current_labels(task=Task.KEYPOINTS), current_labels(task=Task.EMOTION)
     ids = sorted(face_ids if face_ids is not None else set(keypoints) | set(emotions))
@@ -228,7 +224,7 @@ def label_studio_predict(tasks: list) -> tuple[list[dict], str]:
     keypoint regions per face found, and the emotion as the task's choice when the photo holds one face (each
     region of a face names its face's emotion in its meta text). All the tasks' images are fetched within one
     deadline (LABEL_STUDIO_REQUEST_SECONDS): a task whose image has not come by then is answered with its error."""
-    from webapp.faces.detection import (
+    from webapp.faces.store.detection import (
         InferenceUnavailable,
         active_model_version,
         analyze_photo,
@@ -273,8 +269,8 @@ def label_studio_predict(tasks: list) -> tuple[list[dict], str]:
 
 def _crop_as_face(image) -> list[SimpleNamespace]:
     """A 96x96 picture is a face in our framing: the models read it as the label page's face does."""
-    from webapp.faces.detection import predict_faces
-    from webapp.faces.images import to_frame
+    from webapp.faces.store.detection import predict_faces
+    from webapp.faces.store.images import to_frame
 
     (predicted,), _ = predict_faces([to_frame(image)])
     if predicted is None:

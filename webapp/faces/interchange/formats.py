@@ -15,9 +15,10 @@ from django.conf import settings
 
 from ml.datasets import READERS
 from ml.schema import FER_CLASSES, KEYPOINT_COLUMNS, KEYPOINTS, SKELETON
-from webapp.faces.images import read_frame
-from webapp.faces.models import Face, Task
-from webapp.faces.selectors import current_labels
+from webapp.common.models import Task
+from webapp.faces.labeling.selectors import current_labels
+from webapp.faces.store.images import read_frame
+from webapp.faces.store.models import Face
 
 IMPORT_FORMATS = tuple(READERS)
 
@@ -118,7 +119,7 @@ def write_coco_keypoints(path: Path, progress: Callable[[int], None] | None = No
 
 def write_label_studio(path: Path, progress: Callable[[int], None] | None = None) -> int:
     """Label Studio's JSON: a task per labeled face (image embedded), its labels and the served models' predictions."""
-    from webapp.faces.labelstudio_services import write_label_studio as write
+    from webapp.faces.interchange.labelstudio.services import write_label_studio as write
 
     return write(path, progress)
 

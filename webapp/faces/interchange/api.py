@@ -21,8 +21,8 @@ from rest_framework.views import APIView
 
 from ml.datasets import READERS, DatasetError, count_lines
 from webapp.common.throttling import ScopedRateThrottle
-from webapp.faces.formats import WRITERS
-from webapp.faces.services import faces_import
+from webapp.faces.interchange.formats import WRITERS
+from webapp.faces.interchange.services import faces_import
 from webapp.pages.errors import ErrorOutput, TooLarge
 from webapp.pages.permissions import IsStaff
 from webapp.pages.serializers import Input
@@ -114,8 +114,8 @@ def _report_body(report, name: str, path: Path | None = None) -> dict:
 
 def _label_studio_import(upload, user):
     """A Label Studio JSON export: parsed whole (it is at most UPLOAD_MAX_BYTES), each task imported on its own."""
-    from webapp.faces.labelstudio import Deadline, TaskError, read_export
-    from webapp.faces.labelstudio_services import faces_import_label_studio
+    from webapp.faces.interchange.labelstudio.protocol import Deadline, TaskError, read_export
+    from webapp.faces.interchange.labelstudio.services import faces_import_label_studio
 
     if upload.size > settings.LABEL_STUDIO_IMPORT_MAX_BYTES:
         raise TooLarge(

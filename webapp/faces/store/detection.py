@@ -12,6 +12,7 @@ import threading
 import numpy as np
 
 from ml import align
+from ml.schema import IMAGE_SIZE
 
 _lock = threading.Lock()
 _cache: dict = {}
@@ -70,7 +71,7 @@ def _analyzer(*, emotion: bool):
 def _bounded(image):
     from django.conf import settings
 
-    from webapp.faces.images import bounded
+    from webapp.faces.store.images import bounded
 
     return bounded(image, settings.DETECT_MAX_SIDE)
 
@@ -89,28 +90,40 @@ def analyze_photo(image, *, emotion: bool = False) -> tuple[list, float]:
     return faces, image.width / bounded.width
 
 
-def face_crops(image) -> list[np.ndarray]:
-    """Every face in a whole photo as a 96x96 grey crop in the stored framing (align.FACE_FRAMING), best first.
+def face_crops(image) -> list[tuple[np.ndarray, list[list[float]]]]:
+    """Every face in a whole photo as a 96x96 grey crop in the stored framing (align.FACE_FRAMING), best first, with
+    where the crop lies in the photo: its four corners in the photo's own pixels (``crop_corners``).
 
     With no active keypoint model the crop comes from the detector box alone (its prior), unrefined. The photo is
     read at most DETECT_MAX_SIDE px on its longer side.
     """
-    image = _bounded(image)
+    bounded = _bounded(image)
+    scale = image.width / bounded.width
     with _lock:
         analyzer, detector = _analyzer(emotion=False)
         if analyzer is not None:
-            crops = [face.face for face in analyzer.analyze(image)]
+            found = analyzer.analyze(bounded)
+            matrices = [align.matrix_from_points(face.points, align.FACE_FRAMING) for face in found]
+            crops = [face.face for face in found]
         else:
             prior = align.DETECTORS["blazeface"].box_prior
-            crops = [
-                align.warp(image, align.matrix_from_box(d.box, prior, align.FACE_FRAMING))
-                for d in detector.detect(image)
-            ]
+            matrices = [align.matrix_from_box(d.box, prior, align.FACE_FRAMING) for d in detector.detect(bounded)]
+            crops = [align.warp(bounded, matrix) for matrix in matrices]
     if not crops:
         raise UnprocessableImage(
             "No face found in the photo. Send a photo with a face facing the camera, or a 96x96 face crop."
         )
-    return crops
+    return [(crop, crop_corners(matrix, scale)) for crop, matrix in zip(crops, matrices, strict=True)]
+
+
+CROP_CORNERS = np.array([[0, 0], [IMAGE_SIZE, 0], [IMAGE_SIZE, IMAGE_SIZE], [0, IMAGE_SIZE]], np.float64)
+
+
+def crop_corners(matrix: np.ndarray, scale: float = 1.0) -> list[list[float]]:
+    """The four corners of the crop ``matrix`` cuts (picture -> crop), clockwise from its top left, in the picture's
+    pixels times ``scale``: the face's box in its picture, rotation included."""
+    corners = align.apply(align.invert(matrix), CROP_CORNERS) * scale
+    return [[round(float(x), 2), round(float(y), 2)] for x, y in corners]
 
 
 def active_model_version() -> str:

@@ -21,8 +21,8 @@ from itertools import combinations
 
 import numpy as np
 
-from webapp.faces.models import Annotation
-from webapp.faces.selectors import LABEL_FIELD
+from webapp.faces.labeling.models import Annotation
+from webapp.faces.labeling.selectors import LABEL_FIELD
 
 BREAK_SECONDS = 600
 

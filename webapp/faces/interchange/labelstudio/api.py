@@ -14,9 +14,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.faces import labelstudio as ls
-from webapp.faces.detection import InferenceUnavailable, active_model_version
-from webapp.faces.labelstudio_services import faces_import_label_studio, label_studio_predict
+from webapp.faces.interchange.labelstudio import protocol as ls
+from webapp.faces.interchange.labelstudio.services import faces_import_label_studio, label_studio_predict
+from webapp.faces.store.detection import InferenceUnavailable, active_model_version
 from webapp.pages.authentication import ThrottledBasicAuthentication, TokenAuthentication
 from webapp.pages.errors import ErrorOutput, ServiceUnavailable
 from webapp.pages.permissions import IsStaff

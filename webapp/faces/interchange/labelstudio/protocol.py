@@ -400,8 +400,8 @@ def faces_of(image, annotations: list[ParsedAnnotation]) -> list[TaskFace]:
     placed all 15 of its points (else from the predicted ones); every annotation's points are carried into that crop.
     """
     from ml import align
-    from webapp.faces.detection import analyze_photo
-    from webapp.faces.images import to_frame
+    from webapp.faces.store.detection import analyze_photo
+    from webapp.faces.store.images import to_frame
 
     width, height = image.size
     for annotation in annotations:
@@ -448,7 +448,7 @@ def decode(data: bytes):
     """Bytes of a task image -> a PIL image, with the upload checks (type, size, bombs); TaskError otherwise."""
     from django.core.exceptions import ValidationError
 
-    from webapp.faces.images import decode_upload
+    from webapp.faces.store.images import decode_upload
 
     try:
         return decode_upload(data)[0]

@@ -1,31 +1,23 @@
-"""Writes of the faces domain. Every write is validated first: a 400 names the field and nothing is written."""
+"""Writes of labeling: annotations, predictions, the queue and its leases. Every write is validated first: a 400 names
+the field and nothing is written."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
-import os
-import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from ml.datasets import checksum
 from ml.schema import IMAGE_SIZE, NUM_KEYPOINTS, label_key
-from webapp.faces import images
-from webapp.faces.models import Annotation, Face, Lease, Prediction, Task
-from webapp.faces.signals import labels_saved
-
-BATCH = 1000
-
+from webapp.common.models import Task
+from webapp.faces.labeling.models import Annotation, Lease, Prediction
+from webapp.faces.labeling.signals import labels_saved
+from webapp.faces.store.models import Face
 
 # --- validation ------------------------------------------------------------------------------------------------
 
@@ -153,6 +145,7 @@ def annotation_submit(
                 lease_release(face=face, user=author)  # saved: the face goes back to nobody
             tasks = [task for task, done in changed.items() if done]
             transaction.on_commit(lambda: labels_saved.send(sender=Annotation, tasks=tasks))
+        summaries_refresh(face_ids=[face.pk])
     return annotation
 
 
@@ -164,7 +157,7 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
 
     This runs on every queue request, so its statements are SQL written out (as ``selectors.queue_head`` explains).
     """
-    from webapp.faces.selectors import queue_head
+    from webapp.faces.labeling.selectors import queue_head
 
     skip = list(exclude or [])
     now = connection.ops.adapt_datetimefield_value(timezone.now())
@@ -262,7 +255,7 @@ def _progress(face: Face, task: str) -> list[tuple[str, bool]]:
 
     Labeled once a review decided, or once LABELS_PER_FACE distinct labelers labeled it; waiting for a reviewer when
     those labelers disagree (LABELS_PER_FACE >= 2)."""
-    from webapp.faces.selectors import labels_by_labeler, labels_q
+    from webapp.faces.labeling.selectors import labels_by_labeler, labels_q
 
     settled = [(f"human_{task}", True), (f"review_{task}", False)]
     needed = settings.LABELS_PER_FACE
@@ -323,260 +316,67 @@ def prediction_record(
             author=author,
         )
         Face.objects.filter(pk=face.pk).update(**{f"{task}_uncertainty": float(uncertainty)})
+        if task == Task.EMOTION:
+            summaries_refresh(face_ids=[face.pk])
     return prediction
 
 
-# --- faces -----------------------------------------------------------------------------------------------------
+# --- the Faces page's summary ----------------------------------------------------------------------------------
 
 
-def _write_once(path: Path, data: bytes) -> None:
-    """Content-addressed, so an existing file already holds these bytes; a new one appears whole (a private temporary
-    file renamed into place), also when several requests write it at once."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def summaries_refresh(*, face_ids=None, chunk: int = 2000) -> int:
+    """Recompute the FaceSummary rows of ``face_ids`` (None: every face with an annotation or a prediction) from their
+    annotations and newest emotion prediction. Idempotent; returns how many rows it wrote."""
+    from webapp.faces.labeling.models import FaceSummary
+    from webapp.faces.labeling.selectors import labels_with_sources
+    from webapp.registry.models import ModelVersion
+    from webapp.registry.selectors import version_labels
 
-
-def _write_frame(frame: np.ndarray, digest: str) -> str:
-    relative = f"faces/{digest[:2]}/{digest}.png"
-    _write_once(Path(settings.MEDIA_ROOT) / relative, images.png_bytes(frame))
-    return relative
-
-
-def split_for(*, digest: str, group: str = "") -> str:
-    """The fixed validation split of faces that bring none, never re-drawn: a stable hash of the face's group (every
-    face of a person or photo batch on one side), or of the face itself when it has no group."""
-    from ml.datasets import group_held_out
-
-    held_out = group_held_out(np.array([group or digest]), settings.TRAINING_VAL_PERCENT / 100)[0]
-    return Face.Split.VAL if held_out else Face.Split.TRAIN
-
-
-def face_upload(*, data: bytes, filename: str, author, group: str = "") -> list[tuple[Face, bool]]:
-    """Store an uploaded photo as one face per face in it. Returns [(face, created)]; the same pixels are one face.
-
-    ``group``: the person or session the photo shows (a batch of photos of one sitting); without one, the faces of a
-    photo form its group, so they stay on one side of every split.
-
-    A 96x96 picture is taken as a face already cut in the product's framing (what the browser sends); any other
-    picture goes through detection and alignment (faces.detection), and one with no face raises UnprocessableImage.
-    """
-    image, fmt = images.decode_upload(data)
-    if image.size == (IMAGE_SIZE, IMAGE_SIZE):
-        frames = [images.to_frame(image)]
-    else:
-        from webapp.faces.detection import face_crops
-
-        frames = face_crops(image)
-    original = None
-    file_digest = hashlib.sha256(data).hexdigest()
-    group = group.strip() or f"photo:{file_digest[:16]}"
-    results = []
-    for frame in frames:
-        digest = checksum(frame)
-        existing = Face.objects.filter(checksum=digest).first()
-        if existing:
-            results.append((existing, False))
-            continue
-        if original is None:
-            original = f"originals/{file_digest[:2]}/{file_digest}.{images.EXTENSIONS[fmt]}"
-            _write_once(Path(settings.MEDIA_ROOT) / original, data)
-        try:
-            with transaction.atomic():
-                face = Face.objects.create(
-                    checksum=digest,
-                    image=_write_frame(frame, digest),
-                    original=original,
-                    source=Face.Source.UPLOAD,
-                    source_name=Path(filename or "upload").name[:200],
-                    split=split_for(digest=digest, group=group),
-                    group=group,
-                    created_by=author,
-                )
-        except IntegrityError:  # the same picture sent at the same moment by someone else: one face, theirs
-            results.append((Face.objects.get(checksum=digest), False))
-            continue
-        results.append((face, True))
-    return results
-
-
-def faces_upload_crops(*, crops: list[bytes], filename: str, author, group: str = "") -> list[tuple[Face, bool]]:
-    """The faces of one picture as the browser cut them (96x96 each, the stored framing), stored in one request under
-    the picture's name; without a ``group`` they share the picture's. A crop of another size is refused before any is
-    stored."""
-    for i, data in enumerate(crops):
-        image, _ = images.decode_upload(data)
-        if image.size != (IMAGE_SIZE, IMAGE_SIZE):
-            raise ValidationError({"crops": [f"crop {i + 1} is {image.width}x{image.height}; crops are 96x96 faces"]})
-    group = group.strip() or f"photo:{hashlib.sha256(b''.join(crops)).hexdigest()[:16]}"
-    return [
-        result for data in crops for result in face_upload(data=data, filename=filename, author=author, group=group)
-    ]
-
-
-@dataclass
-class ImportReport:
-    path: str
-    format: str
-    rows_read: int = 0
-    created: int = 0
-    duplicates: int = 0  # faces already present (same pixels), in the database or earlier in the file
-    labels: int = 0
-    excluded: int = 0
-    relabeled: int | None = None  # with relabel: faces already present whose imported label this file corrected
-    errors: list = field(default_factory=list)
-    classes_added: list[str] = field(default_factory=list)  # with add_classes: the file's classes the set gained
-
-    def summary(self) -> str:
-        corrected = "" if self.relabeled is None else f", {self.relabeled} imported labels corrected"
-        return (
-            f"{self.path} ({self.format}): {self.created} faces created, {self.labels} labels, "
-            f"{self.duplicates} already present{corrected}, {len(self.errors)} bad "
-            f"{'tasks' if self.format == 'label-studio' else 'rows'} skipped, "
-            f"{self.excluded} left out"
-            + (f"; classes added to the label set: {', '.join(self.classes_added)}" if self.classes_added else "")
+    if face_ids is None:
+        ids = sorted(
+            set(Annotation.objects.values_list("face_id", flat=True).distinct())
+            | set(Prediction.objects.values_list("face_id", flat=True).distinct())
         )
-
-
-def faces_import(
-    *,
-    path: str | Path,
-    fmt: str,
-    author=None,
-    on_read: Callable[[int], None] | None = None,
-    on_write: Callable[[int], None] | None = None,
-    relabel: bool = False,
-    add_classes: bool = False,
-) -> ImportReport:
-    """Import a Kaggle keypoints / FER2013 / icml CSV. Idempotent: faces are keyed by their pixel checksum.
-
-    Emotions are read into the label set (webapp.labels): FER's fear and neutral are kept when the set has them, a
-    class name in the emotion column (contempt) is taken as it is, and a class the set lacks is a bad row naming the
-    set, or, with ``add_classes``, is added to the set.
-
-    ``relabel``: faces already present get this file's label where their imported label differs (a new import
-    annotation, so the history keeps the old one; human labels still come first), and faces this file leaves out (FER
-    fear / neutral when the set lacks them) lose their imported label. This repairs an earlier import read in the
-    wrong format.
-    """
-    from ml.datasets import block_split, group_held_out, read_faces
-    from webapp.labels.selectors import label_set
-    from webapp.labels.services import labelset_add
-
-    labels = label_set(task=Task.EMOTION).labels
-    # raises DatasetError for a file it cannot use at all
-    data = read_faces(path, fmt, progress=on_read, labels=labels, add_classes=add_classes)
-    report = ImportReport(path=str(path), format=fmt, rows_read=len(data) + len(data.errors) + data.excluded)
-    if data.label_names and data.label_names != labels:
-        report.classes_added = [k for k in data.label_names if k not in labels]
-        labelset_add(task=Task.EMOTION, names=report.classes_added, author=author)
-    report.errors, report.excluded = data.errors, data.excluded
-    groups = data.groups if data.groups is not None else np.full(len(data), "", object)
-    if any(groups):  # the file names each face's person: whole persons are held out
-        held_out = group_held_out(groups, settings.TRAINING_VAL_PERCENT / 100) & (groups != "")
-    elif data.task == "keypoints":
-        held_out = block_split(len(data), settings.TRAINING_VAL_PERCENT / 100)  # frames of one video stay together
     else:
-        held_out = np.isin(data.usage, ["PublicTest", "PrivateTest"])
-    digests = [checksum(frame) for frame in data.images]
-    existing: set[str] = set()
-    for start in range(0, len(digests), BATCH):
-        chunk = digests[start : start + BATCH]
-        existing.update(Face.objects.filter(checksum__in=chunk).values_list("checksum", flat=True))
-    if relabel:
-        report.relabeled = _relabel(data, digests, author)
-    source_name = Path(path).name[:200]
-    done = 0
-    for start in range(0, len(data), BATCH):
-        faces, labels = [], []
-        for i in range(start, min(start + BATCH, len(data))):
-            digest = digests[i]
-            if digest in existing:
-                report.duplicates += 1
-                continue
-            existing.add(digest)
-            faces.append(
-                Face(
-                    checksum=digest,
-                    image=_write_frame(data.images[i], digest),
-                    source=Face.Source.IMPORT,
-                    source_name=source_name,
-                    source_line=int(data.lines[i]),
-                    usage=str(data.usage[i]) if data.usage is not None else "",
-                    split=Face.Split.VAL if held_out[i] else Face.Split.TRAIN,
-                    group=str(groups[i]),
-                    created_by=author,
-                )
-            )
-            labels.append(i)
-        with transaction.atomic():
-            created = Face.objects.bulk_create(faces)
-            Annotation.objects.bulk_create(
-                Annotation(
-                    face=face,
-                    origin=Annotation.Origin.IMPORT,
-                    author=author,
-                    points=_points_json(data.points[i]) if data.points is not None else None,
-                    emotion=data.label_names[data.labels[i]] if data.labels is not None else None,
-                )
-                for face, i in zip(created, labels, strict=True)
-            )
-        report.created += len(created)
-        report.labels += len(created)
-        done = min(start + BATCH, len(data))
-        if on_write:
-            on_write(done)
-    return report
-
-
-def _relabel(data, digests: list[str], author) -> int:
-    """Append an import annotation wherever this file's label differs from a present face's newest imported one."""
-    from webapp.faces.selectors import LABEL_FIELD, labels_q
-
-    field_name = LABEL_FIELD[data.task]
-    wanted: dict[str, object] = {}
-    for i, digest in enumerate(digests):
-        value = _points_json(data.points[i]) if data.points is not None else data.label_names[data.labels[i]]
-        wanted.setdefault(digest, value)
-    for digest in data.excluded_checksums:
-        wanted.setdefault(digest, None)  # a face of a class the product leaves out: no imported label
-    faces: dict[str, int] = {}
-    keys = list(wanted)
-    for start in range(0, len(keys), BATCH):
-        faces.update(Face.objects.filter(checksum__in=keys[start : start + BATCH]).values_list("checksum", "id"))
-    current: dict[int, tuple[object, bool]] = {}
-    ids = list(faces.values())
-    for start in range(0, len(ids), BATCH):
+        ids = sorted({int(i) for i in face_ids})
+    classes: dict[int, list[str]] = {}
+    written = 0
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        emotions = labels_with_sources(task=Task.EMOTION, face_ids=part)
+        keypoints = labels_with_sources(task=Task.KEYPOINTS, face_ids=part)
+        guesses: dict[int, tuple[str, float]] = {}
         rows = (
-            Annotation.objects.filter(face_id__in=ids[start : start + BATCH], origin=Annotation.Origin.IMPORT)
-            .filter(labels_q(data.task))
+            Prediction.objects.filter(face_id__in=part, task=Task.EMOTION)
             .order_by("face_id", "-created_at", "-id")
-            .values_list("face_id", field_name, "skip")
+            .values_list("face_id", "version_id", "probabilities")
         )
-        for face_id, value, skip in rows:
-            current.setdefault(face_id, (value, skip))
-    fixes = []
-    for digest, face_id in faces.items():
-        value, have = wanted[digest], current.get(face_id)
-        if value is None:
-            if have is not None and not have[1]:
-                fixes.append(Annotation(face_id=face_id, origin=Annotation.Origin.IMPORT, author=author, skip=True))
-        elif have is None or have[1] or have[0] != value:
-            fixes.append(
-                Annotation(face_id=face_id, origin=Annotation.Origin.IMPORT, author=author, **{field_name: value})
+        for face_id, version_id, probabilities in rows:
+            if face_id in guesses or not probabilities:
+                continue
+            if version_id not in classes:
+                classes[version_id] = version_labels(ModelVersion.objects.get(pk=version_id))
+            top = int(np.argmax(probabilities))
+            guesses[face_id] = (classes[version_id][top], float(probabilities[top]))
+        summaries = []
+        for face_id in part:
+            emotion, emotion_source, disputed = emotions.get(face_id, (None, None, False))
+            points, points_source, _ = keypoints.get(face_id, (None, None, False))
+            guess, probability = guesses.get(face_id, (None, None))
+            summaries.append(
+                FaceSummary(
+                    face_id=face_id,
+                    emotion=emotion,
+                    emotion_source=emotion_source or "",
+                    keypoints=points is not None,
+                    keypoints_source=points_source or "",
+                    disputed=disputed,
+                    guess=guess,
+                    guess_probability=probability,
+                    updated_at=timezone.now(),
+                )
             )
-    with transaction.atomic():
-        Annotation.objects.bulk_create(fixes, batch_size=BATCH)
-    return len(fixes)
-
-
-def _points_json(points: np.ndarray) -> list[dict]:
-    return [{"x": round(float(x), 4), "y": round(float(y), 4), "visible": True} for x, y in points]
+        fields = [f.name for f in FaceSummary._meta.concrete_fields if f.name != "face"]
+        FaceSummary.objects.bulk_create(summaries, update_conflicts=True, unique_fields=["face"], update_fields=fields)
+        written += len(summaries)
+    return written

@@ -1,10 +1,7 @@
-"""Faces, annotations, predictions and the labeling queue. One view per operation: validate, call a service,
-serialize."""
-
-from pathlib import Path
+"""Faces with their labels, annotations, predictions, the labeling queue, leases, agreement and review. One view per
+operation: validate, call a service, serialize."""
 
 from django.conf import settings
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -16,18 +13,22 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from webapp.common.models import Task
 from webapp.common.throttling import ScopedRateThrottle
-from webapp.faces import selectors, services
-from webapp.faces.detection import InferenceUnavailable, UnprocessableImage
-from webapp.faces.models import Annotation, Face, Prediction, Task
-from webapp.pages.errors import Conflict, ErrorOutput, ServiceUnavailable, Unprocessable
+from webapp.faces.labeling import browse, selectors, services
+from webapp.faces.labeling.models import Annotation, Prediction
+from webapp.faces.store.api import FaceOutput
+from webapp.faces.store.models import UPLOADS_DATASET, Face
+from webapp.pages.errors import Conflict, ErrorOutput
 from webapp.pages.permissions import IsStaff
 from webapp.pages.serializers import Input, ModelOutput
 from webapp.registry.models import ModelVersion
+
+# what FaceOutput shows as a face's labels and their sources
+LABELS = {"labels_of": selectors.face_labels_and_sources}
 
 
 class AnnotationOutput(ModelOutput):
@@ -53,164 +54,112 @@ class AnnotationOutput(ModelOutput):
         return obj.emotion  # the class's key is its name (kept for the clients that read emotion_label)
 
 
-class FaceOutput(ModelOutput):
-    image_url = serializers.SerializerMethodField()
-    labels = serializers.SerializerMethodField()
-    label_sources = serializers.SerializerMethodField()
+class LabeledFaceOutput(FaceOutput):
+    """A face as the Faces page shows it: its current labels and the newest emotion guess of a model."""
 
-    class Meta:
-        model = Face
-        fields = [
-            "id",
-            "checksum",
-            "image_url",
-            "source",
-            "source_name",
-            "source_line",
-            "usage",
-            "split",
-            "group",
-            "created_at",
-            "human_keypoints",
-            "human_emotion",
-            "keypoints_uncertainty",
-            "emotion_uncertainty",
-            "labels",
-            "label_sources",
-        ]
+    guess = serializers.CharField(source="summary.guess", default=None, allow_null=True)
+    guess_probability = serializers.FloatField(source="summary.guess_probability", default=None, allow_null=True)
+    disputed = serializers.BooleanField(source="summary.disputed", default=False)
+    dataset = serializers.CharField(read_only=True)
 
-    def get_image_url(self, obj) -> str:
-        return f"/api/faces/{obj.pk}/image/"
+    class Meta(FaceOutput.Meta):
+        fields = [*FaceOutput.Meta.fields, "dataset", "guess", "guess_probability", "disputed"]
 
-    def _labels(self, obj) -> tuple[dict, dict]:
-        if not self.context.get("with_labels"):
-            return {}, {}
-        if getattr(obj, "_labels_and_sources", None) is None:
-            obj._labels_and_sources = selectors.face_labels_and_sources(obj)
-        return obj._labels_and_sources
 
-    def get_labels(self, obj) -> dict:
-        """The current label per task, as ``selectors.face_labels`` decides it."""
-        return self._labels(obj)[0]
+def _page_labels(faces) -> dict:
+    """The labels of a page of faces in two queries (not two per face): the context FaceOutput reads them from."""
+    ids = [face.pk for face in faces]
+    by_task = {task: selectors.labels_with_sources(task=task, face_ids=ids) for task in Task.values}
+    found = {
+        face_id: (
+            {task: by_task[task].get(face_id, (None, None))[0] for task in Task.values},
+            {task: by_task[task].get(face_id, (None, None))[1] for task in Task.values},
+        )
+        for face_id in ids
+    }
+    return {"labels_of": lambda face: found[face.pk]}
 
-    def get_label_sources(self, obj) -> dict:
-        """Per task, where the current label comes from: review, human, labelers (a consensus), import, or null."""
-        return self._labels(obj)[1]
+
+BROWSE_PARAMETERS = [
+    OpenApiParameter(
+        "q",
+        str,
+        description="search: a face id (123 or #123), else part of a file name or group, or a checksum's start",
+    ),
+    OpenApiParameter(
+        "dataset", str, description=f"an imported file's name, or {UPLOADS_DATASET!r} for uploaded photos"
+    ),
+    OpenApiParameter("group", str, description="the person, session or photo (exact)"),
+    OpenApiParameter("source", str, enum=Face.Source.values),
+    OpenApiParameter("split", str, enum=Face.Split.values),
+    OpenApiParameter(
+        "state",
+        str,
+        enum=list(browse.STATES),
+        description="review: waits for a reviewer; disputed: its labels name more than one emotion",
+    ),
+    OpenApiParameter("emotion", str, description=f"the current emotion label's class, or {browse.NONE!r}"),
+    OpenApiParameter("guess", str, description=f"the newest emotion prediction's class, or {browse.NONE!r}"),
+    OpenApiParameter("mismatch", str, enum=["true", "false"], description="label and guess differ (true) or agree"),
+    OpenApiParameter("labeler", str, description="a username: faces this person labeled or reviewed"),
+    OpenApiParameter("created_after", str, description="a date (2026-12-05) or an ISO date and time"),
+    OpenApiParameter("created_before", str, description="a date (the whole day counts) or an ISO date and time"),
+    OpenApiParameter("uncertainty_min", float, description="the emotion model's uncertainty, at least"),
+    OpenApiParameter("uncertainty_max", float, description="the emotion model's uncertainty, at most"),
+    OpenApiParameter("labeled", str, description="keypoints|emotion, or unlabeled:keypoints|unlabeled:emotion"),
+]
 
 
 class FaceListApi(ListAPIView):
-    serializer_class = FaceOutput
+    """Faces, filtered and ordered as on the Faces page (the page's URL holds the same parameters)."""
+
+    serializer_class = LabeledFaceOutput
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("source", str, enum=Face.Source.values),
-            OpenApiParameter("split", str, enum=Face.Split.values),
-            OpenApiParameter("labeled", str, description="keypoints|emotion, or unlabeled:keypoints|unlabeled:emotion"),
+            *BROWSE_PARAMETERS,
+            OpenApiParameter(
+                "ordering",
+                str,
+                enum=[f"{sign}{name}" for name in browse.ORDERINGS for sign in ("", "-")],
+                description="default -id (newest first); a missing value sorts last either way",
+            ),
         ]
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        params = self.request.query_params
-        return selectors.face_list(
-            source=params.get("source"), split=params.get("split"), labeled=params.get("labeled")
-        )
+        return browse.face_browse(self.request.query_params)
+
+    def get_serializer(self, *args, **kwargs):
+        if args and isinstance(args[0], list):
+            kwargs["context"] = {**self.get_serializer_context(), **_page_labels(args[0])}
+        return super().get_serializer(*args, **kwargs)
 
 
-class FaceUploadApi(APIView):
-    parser_classes = [MultiPartParser, FormParser]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "uploads"
-
-    @extend_schema_serializer(component_name="FaceUploadInput")
-    class InputSerializer(Input):
-        image = serializers.FileField(
-            required=False, help_text="JPEG, PNG or WEBP; at most 10 MB and 40 megapixels (or send `crops`)"
-        )
-        crops = serializers.ListField(
-            child=serializers.FileField(),
-            required=False,
-            max_length=64,
-            help_text="the faces of one picture as the browser cut them, 96x96 each: one request per picture, "
-            "counted once by the upload throttle",
-        )
-        name = serializers.CharField(
-            required=False, max_length=200, help_text="the picture's file name, kept with its faces"
-        )
-        group = serializers.CharField(
-            required=False,
-            default="",
-            allow_blank=True,
-            max_length=100,
-            help_text="the person or session the photo shows; every split keeps a group on one side "
-            "(default: the photo itself)",
-        )
-
-    @extend_schema_serializer(component_name="FaceUploadOutput")
-    class OutputSerializer(serializers.Serializer):
-        faces = FaceOutput(many=True, help_text="one per face found (a 96x96 picture is one face already cut)")
-        created = serializers.IntegerField(help_text="how many of them are new")
+class FaceFacetsApi(APIView):
+    """How many faces each value of each filter would show, the other filters applied (the Faces page's counts)."""
 
     @extend_schema(
-        request=InputSerializer,
-        responses={
-            201: OutputSerializer,
-            200: OpenApiResponse(OutputSerializer, description="every face was already stored"),
-            422: OpenApiResponse(ErrorOutput, description="the picture holds no face"),
-            503: OpenApiResponse(
-                ErrorOutput, description="the server cannot run the models now (Retry-After says when to try again)"
-            ),
-        },
+        parameters=BROWSE_PARAMETERS,
+        responses=inline_serializer(
+            "FaceFacetsOutput",
+            {
+                name: serializers.DictField(child=serializers.IntegerField(), help_text=f"{name} -> faces")
+                for name in browse.FACETS
+            },
+        ),
     )
-    def post(self, request):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
-        if bool(values.get("image")) == bool(values.get("crops")):
-            raise serializers.ValidationError({"image": ["send one picture as `image`, or its faces as `crops`"]})
-        try:
-            if values.get("crops"):
-                results = services.faces_upload_crops(
-                    crops=[crop.read() for crop in values["crops"]],
-                    filename=values.get("name") or values["crops"][0].name,
-                    author=request.user,
-                    group=values["group"],
-                )
-            else:
-                upload = values["image"]
-                results = services.face_upload(
-                    data=upload.read(),
-                    filename=values.get("name") or upload.name,
-                    author=request.user,
-                    group=values["group"],
-                )
-        except UnprocessableImage as exc:
-            raise Unprocessable(str(exc)) from None
-        except InferenceUnavailable as exc:
-            raise ServiceUnavailable(str(exc), retry_after=exc.retry_after) from None
-        created = sum(1 for _, new in results if new)
-        body = self.OutputSerializer({"faces": [face for face, _ in results], "created": created}).data
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+    def get(self, request):
+        return Response(browse.face_facets(request.query_params))
 
 
 class FaceDetailApi(APIView):
-    @extend_schema(responses=FaceOutput)
+    @extend_schema(responses=LabeledFaceOutput)
     def get(self, request, face_id: int):
-        face = get_object_or_404(Face, pk=face_id)
-        return Response(FaceOutput(face, context={"with_labels": True}).data)
-
-
-class FaceImageApi(APIView):
-    @extend_schema(responses={(200, "image/png"): bytes})
-    def get(self, request, face_id: int):
-        face = get_object_or_404(Face, pk=face_id)
-        path = Path(settings.MEDIA_ROOT) / face.image
-        if not path.is_file():
-            raise Http404("image file missing")
-        response = FileResponse(path.open("rb"), content_type="image/png")
-        response["Cache-Control"] = "private, max-age=86400"  # content-addressed: a face's image never changes
-        return response
+        face = get_object_or_404(Face.objects.select_related("summary"), pk=face_id)
+        return Response(LabeledFaceOutput(face, context=LABELS).data)
 
 
 class AnnotationApi(ListAPIView):
@@ -374,7 +323,7 @@ class QueueNextApi(APIView):
         return Response(
             {
                 # several labelers per face label blind: each is shown the model's guess, never another's label
-                "face": FaceOutput(face, context={"with_labels": settings.LABELS_PER_FACE < 2}).data if face else None,
+                "face": FaceOutput(face, context=LABELS if settings.LABELS_PER_FACE < 2 else {}).data if face else None,
                 "lease": LeaseOutput(lease).data if lease else None,
                 "remaining": remaining,
                 "remaining_capped": capped,
@@ -441,7 +390,7 @@ class AgreementApi(APIView):
 
     @extend_schema(responses=AgreementOutput)
     def get(self, request):
-        from webapp.faces.agreement import agreement
+        from webapp.faces.labeling.agreement import agreement
 
         return Response(AgreementOutput(agreement()).data)
 
@@ -471,7 +420,7 @@ class ReviewNextApi(APIView):
         labels = selectors.labels_by_labeler(face=face, task=task) if face else {}
         return Response(
             {
-                "face": FaceOutput(face, context={"with_labels": True}).data if face else None,
+                "face": FaceOutput(face, context=LABELS).data if face else None,
                 "labels": labels,
                 "consensus": selectors.consensus(task, list(labels.values())) if labels else None,
                 "remaining": Face.objects.filter(**{f"review_{task}": True}).count(),

@@ -1,0 +1,217 @@
+"""The Faces page's reads: one set of filters (the page's URL and ``GET /api/faces/`` share them), the orderings, and
+the count of faces per value of each filter.
+
+Every filter is a column of Face or of its FaceSummary (kept by ``services.summaries_refresh``), so a filtered page is
+one indexed query at any size; a face without a summary row has nothing said about it (no label, no guess).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from webapp.faces.labeling.models import Annotation
+from webapp.faces.store.models import UPLOADS_DATASET, Face
+
+STATES = {
+    "unlabeled": Q(summary__isnull=True) | Q(summary__emotion__isnull=True, summary__keypoints=False),
+    "labeled": Q(summary__emotion__isnull=False) | Q(summary__keypoints=True),
+    "review": Q(review_emotion=True) | Q(review_keypoints=True),
+    "disputed": Q(summary__disputed=True),
+}
+NONE = "none"  # the emotion or guess filter's value for "no label" / "no guess"
+
+# ordering name -> the column(s); "-name" sorts descending; ties always go by id
+ORDERINGS = {
+    "id": "id",
+    "created_at": "created_at",
+    "dataset": "source_name",
+    "group": "group",
+    "split": "split",
+    "source": "source",
+    "emotion": "summary__emotion",
+    "guess": "summary__guess",
+    "guess_probability": "summary__guess_probability",
+    "emotion_uncertainty": "emotion_uncertainty",
+    "keypoints_uncertainty": "keypoints_uncertainty",
+}
+
+FILTERS = (
+    "q",
+    "dataset",
+    "group",
+    "split",
+    "source",
+    "state",
+    "emotion",
+    "guess",
+    "mismatch",
+    "labeler",
+    "created_after",
+    "created_before",
+    "uncertainty_min",
+    "uncertainty_max",
+    "labeled",
+)
+FACETS = ("dataset", "split", "source", "state", "emotion", "guess")
+
+
+def _bad(name: str, message: str) -> ValidationError:
+    return ValidationError({name: [message]})
+
+
+def _choice(name: str, value: str, choices) -> str:
+    if value not in choices:
+        raise _bad(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(name, f"must be a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise _bad(name, f"must be a finite number, got {value!r}")
+    return number
+
+
+def _moment(name: str, value: str, *, end: bool) -> datetime:
+    """A date (the whole day: from its start, or to its end) or a date and time; naive ones are in TIME_ZONE."""
+    try:
+        moment = datetime.fromisoformat(value)
+        if len(value) <= 10:  # a bare date
+            moment = datetime.combine(date.fromisoformat(value), time.max if end else time.min)
+    except ValueError:
+        raise _bad(name, f"must be a date (2026-12-05) or a date and time, got {value!r}") from None
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+def _q(name: str, value: str) -> Q:
+    """One filter as a condition; every value is checked (a 400 names the parameter)."""
+    if name == "q":
+        value = value.strip()
+        if not value:
+            return Q()
+        number = value.removeprefix("#")
+        if number.isdigit():  # a face's id ("123" or "#123"), as the pages print it
+            return Q(pk=int(number)) if len(number) < 19 else Q(pk__in=[])
+        text = Q(source_name__icontains=value) | Q(group__icontains=value)
+        if len(value) >= 8 and all(c in "0123456789abcdef" for c in value.lower()):
+            text |= Q(checksum__startswith=value.lower())
+        return text
+    if name == "dataset":
+        if value == UPLOADS_DATASET:
+            return Q(source=Face.Source.UPLOAD)
+        return Q(source=Face.Source.IMPORT, source_name=value)
+    if name == "group":
+        return Q(group=value)
+    if name == "split":
+        return Q(split=_choice(name, value, Face.Split.values))
+    if name == "source":
+        return Q(source=_choice(name, value, Face.Source.values))
+    if name == "state":
+        return STATES[_choice(name, value, list(STATES))]
+    if name in ("emotion", "guess"):
+        column = f"summary__{name}"
+        if value == NONE:
+            return Q(summary__isnull=True) | Q(**{f"{column}__isnull": True})
+        return Q(**{column: value})
+    if name == "mismatch":
+        wanted = _choice(name, value, ["true", "false"]) == "true"
+        both = Q(summary__emotion__isnull=False, summary__guess__isnull=False)
+        differ = both & ~Q(summary__emotion=F("summary__guess"))
+        return differ if wanted else both & Q(summary__emotion=F("summary__guess"))
+    if name == "labeler":
+        user = get_user_model().objects.filter(username=value).first()
+        if user is None:
+            raise _bad(name, f"no user named {value!r}")
+        labeled = Annotation.objects.filter(
+            author=user, origin__in=[Annotation.Origin.HUMAN, Annotation.Origin.REVIEW]
+        ).values("face_id")
+        return Q(pk__in=labeled)
+    if name == "created_after":
+        return Q(created_at__gte=_moment(name, value, end=False))
+    if name == "created_before":
+        return Q(created_at__lte=_moment(name, value, end=True))
+    if name == "uncertainty_min":
+        return Q(emotion_uncertainty__gte=_number(name, value))
+    if name == "uncertainty_max":
+        return Q(emotion_uncertainty__lte=_number(name, value))
+    if name == "labeled":  # the list's first filter, kept: keypoints|emotion, or unlabeled:<task>
+        negate, _, task = value.rpartition(":")
+        tasks = ["keypoints", "emotion"]
+        if task not in tasks or negate not in ("", "unlabeled"):
+            choices = [*tasks, *(f"unlabeled:{t}" for t in tasks)]
+            raise _bad(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return Q(**{f"human_{task}": not negate})
+    raise AssertionError(name)
+
+
+@dataclass(frozen=True)
+class Browse:
+    """A parsed filter set: the conditions by parameter, and the ordering."""
+
+    conditions: dict[str, Q]
+    ordering: tuple[str, ...]
+
+    def faces(self, *, without: str | None = None) -> QuerySet[Face]:
+        qs = Face.objects.all()
+        for name, condition in self.conditions.items():
+            if name != without:
+                qs = qs.filter(condition)
+        return qs
+
+
+def browse_parse(params) -> Browse:
+    """Read the filters and ``ordering`` from query parameters (a QueryDict or a dict); unknown ones are ignored (the
+    pagination's ``limit`` and ``offset`` ride along)."""
+    conditions = {}
+    for name in FILTERS:
+        value = params.get(name)
+        if value not in (None, ""):
+            conditions[name] = _q(name, str(value))
+    ordering = str(params.get("ordering") or "-id")
+    key = ordering.removeprefix("-")
+    if key not in ORDERINGS:
+        choices = ", ".join(f"{name}, -{name}" for name in ORDERINGS)
+        raise _bad("ordering", f"must be one of {choices}; got {ordering!r}")
+    descending = ordering.startswith("-")
+    column = ORDERINGS[key]
+    # nulls last either way, so "most uncertain first" does not start with the faces nobody predicted
+    by = F(column).desc(nulls_last=True) if descending else F(column).asc(nulls_last=True)
+    return Browse(conditions, (by, "-id" if descending else "id"))
+
+
+def face_browse(params) -> QuerySet[Face]:
+    browse = browse_parse(params)
+    return browse.faces().select_related("summary").order_by(*browse.ordering)
+
+
+def face_facets(params) -> dict[str, dict[str, int]]:
+    """filter -> value -> how many faces it would show, with every other filter applied (the page's counts)."""
+    browse = browse_parse(params)
+    facets: dict[str, dict[str, int]] = {}
+    for name in FACETS:
+        qs = browse.faces(without=name)
+        if name == "state":
+            facets[name] = {state: qs.filter(condition).count() for state, condition in STATES.items()}
+            continue
+        if name == "dataset":
+            rows = qs.values_list("source", "source_name").annotate(n=Count("id")).order_by()
+            counts: dict[str, int] = {}
+            for source, source_name, n in rows:
+                key = UPLOADS_DATASET if source == Face.Source.UPLOAD else source_name
+                counts[key] = counts.get(key, 0) + n
+            facets[name] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+            continue
+        column = {"emotion": "summary__emotion", "guess": "summary__guess"}.get(name, name)
+        rows = qs.values_list(column).annotate(n=Count("id")).order_by()
+        counts = {(NONE if value is None else str(value)): n for value, n in rows}
+        facets[name] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return facets
