@@ -64,7 +64,7 @@ def sweep(probabilities: np.ndarray, labels: np.ndarray, names: list[str], name:
 def served(model_dir: Path, data: Path, sweep_class: str | None = None) -> dict:
     from ml.align import framing_of
     from ml.datasets import read_faces, split
-    from ml.evaluate import _outputs, evaluate
+    from ml.evaluate import evaluate, model_outputs
     from ml.export import load_tfjs, read_manifest
     from ml.schema import PRESETS
 
@@ -73,7 +73,7 @@ def served(model_dir: Path, data: Path, sweep_class: str | None = None) -> dict:
     model = load_tfjs(model_dir)
     val = split(read_faces(data, labels=labels))[1]
     metrics = evaluate(model, val, framing)[0]
-    probabilities = _outputs(model, val, framing)
+    probabilities = model_outputs(model, val, framing)
     report = {
         "model": str(model_dir),
         "labels": labels,
@@ -99,7 +99,7 @@ def served(model_dir: Path, data: Path, sweep_class: str | None = None) -> dict:
     report["seed_five_through_their_outputs"] = {"n": five_metrics["n"], "accuracy": round(five_metrics["accuracy"], 4)}
     if not {"neutral", "fear"} <= set(labels):  # a model without them: how it reads FER's neutral and fear faces
         seven = split(read_faces(data))[1]
-        seven_probs = _outputs(model, seven, framing)
+        seven_probs = model_outputs(model, seven, framing)
         for name in ("neutral", "fear"):
             if name not in labels:
                 mask = seven.labels == seven.label_names.index(name)

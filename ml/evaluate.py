@@ -59,7 +59,7 @@ def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray, names: Sequen
     }
 
 
-def _outputs(model, data: FaceData, framing: align.Framing | None, mirror: bool | None = None) -> np.ndarray:
+def model_outputs(model, data: FaceData, framing: align.Framing | None, mirror: bool | None = None) -> np.ndarray:
     """Keypoints in pixels of the data's frame, or probabilities; a model that reads another ``framing`` than the
     data's gets each face re-cut into its framing, and its points are mapped back."""
     from ml.train import predict  # late: keeps evaluate importable without building a training graph
@@ -102,7 +102,7 @@ def evaluate(
     error (mean over the 30 coordinates), or 1/0 for a right/wrong emotion. ``labels``: the classes of an emotion
     model's outputs (its manifest's) when they are not the data's own; it is then scored through the classes both
     have (``shared_view``)."""
-    outputs = _outputs(model, data, framing, mirror)
+    outputs = model_outputs(model, data, framing, mirror)
     if data.task == "keypoints":
         return keypoint_metrics(outputs, data.points), ((outputs - data.points) ** 2).mean(axis=(1, 2))
     if labels is not None and tuple(labels) != tuple(data.label_names):

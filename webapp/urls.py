@@ -32,6 +32,7 @@ api = [
     path("faces/<int:face_id>/", labeling.FaceDetailApi.as_view(), name="face-detail"),
     path("faces/<int:face_id>/image/", store.FaceImageApi.as_view(), name="face-image"),
     path("faces/<int:face_id>/original/", store.FaceOriginalApi.as_view(), name="face-original"),
+    path("faces/<int:face_id>/photo-faces/", store.PhotoFaceAddApi.as_view(), name="face-photo-faces"),
     path("faces/<int:face_id>/annotations/", labeling.AnnotationApi.as_view(), name="face-annotations"),
     path("faces/<int:face_id>/predictions/", labeling.PredictionRecordApi.as_view(), name="face-predictions"),
     path("queue/next/", labeling.QueueNextApi.as_view(), name="queue-next"),

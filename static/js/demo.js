@@ -102,6 +102,9 @@ async function analyse(source, width, height, { video = false } = {}) {
     cropPoints: faces.map((f) => f.crop.points),
     emotionGreys: faces.map((f) => Array.from(f.emotionCrop.grey)),
     stored: faces.map((f) => ({ grey: Array.from(f.stored.grey), points: f.stored.points })),
+    // where each stored crop lies in the picture: its four corners, clockwise from its top left (kept with the picture)
+    boxes: faces.map((f) => geometry.apply(geometry.invert(f.stored.matrix), CROP_CORNERS)
+      .map(([x, y]) => [Math.round(x * 100) / 100, Math.round(y * 100) / 100])),
     ms,
   };
   $("ms-detect").textContent = ms.detect ? `${ms.detect.toFixed(1)} ms` : "followed";
@@ -191,6 +194,7 @@ async function openPhoto(file) {
   $("hint").hidden = true;
   state.source = "photo";
   state.name = file.name;
+  state.file = file;
   const last = await analyse(image, image.naturalWidth, image.naturalHeight);
   setStatus(last.faces.length ? `${last.faces.length} face(s) in ${file.name}` : `No face found in ${file.name}.`,
     last.faces.length ? "ok" : "error");
@@ -211,6 +215,10 @@ async function sendForLabeling() {
       form.append("crops", await greyPng(Float32Array.from(last.stored[i].grey)), `face-${i + 1}.png`);
     }
     form.append("name", state.name || "picture.png");
+    // the picture itself, which the person chose to send: kept once on the server with each face's box, shown to
+    // labelers beside the face (a webcam's is the frame in view as they click)
+    form.append("picture", state.source === "photo" ? state.file : await frameJpeg(), state.name || "picture.jpg");
+    form.append("boxes", JSON.stringify(last.boxes));
     const { data } = await api("/api/faces/upload/", { method: "POST", form });
     for (let i = 0; i < last.faces.length; i++) {
       const face = data.faces[i];
@@ -231,6 +239,15 @@ async function sendForLabeling() {
 }
 
 const clampFrame = (v) => Math.min(95.99, Math.max(0, v));
+const CROP_CORNERS = [[0, 0], [96, 0], [96, 96], [0, 96]];
+
+function frameJpeg() {
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+}
 
 async function main() {
   $("camera").addEventListener("click", startCamera);

@@ -155,6 +155,8 @@ function releaseLease() {
   });
 }
 
+let askedFace = /^\d+$/.test(new URLSearchParams(location.search).get("face") || "") ? new URLSearchParams(location.search).get("face") : null;
+
 async function next() {
   setMessage("");
   state.face = null;
@@ -166,7 +168,16 @@ async function next() {
     // skipped faces, and the faces this session saved (the newest few hundred): once every face has a label the queue
     // serves labeled ones by uncertainty, and the face just saved came straight back
     const exclude = [...new Set([...state.skipped, ...state.history.slice(-300)])];
-    ({ data } = await api(`${path}?task=${task}&exclude=${exclude.join(",")}`));
+    // "Label this face" (a face's page opens /label/?face=<id>): that face first, then the queue as usual
+    const asked = !reviewing() && askedFace ? `&face=${askedFace}` : "";
+    askedFace = null;
+    let status;
+    ({ status, data } = await api(`${path}?task=${task}&exclude=${exclude.join(",")}${asked}`));
+    if (status === 409) { // another labeler holds the face asked for: say so, and serve the queue
+      const held = data?.detail || "Another labeler holds that face now.";
+      ({ data } = await api(`${path}?task=${task}&exclude=${exclude.join(",")}`));
+      setMessage(held);
+    }
   } catch (err) {
     setMessage(`Could not load the next face: ${err.message}`);
     return;

@@ -89,8 +89,8 @@ def open_page(browser, site):
     """A fresh browser context per test; every console error fails the test."""
     contexts, errors = [], []
 
-    def open_(path: str = "/", user=None):
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def open_(path: str = "/", user=None, width: int = 1280):
+        context = browser.new_context(viewport={"width": width, "height": 900 if width > 500 else 844})
         contexts.append(context)
         page = context.new_page()
         page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)

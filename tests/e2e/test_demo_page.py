@@ -138,6 +138,16 @@ def test_send_for_labeling_queues_the_crop_with_the_models_predictions(open_page
     stored = read_frame(settings.MEDIA_ROOT / face.image)
     sent = np.asarray(page.evaluate("window.studio.last.stored[0].grey"), np.float32).reshape(96, 96)
     assert np.abs(stored.astype(np.float32) - sent).max() == 0
+    # the picture went with it, kept once, with the face's box: the box's corners cut the same crop again
+    assert (settings.MEDIA_ROOT / face.original).read_bytes() == photo.read_bytes()
+    from PIL import Image
+
+    from webapp.faces.store.detection import face_crops
+
+    # the same geometry in both languages: the server, finding the face in the same picture, puts its box within a
+    # pixel or two of the browser's (the models run on LiteRT there, on TF.js here)
+    (_, server_box), *_ = face_crops(Image.open(photo).convert("RGB"))
+    assert np.abs(np.asarray(face.box) - np.asarray(server_box)).max() < 3, (face.box, server_box)
 
 
 def test_a_whole_photo_gets_all_15_points_where_they_belong(open_page, tmp_path, repo_root):

@@ -7,4 +7,6 @@ urlpatterns = [
     path("label/", views.label, name="label"),
     path("models/", views.models_page, name="models"),
     path("import/", views.import_page, name="import"),
+    path("faces/", views.faces_page, name="faces"),
+    path("faces/<int:face_id>/", views.face_page, name="face"),
 ]

@@ -40,3 +40,19 @@ def import_page(request):
 
     formats = [*HEADERS.items(), ("label-studio", "a Label Studio JSON export")]
     return render(request, "import.html", {"formats": formats})
+
+
+@login_required
+@ensure_csrf_cookie
+def faces_page(request):
+    if not is_labeler(request.user):
+        return forbidden(request, "Labelers only.")
+    return render(request, "faces.html")
+
+
+@login_required
+@ensure_csrf_cookie
+def face_page(request, face_id: int):
+    if not is_labeler(request.user):
+        return forbidden(request, "Labelers only.")
+    return render(request, "face.html", {"face_id": face_id})

@@ -107,6 +107,7 @@ BROWSE_PARAMETERS = [
     OpenApiParameter("uncertainty_min", float, description="the emotion model's uncertainty, at least"),
     OpenApiParameter("uncertainty_max", float, description="the emotion model's uncertainty, at most"),
     OpenApiParameter("labeled", str, description="keypoints|emotion, or unlabeled:keypoints|unlabeled:emotion"),
+    OpenApiParameter("photo", int, description="a face id: the faces found in the same picture, that one included"),
 ]
 
 
@@ -223,6 +224,13 @@ class AnnotationApi(ListAPIView):
 
 class PredictionOutput(ModelOutput):
     version_number = serializers.IntegerField(source="version.number")
+    labels = serializers.SerializerMethodField()
+
+    def get_labels(self, obj) -> list[str] | None:
+        """An emotion prediction's classes, in the order of its probabilities (its version's)."""
+        from webapp.registry.selectors import version_labels
+
+        return list(version_labels(obj.version)) if obj.task == Task.EMOTION else None
 
     class Meta:
         model = Prediction
@@ -232,6 +240,7 @@ class PredictionOutput(ModelOutput):
             "task",
             "version",
             "version_number",
+            "labels",
             "points",
             "probabilities",
             "uncertainty",
@@ -249,6 +258,13 @@ class PredictionRecordApi(APIView):
         points = serializers.JSONField(required=False)
         probabilities = serializers.JSONField(required=False)
         uncertainty = serializers.FloatField(help_text="higher = less sure; orders the labeling queue")
+
+    @extend_schema(responses=PredictionOutput(many=True))
+    def get(self, request, face_id: int):
+        """What the models said about the face, newest first."""
+        face = get_object_or_404(Face, pk=face_id)
+        rows = face.predictions.select_related("version").order_by("-created_at", "-id")[:200]
+        return Response(PredictionOutput(rows, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: PredictionOutput})
     def post(self, request, face_id: int):
@@ -301,8 +317,12 @@ class QueueNextApi(APIView):
         parameters=[
             OpenApiParameter("task", str, enum=Task.values, required=True),
             OpenApiParameter("exclude", str, description="comma-separated face ids skipped in this session"),
+            OpenApiParameter(
+                "face", int, description="lease this face instead of the queue's next (409 if another labeler holds it)"
+            ),
         ],
         responses={
+            409: OpenApiResponse(ErrorOutput, description="the face asked for is held by another labeler"),
             200: inline_serializer(
                 "QueueNext",
                 {
@@ -313,12 +333,22 @@ class QueueNextApi(APIView):
                         help_text="true: there are more than `remaining` (counting stops at QUEUE_COUNT_LIMIT)"
                     ),
                 },
-            )
+            ),
         },
     )
     def get(self, request):
         task, exclude = _queue_params(request)
-        face, lease = services.queue_take(task=task, user=request.user, exclude=exclude)
+        asked = request.query_params.get("face")
+        if asked:  # "Label this face": the face asked for, outside the queue's order
+            if not asked.isdigit() or not 0 < int(asked) < 2**63:
+                raise serializers.ValidationError({"face": [f"must be a face id, got {asked!r}"]})
+            face = get_object_or_404(Face, pk=int(asked))
+            try:
+                lease = services.face_take(face=face, task=task, user=request.user)
+            except services.FaceHeld as exc:
+                raise Conflict(str(exc)) from None
+        else:
+            face, lease = services.queue_take(task=task, user=request.user, exclude=exclude)
         remaining, capped = selectors.queue_remaining(task=task)
         return Response(
             {

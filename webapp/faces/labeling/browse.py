@@ -57,6 +57,7 @@ FILTERS = (
     "uncertainty_min",
     "uncertainty_max",
     "labeled",
+    "photo",
 )
 FACETS = ("dataset", "split", "source", "state", "emotion", "guess")
 
@@ -143,6 +144,11 @@ def _q(name: str, value: str) -> Q:
         return Q(emotion_uncertainty__gte=_number(name, value))
     if name == "uncertainty_max":
         return Q(emotion_uncertainty__lte=_number(name, value))
+    if name == "photo":  # the faces found in the same picture as face <id>, that one included
+        if not value.isdigit() or len(value) > 18:
+            raise _bad(name, f"must be a face id, got {value!r}")
+        original = Face.objects.filter(pk=int(value)).values_list("original", flat=True).first()
+        return Q(original=original) if original else Q(pk=int(value))
     if name == "labeled":  # the list's first filter, kept: keypoints|emotion, or unlabeled:<task>
         negate, _, task = value.rpartition(":")
         tasks = ["keypoints", "emotion"]

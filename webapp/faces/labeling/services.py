@@ -199,6 +199,16 @@ def queue_take(*, task: str, user, exclude: list[int] | None = None) -> tuple[Fa
     return None, None  # the queue is being emptied faster than we can read it: the client asks again
 
 
+def face_take(*, face: Face, task: str, user) -> Lease:
+    """Lease one chosen face to ``user`` outside the queue's order ("Label this face" on a face's page). The labeler's
+    other lease of the task is let go (one face per labeler and task); a face another labeler holds raises FaceHeld."""
+    lease = _take_lease(face, task, user)
+    if lease is None:
+        raise FaceHeld(Lease.objects.select_related("holder").get(face=face, task=task))
+    Lease.objects.filter(task=task, holder=user).exclude(face=face).delete()
+    return lease
+
+
 def _take_lease(face: Face, task: str, user) -> Lease | None:
     """Lease ``face`` to ``user`` for LABEL_LEASE_SECONDS, unless another labeler holds a live lease on it (None).
 

@@ -197,3 +197,33 @@ class FaceOriginalApi(APIView):
         response["Cache-Control"] = "private, max-age=86400"  # named by its checksum: never changes
         response["Content-Disposition"] = "inline"
         return response
+
+
+class PhotoFaceAddApi(APIView):
+    """A face the detector missed in the picture face <id> was found in: the person's box is cut through the same
+    alignment as a detected face and stored with the picture; it then waits in the labeling queue."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "uploads"
+
+    @extend_schema_serializer(component_name="PhotoFaceAddInput")
+    class InputSerializer(Input):
+        box = serializers.JSONField(help_text="[x, y, width, height] in the picture's own pixels")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: FaceOutput,
+            200: OpenApiResponse(FaceOutput, description="the box holds a face already stored"),
+            503: OpenApiResponse(ErrorOutput, description="no keypoint model can place the face now"),
+        },
+    )
+    def post(self, request, face_id: int):
+        face = get_object_or_404(Face, pk=face_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            added, created = services.face_add_in_photo(face=face, box=data.validated_data["box"], author=request.user)
+        except InferenceUnavailable as exc:
+            raise ServiceUnavailable(str(exc), retry_after=exc.retry_after) from None
+        return Response(FaceOutput(added).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -116,6 +116,23 @@ def face_crops(image) -> list[tuple[np.ndarray, list[list[float]]]]:
     return [(crop, crop_corners(matrix, scale)) for crop, matrix in zip(crops, matrices, strict=True)]
 
 
+def face_in_box(image, box: tuple[float, float, float, float]) -> tuple[np.ndarray, list[list[float]]]:
+    """A face a person boxed in a photo (x, y, width, height in the photo's pixels) cut as a detected face is: the box
+    seeds the alignment as a detector's box does, the keypoint model places the points, the crop follows them. Returns
+    the 96x96 crop in the stored framing and its corners in the photo (``crop_corners``)."""
+    bounded = _bounded(image)
+    scale = image.width / bounded.width
+    x, y, w, h = (float(v) / scale for v in box)
+    with _lock:
+        analyzer, _ = _analyzer(emotion=False)
+        if analyzer is None:
+            raise InferenceUnavailable("No keypoint model is active: promote one on the Models page.")
+        seed = align.matrix_from_box((x, y, w, h), analyzer.box_prior, analyzer.keypoints.framing)
+        points = analyzer.align(bounded, [seed])[0]
+    matrix = align.matrix_from_points(points, align.FACE_FRAMING)
+    return align.warp(bounded, matrix), crop_corners(matrix, scale)
+
+
 CROP_CORNERS = np.array([[0, 0], [IMAGE_SIZE, 0], [IMAGE_SIZE, IMAGE_SIZE], [0, IMAGE_SIZE]], np.float64)
 
 

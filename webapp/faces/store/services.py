@@ -171,3 +171,34 @@ def faces_upload_crops(
         return [r for data in crops for r in face_upload(data=data, filename=filename, author=author, group=group)]
     found = [(images.to_frame(images.decode_upload(data)[0]), box) for data, box in zip(crops, corners, strict=True)]
     return _faces_store(found, picture=stored_picture, filename=filename, author=author, group=group)
+
+
+MIN_BOX_SIDE = 12  # px: a smaller box holds no face the models can read
+
+
+def face_add_in_photo(*, face: Face, box, author) -> tuple[Face, bool]:
+    """A face the detector missed in ``face``'s picture, boxed by a person: cut through the same alignment as a detected
+    one (``detection.face_in_box``) and stored with the picture as its original, in the face's group (one person's
+    photo stays on one side of every split). Returns (face, created); a box that holds the pixels of a stored face
+    returns that face."""
+    if not face.original:
+        raise ValidationError({"box": [f"face {face.pk} has no picture kept: nothing to draw a face in"]})
+    data = (Path(settings.MEDIA_ROOT) / face.original).read_bytes()
+    image, fmt = images.decode_upload(data)
+    if not isinstance(box, list | tuple) or len(box) != 4:
+        raise ValidationError({"box": ["send the box as [x, y, width, height] in the picture's pixels"]})
+    if any(isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) for v in box):
+        raise ValidationError({"box": [f"the box's values are finite numbers, got {box!r}"]})
+    x, y, w, h = (float(v) for v in box)
+    if w < MIN_BOX_SIDE or h < MIN_BOX_SIDE:
+        raise ValidationError({"box": [f"the box is {w:.0f}x{h:.0f} px; draw it at least {MIN_BOX_SIDE} px a side"]})
+    if x < 0 or y < 0 or x + w > image.width or y + h > image.height:
+        raise ValidationError(
+            {"box": [f"the box [{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}] leaves the {image.width}x{image.height} picture"]}
+        )
+    from webapp.faces.store.detection import face_in_box
+
+    frame, corners = face_in_box(image, (x, y, w, h))
+    return _faces_store(
+        [(frame, corners)], picture=(data, fmt), filename=face.source_name, author=author, group=face.group
+    )[0]

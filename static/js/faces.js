@@ -1,0 +1,156 @@
+// The Faces page: every filter lives in the URL (shareable; Back and Forward walk through them), the grid shows one
+// page of faces with their label and the model's guess, and each filter's values carry how many faces they would show.
+import { api, toast } from "./api.js";
+
+const PAGE = 60;
+const $ = (id) => document.getElementById(id);
+const form = $("filters");
+const FIELDS = [...form.elements].filter((el) => el.name).map((el) => el.name);
+const STATES = { unlabeled: "unlabeled", labeled: "labeled", review: "waiting for review", disputed: "disputed" };
+let offset = 0;
+let requestNo = 0;
+
+function params() {
+  const query = new URLSearchParams();
+  const q = $("q").value.trim();
+  if (q) query.set("q", q);
+  for (const name of FIELDS) {
+    const value = form.elements[name].value.trim();
+    if (value) query.set(name, value);
+  }
+  if ($("ordering").value !== "-id") query.set("ordering", $("ordering").value);
+  return query;
+}
+
+function readUrl() {
+  const query = new URLSearchParams(location.search);
+  $("q").value = query.get("q") || "";
+  for (const name of FIELDS) {
+    const el = form.elements[name];
+    const value = query.get(name) || "";
+    if (el.tagName === "SELECT" && value && ![...el.options].some((o) => o.value === value)) {
+      el.append(new Option(value, value)); // a shared link may name a value this page has not counted yet
+    }
+    el.value = value;
+  }
+  $("ordering").value = query.get("ordering") || "-id";
+  offset = Math.max(0, parseInt(query.get("offset") || "0", 10) || 0);
+}
+
+function writeUrl() {
+  const query = params();
+  if (offset) query.set("offset", String(offset));
+  const url = `${location.pathname}${query.toString() ? `?${query}` : ""}`;
+  if (url !== `${location.pathname}${location.search}`) history.pushState(null, "", url);
+}
+
+function label(value, facet) {
+  if (facet === "state") return STATES[value] || value;
+  if (value === "none") return facet === "guess" ? "no guess" : "no label";
+  return value;
+}
+
+function renderFacets(facets) {
+  for (const select of form.querySelectorAll("select[data-facet]")) {
+    const facet = select.dataset.facet;
+    const counts = facets[facet] || {};
+    const chosen = select.value;
+    const values = Object.keys(counts);
+    if (chosen && !values.includes(chosen)) values.push(chosen);
+    select.replaceChildren(new Option("all", ""), ...values.map((value) => {
+      const option = new Option(`${label(value, facet)} (${(counts[value] ?? 0).toLocaleString()})`, value);
+      return option;
+    }));
+    select.value = chosen;
+  }
+}
+
+function tile(face) {
+  const li = document.createElement("li");
+  const link = document.createElement("a");
+  link.href = `/faces/${face.id}/`;
+  link.className = "tile";
+  link.dataset.face = face.id;
+  const img = document.createElement("img");
+  Object.assign(img, { src: face.image_url, width: 96, height: 96, loading: "lazy", alt: `Face ${face.id}` });
+  const id = document.createElement("span");
+  id.className = "id";
+  id.textContent = `#${face.id}`;
+  const emotion = document.createElement("span");
+  emotion.className = "label";
+  const value = face.labels.emotion;
+  emotion.textContent = value ? value : "no label";
+  if (value) emotion.title = `label from ${face.label_sources.emotion}`;
+  const guess = document.createElement("span");
+  guess.className = "guess muted";
+  guess.textContent = face.guess ? `guess ${face.guess} ${Math.round(face.guess_probability * 100)}%` : "";
+  if (face.guess && value && face.guess !== value) guess.classList.add("differs");
+  const flags = document.createElement("span");
+  flags.className = "flags";
+  for (const [on, text] of [[face.disputed, "disputed"], [face.split === "val", "val"],
+    [face.labels.keypoints, "points"]]) {
+    if (!on) continue;
+    const badge = document.createElement("span");
+    badge.className = text === "disputed" ? "badge warn" : "badge quiet";
+    badge.textContent = text;
+    flags.append(badge);
+  }
+  link.append(img, id, emotion, guess, flags);
+  li.append(link);
+  return li;
+}
+
+async function load() {
+  const mine = ++requestNo;
+  const query = params();
+  const listQuery = new URLSearchParams(query);
+  listQuery.set("limit", String(PAGE));
+  listQuery.set("offset", String(offset));
+  const facetQuery = new URLSearchParams(query);
+  facetQuery.delete("ordering");
+  $("grid").setAttribute("aria-busy", "true");
+  try {
+    const [list, facets] = await Promise.all([api(`/api/faces/?${listQuery}`), api(`/api/faces/facets/?${facetQuery}`)]);
+    if (mine !== requestNo) return; // a newer filter was chosen meanwhile
+    $("problem").hidden = true;
+    renderFacets(facets.data);
+    const { count, results } = list.data;
+    $("grid").replaceChildren(...results.map(tile));
+    $("count").textContent = `${count.toLocaleString()} face${count === 1 ? "" : "s"}`;
+    const last = Math.min(offset + results.length, count);
+    $("page").textContent = count ? `${(offset + 1).toLocaleString()}–${last.toLocaleString()} of ${count.toLocaleString()}` : "no face matches these filters";
+    $("prev").disabled = offset === 0;
+    $("next").disabled = offset + PAGE >= count;
+  } catch (err) {
+    if (mine !== requestNo) return;
+    $("problem").textContent = err.body ? Object.entries(err.body).map(([k, v]) => `${k}: ${[].concat(v).join(" ")}`).join("; ") : err.message;
+    $("problem").hidden = false;
+    toast(`Could not load faces: ${err.message}`, "error");
+  } finally {
+    if (mine === requestNo) $("grid").removeAttribute("aria-busy");
+  }
+}
+
+function changed() {
+  offset = 0;
+  writeUrl();
+  load();
+}
+
+let typing;
+form.addEventListener("change", changed);
+form.addEventListener("input", (e) => {
+  if (e.target.tagName !== "INPUT") return;
+  clearTimeout(typing);
+  typing = setTimeout(changed, 400);
+});
+$("search").addEventListener("submit", (e) => { e.preventDefault(); changed(); });
+$("q").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(changed, 400); });
+$("ordering").addEventListener("change", changed);
+$("clear").addEventListener("click", () => { form.reset(); $("q").value = ""; changed(); });
+$("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); writeUrl(); load(); });
+$("next").addEventListener("click", () => { offset += PAGE; writeUrl(); load(); });
+window.addEventListener("popstate", () => { readUrl(); load(); });
+
+readUrl();
+load();
