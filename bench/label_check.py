@@ -76,7 +76,7 @@ def main() -> None:
     from webapp.registry.services import version_promote
     from webapp.training.models import TrainingRun
 
-    pool, other, labelable = lab_split()
+    _, other, labelable = lab_split()
     with gzip.open(POOL, "rt", newline="") as f:
         rows = list(csv.DictReader(f))
     keep = np.isin(np.array([r["subject"] for r in rows]), labelable)
@@ -161,11 +161,15 @@ def main() -> None:
         "k": k,
         "precision_at_k": round(float(np.mean(hits)), 4),
         "suggested_right": round(
-            float(np.mean([
-                face["emotion_suggestion"] == FER_CLASSES[truth[face["source_line"] - 2]]
-                for face, hit in zip(suspects, hits, strict=True)
-                if hit
-            ])),
+            float(
+                np.mean(
+                    [
+                        face["emotion_suggestion"] == FER_CLASSES[truth[face["source_line"] - 2]]
+                        for face, hit in zip(suspects, hits, strict=True)
+                        if hit
+                    ]
+                )
+            ),
             4,
         ),
         "run": TrainingRun.objects.filter(job="label_check").latest("id").decision,

@@ -60,6 +60,7 @@ api = [
     path("training-runs/plan/", training.RunPlanApi.as_view(), name="run-plan"),
     path("training-runs/<int:run_id>/", training.RunDetailApi.as_view(), name="run-detail"),
     path("training-runs/<int:run_id>/cancel/", training.RunCancelApi.as_view(), name="run-cancel"),
+    path("label-check/", training.LabelCheckApi.as_view(), name="label-check"),
     path("auth/token/", TokenObtainApi.as_view(), name="auth-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -114,3 +114,30 @@ class RunCancelApi(APIView):
     def post(self, request, run_id: int):
         run = services.run_cancel(run=get_object_or_404(TrainingRun, pk=run_id))
         return Response(RunOutput(run).data)
+
+
+class LabelCheckApi(APIView):
+    """Ask the workers to check the users' labels (k fold models by person; no version is made). The run's progress
+    is at /api/training-runs/<id>/; its result orders the Faces page (``ordering=-emotion_suspicion``)."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema_serializer(component_name="LabelCheckInput")
+    class InputSerializer(Input):
+        kind = serializers.ChoiceField(choices=[Task.EMOTION], default=Task.EMOTION)
+
+    @extend_schema(request=InputSerializer, responses={201: RunOutput, 409: RunOutput, 503: None})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        kind = data.validated_data["kind"]
+        try:
+            run, created = services.run_request(
+                kind=kind, user=request.user, trigger="api", job=TrainingRun.Job.LABEL_CHECK
+            )
+        except services.BrokerUnavailable as exc:
+            raise ServiceUnavailable(f"The label check is unavailable right now: {exc}.") from exc
+        body = RunOutput(run).data
+        if not created:
+            body = {**body, "detail": f"Run {run.pk} ({run.job} of {run.kind}) is already {run.status}."}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_409_CONFLICT)

@@ -13,9 +13,14 @@ class TrainingRun(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
+    class Job(models.TextChoices):
+        RETRAIN = "retrain"  # a new version, promoted or not
+        LABEL_CHECK = "label_check"  # scores the users' labels by fold models (faces' suspicion); no version
+
     ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING)
 
     kind = models.CharField(max_length=10, choices=Task.choices)
+    job = models.CharField(max_length=12, choices=Job.choices, default=Job.RETRAIN)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     from_scratch = models.BooleanField(default=False)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -44,7 +49,8 @@ class TrainingRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            # Single flight: at most one pending-or-running run per kind, enforced by the database.
+            # Single flight: at most one pending-or-running run per kind (a retrain or a label check: both train on
+            # the workers' training queue), enforced by the database.
             models.UniqueConstraint(
                 fields=["kind"], condition=Q(status__in=["pending", "running"]), name="one_active_run_per_kind"
             )

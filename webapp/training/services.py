@@ -63,8 +63,11 @@ def _enqueue(run_id: int) -> None:
         )
 
 
-def run_request(*, kind: str, user=None, from_scratch: bool = False, trigger: str = "api") -> tuple[TrainingRun, bool]:
-    """Ask for a retrain. Returns (run, created); a run already pending or running for the kind is returned as is."""
+def run_request(
+    *, kind: str, user=None, from_scratch: bool = False, trigger: str = "api", job: str = TrainingRun.Job.RETRAIN
+) -> tuple[TrainingRun, bool]:
+    """Ask for a retrain (or, ``job="label_check"``, a label check). Returns (run, created); a run already pending or
+    running for the kind is returned as is."""
     if kind not in ("keypoints", "emotion"):
         raise ValidationError({"kind": [f"must be keypoints or emotion, got {kind!r}"]})
     runs_reap_stale()
@@ -74,7 +77,9 @@ def run_request(*, kind: str, user=None, from_scratch: bool = False, trigger: st
     broker_check()
     try:
         with transaction.atomic():
-            run = TrainingRun.objects.create(kind=kind, from_scratch=from_scratch, requested_by=user, trigger=trigger)
+            run = TrainingRun.objects.create(
+                kind=kind, from_scratch=from_scratch, requested_by=user, trigger=trigger, job=job
+            )
             transaction.on_commit(lambda: _enqueue(run.pk))
     except IntegrityError:  # lost the race to a concurrent request: the database allows one active run per kind
         return TrainingRun.objects.get(kind=kind, status__in=TrainingRun.ACTIVE_STATUSES), False
@@ -375,6 +380,99 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
     }
 
 
+def _stop_asked(run_id: int) -> bool:
+    """Cancelled, or no longer running: a worker paused past the heartbeat timeout comes back to a run already marked
+    failed (and its kind perhaps retraining elsewhere); it must not register a version then."""
+    return TrainingRun.objects.filter(pk=run_id).filter(Q(cancel_requested=True) | ~Q(status=Status.RUNNING)).exists()
+
+
+def _label_check(run, say, data, user, as_face_data, reference_train, initial, parent, parent_labels) -> None:
+    """The label check's body (a run with job=label_check): the users' labeled faces scored by fold models that never
+    saw their people (ml.label_check), each face's suspicion stored on its summary for the Faces page. No version."""
+    from ml.label_check import label_check
+    from ml.recipes import folds_for
+    from webapp.faces.labeling.services import suspicions_record
+
+    if run.kind != "emotion":
+        raise ValidationError(
+            "The label check scores emotion labels; keypoints are checked by their point error only "
+            "in bench/label_check.py for now."
+        )
+    if initial is None:
+        raise ValidationError("No emotion model is served: the label check fine-tunes its fold models from it.")
+    if not user.any():
+        raise ValidationError(
+            "No labeled faces beside the reference dataset to check: import your file (it becomes a slice of its own) "
+            "or label some faces first."
+        )
+    user_data, groups = as_face_data(user), data.groups[user]
+    recipe = domain_recipe(run.kind)
+    people = len(set(groups))
+    k = folds_for(recipe, people)
+    epochs = k * recipe.config.epochs
+    slices = ", ".join(sorted(set(data.datasets[user])))
+    say(
+        f"label check: {len(user_data)} labeled faces of {people} people in {slices}; {k} fold models from "
+        f"{parent}, each trained without one fold's people and run on them",
+        epochs=epochs,
+    )
+
+    def on_progress(epoch: int, logs: dict) -> None:
+        say(
+            f"epoch {epoch}/{epochs} loss {logs.get('loss', 0):.5f} val_loss {logs.get('val_loss', 0):.5f}",
+            epoch=epoch,
+            loss=logs.get("loss"),
+            val_loss=logs.get("val_loss"),
+            eta_seconds=logs.get("eta_s"),
+        )
+
+    result = label_check(
+        run.kind,
+        user_data,
+        groups,
+        reference_train,
+        initial,
+        recipe,
+        on_progress,
+        should_stop=lambda: _stop_asked(run.pk),
+        parent_labels=parent_labels,
+    )
+    if result.stopped:
+        TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
+            status=Status.CANCELLED, finished_at=timezone.now()
+        )
+        say("stopped: no label was scored")
+        return
+    names = list(data.label_names)
+    suspicious = int((result.suspicion > 0.5).sum())
+    suspicions_record(
+        face_ids=data.face_ids[user],
+        suspicion=result.suspicion,
+        suggested=[names[i] for i in result.suggested],
+        checked=[names[i] for i in user_data.labels],
+        run_id=run.pk,
+    )
+    decision = (
+        f"checked {len(user_data)} labels of {people} people: {suspicious} are more likely wrong than right to models "
+        "that never saw their person (suspicion > 0.5); the Faces page orders them by suspicion"
+    )
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        decision=decision,
+        metrics={
+            "label_check": {
+                "faces": len(user_data),
+                "people": people,
+                "folds": result.folds,
+                "suspicious": suspicious,
+                "seconds": round(result.seconds, 1),
+            }
+        },
+    )
+    say(decision)
+
+
 def run_execute(run_id: int) -> None:
     """The body of training.tasks.retrain. Safe to run twice: only a pending run is claimed."""
     from ml.align import framing_of
@@ -440,6 +538,9 @@ def run_execute(run_id: int) -> None:
                 f"The reference dataset {counts['reference']} needs training and validation faces "
                 f"({len(train_data)} / {len(val_data)}) to replay and to check against."
             )
+        if run.job == TrainingRun.Job.LABEL_CHECK:
+            _label_check(run, say, data, user, as_face_data, train_data, initial, parent, parent_labels)
+            return
         config = run_config(run.kind, fine_tune=initial is not None)
         mode = "from scratch" if initial is None else f"fine-tuning {parent}"
         plan = run_plan(kind=run.kind, from_scratch=initial is None, counts=counts)

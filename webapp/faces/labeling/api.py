@@ -61,9 +61,26 @@ class LabeledFaceOutput(FaceOutput):
     guess_probability = serializers.FloatField(source="summary.guess_probability", default=None, allow_null=True)
     disputed = serializers.BooleanField(source="summary.disputed", default=False)
     dataset = serializers.CharField(read_only=True)
+    emotion_suspicion = serializers.FloatField(
+        source="summary.emotion_suspicion",
+        default=None,
+        allow_null=True,
+        help_text="the label check: 1 - the probability that models which never saw this person give its label",
+    )
+    emotion_suggestion = serializers.CharField(
+        source="summary.emotion_suggestion", default="", help_text="the class those models found likeliest"
+    )
 
     class Meta(FaceOutput.Meta):
-        fields = [*FaceOutput.Meta.fields, "dataset", "guess", "guess_probability", "disputed"]
+        fields = [
+            *FaceOutput.Meta.fields,
+            "dataset",
+            "guess",
+            "guess_probability",
+            "disputed",
+            "emotion_suspicion",
+            "emotion_suggestion",
+        ]
 
 
 def _page_labels(faces) -> dict:
@@ -106,6 +123,7 @@ BROWSE_PARAMETERS = [
     OpenApiParameter("created_before", str, description="a date (the whole day counts) or an ISO date and time"),
     OpenApiParameter("uncertainty_min", float, description="the emotion model's uncertainty, at least"),
     OpenApiParameter("uncertainty_max", float, description="the emotion model's uncertainty, at most"),
+    OpenApiParameter("suspicion_min", float, description="the label check's suspicion, at least (0..1)"),
     OpenApiParameter("labeled", str, description="keypoints|emotion, or unlabeled:keypoints|unlabeled:emotion"),
     OpenApiParameter("photo", int, description="a face id: the faces found in the same picture, that one included"),
 ]

@@ -39,6 +39,7 @@ ORDERINGS = {
     "guess_probability": "summary__guess_probability",
     "emotion_uncertainty": "emotion_uncertainty",
     "keypoints_uncertainty": "keypoints_uncertainty",
+    "emotion_suspicion": "summary__emotion_suspicion",
 }
 
 FILTERS = (
@@ -56,6 +57,7 @@ FILTERS = (
     "created_before",
     "uncertainty_min",
     "uncertainty_max",
+    "suspicion_min",
     "labeled",
     "photo",
 )
@@ -144,6 +146,8 @@ def _q(name: str, value: str) -> Q:
         return Q(emotion_uncertainty__gte=_number(name, value))
     if name == "uncertainty_max":
         return Q(emotion_uncertainty__lte=_number(name, value))
+    if name == "suspicion_min":
+        return Q(summary__emotion_suspicion__gte=_number(name, value))
     if name == "photo":  # the faces found in the same picture as face <id>, that one included
         if not value.isdigit() or len(value) > 18:
             raise _bad(name, f"must be a face id, got {value!r}")

@@ -83,12 +83,18 @@ class FaceSummary(models.Model):
     disputed = models.BooleanField(default=False, help_text="its history holds two different emotion labels")
     guess = models.CharField(max_length=32, null=True, blank=True, help_text="the newest emotion prediction's class")
     guess_probability = models.FloatField(null=True, blank=True)
+    # the label check (ml.label_check): how unlikely models that never saw the face's person find its label
+    emotion_suspicion = models.FloatField(null=True, blank=True, help_text="1 - p(its label) out of fold")
+    emotion_suggestion = models.CharField(max_length=32, blank=True, help_text="the class those models found likeliest")
+    emotion_checked = models.CharField(max_length=32, blank=True, help_text="the label the check scored")
+    checked_run = models.PositiveIntegerField(null=True, blank=True, help_text="the training run that checked it")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["emotion"], name="summary_emotion"),
             models.Index(fields=["guess"], name="summary_guess"),
+            models.Index(fields=["emotion_suspicion"], name="summary_suspicion"),
         ]
 
     def __str__(self) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ml.schema import IMAGE_SIZE, NUM_KEYPOINTS, label_key
@@ -386,7 +387,40 @@ def summaries_refresh(*, face_ids=None, chunk: int = 2000) -> int:
                     updated_at=timezone.now(),
                 )
             )
-        fields = [f.name for f in FaceSummary._meta.concrete_fields if f.name != "face"]
+        fields = [f.name for f in FaceSummary._meta.concrete_fields if f.name not in KEPT_BY_CHECK]
         FaceSummary.objects.bulk_create(summaries, update_conflicts=True, unique_fields=["face"], update_fields=fields)
+        # a check's verdict is about the label it scored: once the label is another (or none), it no longer applies
+        FaceSummary.objects.filter(face_id__in=part, emotion_suspicion__isnull=False).filter(
+            Q(emotion__isnull=True) | ~Q(emotion=F("emotion_checked"))
+        ).update(emotion_suspicion=None, emotion_suggestion="", emotion_checked="", checked_run=None)
         written += len(summaries)
     return written
+
+
+KEPT_BY_CHECK = ("face", "emotion_suspicion", "emotion_suggestion", "emotion_checked", "checked_run")
+
+
+def suspicions_record(*, face_ids, suspicion, suggested, checked, run_id: int) -> int:
+    """Store a label check's verdict on each face: ``suspicion`` (1 - p(label) by models that never saw its person),
+    the class they ``suggested``, the label ``checked``. Faces the check did not score keep nothing of an older one."""
+    from webapp.faces.labeling.models import FaceSummary
+
+    ids = [int(i) for i in face_ids]
+    summaries_refresh(face_ids=[i for i in ids if not FaceSummary.objects.filter(face_id=i).exists()])
+    FaceSummary.objects.exclude(face_id__in=ids).filter(emotion_suspicion__isnull=False).update(
+        emotion_suspicion=None, emotion_suggestion="", emotion_checked="", checked_run=None
+    )
+    rows = [
+        FaceSummary(
+            face_id=face_id,
+            emotion_suspicion=round(float(s), 6),
+            emotion_suggestion=str(hint),
+            emotion_checked=str(label),
+            checked_run=run_id,
+        )
+        for face_id, s, hint, label in zip(ids, suspicion, suggested, checked, strict=True)
+    ]
+    FaceSummary.objects.bulk_update(
+        rows, ["emotion_suspicion", "emotion_suggestion", "emotion_checked", "checked_run"], batch_size=1000
+    )
+    return len(rows)

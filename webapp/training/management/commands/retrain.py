@@ -26,23 +26,27 @@ class Command(BaseCommand):
                 f"plan: {plan['mode']} with the {plan['recipe']} recipe on {plan['faces']['train']} faces, up to "
                 f"{plan['epochs']} epochs (estimated {plan['estimate']}, {plan['basis']})"
             )
-        if not wait:
-            return
-        shown = ""
-        while True:
-            services.runs_reap_stale()
-            run.refresh_from_db()
-            line = f"{run.status} epoch {run.epoch}/{run.epochs or '?'}"
-            if run.val_loss is not None:
-                line += f" loss {run.loss:.5f} val_loss {run.val_loss:.5f}"
-            if run.eta_seconds:
-                line += f" eta {run.eta_seconds:.0f}s"
-            if line != shown:
-                self.stdout.write(line)
-                shown = line
-            if not run.is_active:
-                break
-            time.sleep(1)
-        if run.status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(f"run {run.pk} {run.status}: {run.error or run.log.splitlines()[-1:]}")
-        self.stdout.write(self.style.SUCCESS(f"run {run.pk} succeeded: v{run.version.number}; {run.decision}"))
+        if wait:
+            follow(run, self.stdout)
+            self.stdout.write(self.style.SUCCESS(f"run {run.pk} succeeded: v{run.version.number}; {run.decision}"))
+
+
+def follow(run: TrainingRun, out) -> None:
+    """Print a run's progress until it ends; a run that did not succeed is a CommandError."""
+    shown = ""
+    while True:
+        services.runs_reap_stale()
+        run.refresh_from_db()
+        line = f"{run.status} epoch {run.epoch}/{run.epochs or '?'}"
+        if run.val_loss is not None:
+            line += f" loss {run.loss:.5f} val_loss {run.val_loss:.5f}"
+        if run.eta_seconds:
+            line += f" eta {run.eta_seconds:.0f}s"
+        if line != shown:
+            out.write(line)
+            shown = line
+        if not run.is_active:
+            break
+        time.sleep(1)
+    if run.status != TrainingRun.Status.SUCCEEDED:
+        raise CommandError(f"run {run.pk} {run.status}: {run.error or run.log.splitlines()[-1:]}")
