@@ -29,6 +29,7 @@ api = [
     path("faces/", labeling.FaceListApi.as_view(), name="face-list"),
     path("faces/upload/", store.FaceUploadApi.as_view(), name="face-upload"),
     path("faces/facets/", labeling.FaceFacetsApi.as_view(), name="face-facets"),
+    path("faces/bulk/", labeling.FaceBulkApi.as_view(), name="face-bulk"),
     path("faces/<int:face_id>/", labeling.FaceDetailApi.as_view(), name="face-detail"),
     path("faces/<int:face_id>/image/", store.FaceImageApi.as_view(), name="face-image"),
     path("faces/<int:face_id>/original/", store.FaceOriginalApi.as_view(), name="face-original"),

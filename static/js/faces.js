@@ -9,6 +9,9 @@ const FIELDS = [...form.elements].filter((el) => el.name).map((el) => el.name);
 const STATES = { unlabeled: "unlabeled", labeled: "labeled", review: "waiting for review", disputed: "disputed" };
 let offset = 0;
 let requestNo = 0;
+let total = 0;
+const bulk = $("bulk");
+const selected = new Set();
 
 function params() {
   const query = new URLSearchParams();
@@ -85,6 +88,14 @@ function tile(face) {
   guess.className = "guess muted";
   guess.textContent = face.guess ? `guess ${face.guess} ${Math.round(face.guess_probability * 100)}%` : "";
   if (face.guess && value && face.guess !== value) guess.classList.add("differs");
+  const check = document.createElement("span");
+  check.className = "check";
+  if (face.emotion_suspicion !== null && face.emotion_suspicion !== undefined) {
+    // the label check: how unlikely models that never saw this person find the label, and what they would say
+    check.textContent = `check ${Math.round(face.emotion_suspicion * 100)}%${face.emotion_suggestion && face.emotion_suggestion !== value ? ` → ${face.emotion_suggestion}` : ""}`;
+    check.title = "1 − the probability that models which never saw this person give this label";
+    if (face.emotion_suspicion > 0.5) check.classList.add("suspect");
+  }
   const flags = document.createElement("span");
   flags.className = "flags";
   for (const [on, text] of [[face.disputed, "disputed"], [face.split === "val", "val"],
@@ -95,8 +106,24 @@ function tile(face) {
     badge.textContent = text;
     flags.append(badge);
   }
-  link.append(img, id, emotion, guess, flags);
+  if (face.excluded) {
+    const badge = document.createElement("span");
+    badge.className = "badge warn";
+    badge.textContent = "excluded";
+    flags.append(badge);
+  }
+  link.append(img, id, emotion, guess, check, flags);
   li.append(link);
+  if (bulk) { // staff pick faces for a bulk action
+    const pick = document.createElement("input");
+    Object.assign(pick, { type: "checkbox", className: "pick", checked: selected.has(face.id) });
+    pick.setAttribute("aria-label", `Select face ${face.id}`);
+    pick.addEventListener("change", () => {
+      if (pick.checked) selected.add(face.id); else selected.delete(face.id);
+      showSelection();
+    });
+    li.append(pick);
+  }
   return li;
 }
 
@@ -116,6 +143,8 @@ async function load() {
     renderFacets(facets.data);
     const { count, results } = list.data;
     $("grid").replaceChildren(...results.map(tile));
+    total = count;
+    showSelection();
     $("count").textContent = `${count.toLocaleString()} face${count === 1 ? "" : "s"}`;
     const last = Math.min(offset + results.length, count);
     $("page").textContent = count ? `${(offset + 1).toLocaleString()}–${last.toLocaleString()} of ${count.toLocaleString()}` : "no face matches these filters";
@@ -131,7 +160,43 @@ async function load() {
   }
 }
 
+function showSelection() {
+  if (!bulk) return;
+  const whole = $("whole-filter").checked;
+  const n = whole ? total : selected.size;
+  $("selected").textContent = whole ? `all ${n.toLocaleString()} faces of this filter` : (n ? `${n} selected` : "none selected");
+  bulk.querySelectorAll("button[data-action]").forEach((b) => { b.disabled = n === 0; });
+}
+
+async function act(action) {
+  const whole = $("whole-filter").checked;
+  const body = { action };
+  if (whole) body.filter = Object.fromEntries(params()); else body.ids = [...selected];
+  if (body.filter) delete body.filter.ordering; // the order does not change which faces a filter shows
+  const words = { review: "sent for review", exclude: "excluded from training", include: "included again" };
+  try {
+    const { data } = await api("/api/faces/bulk/", { method: "POST", json: body });
+    toast(`${data.changed} of ${data.selected} faces ${words[action]}.`, "ok");
+    selected.clear();
+    $("whole-filter").checked = false;
+    load();
+  } catch (err) {
+    toast(`Nothing changed: ${err.message}`, "error");
+  }
+}
+
+if (bulk) {
+  $("select-page").addEventListener("click", () => {
+    document.querySelectorAll(".grid .pick").forEach((box) => { box.checked = true; selected.add(Number(box.closest("li").querySelector(".tile").dataset.face)); });
+    showSelection();
+  });
+  $("whole-filter").addEventListener("change", showSelection);
+  bulk.querySelectorAll("button[data-action]").forEach((b) => b.addEventListener("click", () => act(b.dataset.action)));
+}
+
 function changed() {
+  selected.clear();
+  if (bulk) $("whole-filter").checked = false;
   offset = 0;
   writeUrl();
   load();
@@ -151,6 +216,44 @@ $("clear").addEventListener("click", () => { form.reset(); $("q").value = ""; ch
 $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); writeUrl(); load(); });
 $("next").addEventListener("click", () => { offset += PAGE; writeUrl(); load(); });
 window.addEventListener("popstate", () => { readUrl(); load(); });
+
+// The label check runs on the workers (k models by person, minutes): follow it here, then show the suspects first.
+async function followCheck(runId) {
+  const status = $("check-status");
+  for (;;) {
+    const { data: run } = await api(`/api/training-runs/${runId}/`);
+    if (run.status === "succeeded") {
+      status.textContent = run.decision;
+      $("ordering").value = "-emotion_suspicion";
+      changed();
+      return;
+    }
+    if (run.status === "failed" || run.status === "cancelled") {
+      status.textContent = `Label check ${run.status}: ${run.error || ""}`;
+      $("check").disabled = false;
+      return;
+    }
+    status.textContent = run.status === "pending" ? "Label check waiting for a worker…"
+      : `Checking labels: epoch ${run.epoch}/${run.epochs || "?"}${run.eta_seconds ? `, about ${Math.ceil(run.eta_seconds / 60)} min left` : ""}`;
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+  }
+}
+
+$("check")?.addEventListener("click", async () => {
+  $("check").disabled = true;
+  try {
+    const { status, data } = await api("/api/label-check/", { method: "POST", json: { kind: "emotion" } });
+    if (status === 409 && data.job !== "label_check") {
+      $("check-status").textContent = data.detail;
+      $("check").disabled = false;
+      return;
+    }
+    await followCheck(data.id);
+  } catch (err) {
+    $("check-status").textContent = `Not started: ${err.message}`;
+    $("check").disabled = false;
+  }
+});
 
 readUrl();
 load();

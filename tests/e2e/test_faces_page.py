@@ -142,3 +142,38 @@ def test_label_this_face_opens_it_on_the_label_page_with_a_lease(open_page, staf
     page = open_page(f"/label/?face={last.pk}", user=staff)
     page.wait_for_function("document.getElementById('message').textContent.includes('is being labeled by')")
     assert not page.locator("#face-info").inner_text().startswith(f"Face {last.pk} ")
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_bulk_actions_on_picked_faces_and_on_a_whole_filter(open_page, staff, shelf, width):
+    from webapp.faces.labeling.models import FaceSummary
+
+    page = open_page("/faces/?ordering=id", user=staff, width=width)
+    page.wait_for_function("document.querySelectorAll('.tile').length === 5")
+    first, second = _tiles(page)[:2]
+    page.locator(".grid .pick").nth(0).check()
+    page.locator(".grid .pick").nth(1).check()
+    assert page.locator("#selected").inner_text() == "2 selected"
+    page.click("button[data-action=exclude]")
+    page.wait_for_function("document.getElementById('toast').textContent.includes('2 of 2 faces excluded')")
+    assert set(FaceSummary.objects.filter(excluded=True).values_list("face_id", flat=True)) == {first, second}
+    page.wait_for_function("document.querySelectorAll('.tile .badge.warn').length >= 2")
+    # every face of a filter: the excluded ones back in
+    page.select_option("select[name=excluded]", "true")
+    page.wait_for_function("document.querySelectorAll('.tile').length === 2")
+    page.check("#whole-filter")
+    assert page.locator("#selected").inner_text() == "all 2 faces of this filter"
+    page.click("button[data-action=include]")
+    page.wait_for_function("document.getElementById('toast').textContent.includes('2 of 2 faces included again')")
+    assert not FaceSummary.objects.filter(excluded=True).exists()
+    page.wait_for_function("document.querySelectorAll('.tile').length === 0")
+    if width == 390:
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_labelers_see_the_faces_but_no_bulk_actions(open_page, shelf):
+    labeler = factories.user("labeler")
+    page = open_page("/faces/", user=labeler)
+    page.wait_for_function("document.querySelectorAll('.tile').length === 5")
+    assert page.locator("#bulk").count() == 0 and page.locator(".grid .pick").count() == 0
+    assert page.locator("#check").count() == 0

@@ -236,3 +236,67 @@ def test_a_face_without_a_kept_picture_has_no_original_url(client_for):
     client = client_for("labeler")
     assert client.get(f"/api/faces/{face.pk}/").json()["original_url"] is None
     assert client.get(f"/api/faces/{face.pk}/original/").status_code == 404
+
+
+# --- bulk actions --------------------------------------------------------------------------------------------
+
+
+def test_excluded_faces_leave_training_and_exports_and_come_back(client_for, shelf, tmp_path):
+    from webapp.faces.interchange.formats import write_fer2013
+    from webapp.faces.labeling.models import Exclusion
+    from webapp.faces.labeling.selectors import training_set
+
+    a, b = shelf["imported"][:2]
+    staff = client_for("staff")
+    before = len(training_set(task="emotion").face_ids)
+    response = staff.post(
+        "/api/faces/bulk/", {"action": "exclude", "ids": [a.pk, b.pk], "note": "blurred"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json() == {"action": "exclude", "selected": 2, "changed": 2}
+    assert len(training_set(task="emotion").face_ids) == before - 2
+    assert write_fer2013(tmp_path / "out.csv") == before - 2
+    assert ids(staff, "excluded=true&ordering=id") == [a.pk, b.pk]
+    assert staff.get(f"/api/faces/{a.pk}/").json()["excluded"] is True
+    again = staff.post("/api/faces/bulk/", {"action": "exclude", "ids": [a.pk]}, format="json").json()
+    assert again["changed"] == 0  # already out: no second row
+    back = staff.post("/api/faces/bulk/", {"action": "include", "filter": {"excluded": "true"}}, format="json").json()
+    assert back == {"action": "include", "selected": 2, "changed": 2}
+    assert len(training_set(task="emotion").face_ids) == before
+    history = list(Exclusion.objects.filter(face=a).order_by("id").values_list("excluded", "note", "author__username"))
+    assert history == [(True, "blurred", history[0][2]), (False, "", history[0][2])]  # both kept, with who
+
+
+def test_send_for_review_by_filter(client_for, shelf):
+    staff = client_for("staff")
+    response = staff.post(
+        "/api/faces/bulk/", {"action": "review", "task": "emotion", "filter": {"dataset": "lab.csv"}}, format="json"
+    )
+    assert response.json()["changed"] == 4
+    assert ids(staff, "state=review&ordering=id") == [f.pk for f in shelf["imported"]]
+    nxt = staff.get("/api/review/next/?task=emotion").json()
+    assert nxt["face"]["id"] in {f.pk for f in shelf["imported"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"action": "delete", "ids": [1]}, 400, "action"),
+        ({"action": "exclude"}, 400, "ids"),
+        ({"action": "exclude", "ids": [1], "filter": {}}, 400, "ids"),
+        ({"action": "exclude", "filter": {"state": "sleepy"}}, 400, "state"),
+        ({"action": "exclude", "ids": [1], "color": "red"}, 400, "color"),
+    ],
+)
+def test_a_bad_bulk_request_changes_nothing(client_for, shelf, body, status, field):
+    from webapp.faces.labeling.models import Exclusion
+
+    response = client_for("staff").post("/api/faces/bulk/", body, format="json")
+    assert response.status_code == status and field in json.dumps(response.json()), response.content
+    assert not Exclusion.objects.exists()
+
+
+@pytest.mark.parametrize(("role", "expected"), [("anonymous", 403), ("labeler", 403), ("staff", 200)])
+def test_only_staff_act_on_many_faces(client_for, shelf, role, expected):
+    response = client_for(role).post("/api/faces/bulk/", {"action": "review", "ids": [1]}, format="json")
+    assert response.status_code == expected

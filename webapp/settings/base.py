@@ -271,6 +271,8 @@ LABEL_LEASE_SECONDS = env.int("LABEL_LEASE_SECONDS", default=120)
 # The queue says how many faces still need a label exactly up to this many, and "more than this" beyond (counting every
 # one of 100k faces on each request cost more than serving the face).
 QUEUE_COUNT_LIMIT = env.int("QUEUE_COUNT_LIMIT", default=10_000)
+# A bulk action on a face-list filter (the Faces page) changes at most this many faces at once.
+BULK_MAX_FACES = env.int("BULK_MAX_FACES", default=100_000)
 QUEUE_COUNT_SECONDS = env.int("QUEUE_COUNT_SECONDS", default=2)  # how long the label page's count is reused (0: never)
 # How many labelers each face needs per task. 1: the newest human label is the label. 2 or more: the face stays in the
 # queue (for labelers who have not labeled it) until that many have, then their consensus is the label; if they

@@ -16,7 +16,7 @@ from django.conf import settings
 from ml.datasets import READERS
 from ml.schema import FER_CLASSES, KEYPOINT_COLUMNS, KEYPOINTS, SKELETON
 from webapp.common.models import Task
-from webapp.faces.labeling.selectors import current_labels
+from webapp.faces.labeling.selectors import current_labels, excluded_ids
 from webapp.faces.store.images import read_frame
 from webapp.faces.store.models import Face
 
@@ -33,7 +33,10 @@ def _pixels(frame: np.ndarray) -> str:
 
 
 def _labeled(task: str) -> tuple[dict[int, object], dict[int, Face], list[int]]:
+    """The current labels of ``task``, the faces staff excluded left out."""
     labels = current_labels(task=task)
+    for face_id in excluded_ids():
+        labels.pop(face_id, None)
     ids = sorted(labels)
     return labels, Face.objects.in_bulk(ids), ids
 
@@ -134,6 +137,7 @@ WRITERS: dict[str, Callable[..., int]] = {
 
 def count_for(fmt: str) -> int:
     if fmt == "label-studio":
-        return len(set(current_labels(task=Task.KEYPOINTS)) | set(current_labels(task=Task.EMOTION)))
+        labeled = set(current_labels(task=Task.KEYPOINTS)) | set(current_labels(task=Task.EMOTION))
+        return len(labeled - excluded_ids())
     task = Task.EMOTION if fmt == "fer2013" else Task.KEYPOINTS
-    return len(current_labels(task=task))
+    return len(set(current_labels(task=task)) - excluded_ids())

@@ -70,6 +70,9 @@ class LabeledFaceOutput(FaceOutput):
     emotion_suggestion = serializers.CharField(
         source="summary.emotion_suggestion", default="", help_text="the class those models found likeliest"
     )
+    excluded = serializers.BooleanField(
+        source="summary.excluded", default=False, help_text="left out of training and exports by staff"
+    )
 
     class Meta(FaceOutput.Meta):
         fields = [
@@ -80,6 +83,7 @@ class LabeledFaceOutput(FaceOutput):
             "disputed",
             "emotion_suspicion",
             "emotion_suggestion",
+            "excluded",
         ]
 
 
@@ -123,6 +127,7 @@ BROWSE_PARAMETERS = [
     OpenApiParameter("created_before", str, description="a date (the whole day counts) or an ISO date and time"),
     OpenApiParameter("uncertainty_min", float, description="the emotion model's uncertainty, at least"),
     OpenApiParameter("uncertainty_max", float, description="the emotion model's uncertainty, at most"),
+    OpenApiParameter("excluded", str, enum=["true", "false"], description="left out of training and exports"),
     OpenApiParameter("suspicion_min", float, description="the label check's suspicion, at least (0..1)"),
     OpenApiParameter("labeled", str, description="keypoints|emotion, or unlabeled:keypoints|unlabeled:emotion"),
     OpenApiParameter("photo", int, description="a face id: the faces found in the same picture, that one included"),
@@ -474,3 +479,55 @@ class ReviewNextApi(APIView):
                 "remaining": Face.objects.filter(**{f"review_{task}": True}).count(),
             }
         )
+
+
+class FaceBulkApi(APIView):
+    """One action on many faces (staff): the faces listed in ``ids``, or every face a filter of the face list shows
+    (``filter``: the same parameters as GET /api/faces/, at most BULK_MAX_FACES)."""
+
+    permission_classes = [IsStaff]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "writes"
+
+    @extend_schema_serializer(component_name="FaceBulkInput")
+    class InputSerializer(Input):
+        action = serializers.ChoiceField(
+            choices=services.BULK_ACTIONS,
+            help_text="exclude: leave out of training and exports (soft, in the history); include: bring back; "
+            "review: wait for a reviewer",
+        )
+        ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=100_000)
+        filter = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+        task = serializers.ChoiceField(choices=Task.choices, required=False, help_text="review: for which task")
+        note = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses=inline_serializer(
+            "FaceBulkOutput",
+            {
+                "action": serializers.CharField(),
+                "selected": serializers.IntegerField(help_text="faces the ids or the filter named"),
+                "changed": serializers.IntegerField(help_text="faces whose state this changed"),
+            },
+        ),
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if ("ids" in values) == ("filter" in values):
+            raise serializers.ValidationError({"ids": ["send the faces as `ids`, or a face-list `filter`"]})
+        if "ids" in values:
+            ids = list(Face.objects.filter(pk__in=values["ids"]).values_list("pk", flat=True))
+        else:
+            qs = browse.browse_parse(values["filter"]).faces()
+            ids = list(qs.values_list("pk", flat=True)[: settings.BULK_MAX_FACES + 1])
+            if len(ids) > settings.BULK_MAX_FACES:
+                raise serializers.ValidationError(
+                    {"filter": [f"the filter shows more than {settings.BULK_MAX_FACES} faces: narrow it"]}
+                )
+        changed = services.faces_bulk(
+            action=values["action"], face_ids=ids, author=request.user, task=values.get("task"), note=values["note"]
+        )
+        return Response({"action": values["action"], "selected": len(ids), "changed": changed})

@@ -58,6 +58,7 @@ FILTERS = (
     "uncertainty_min",
     "uncertainty_max",
     "suspicion_min",
+    "excluded",
     "labeled",
     "photo",
 )
@@ -146,6 +147,10 @@ def _q(name: str, value: str) -> Q:
         return Q(emotion_uncertainty__gte=_number(name, value))
     if name == "uncertainty_max":
         return Q(emotion_uncertainty__lte=_number(name, value))
+    if name == "excluded":
+        if _choice(name, value, ["true", "false"]) == "true":
+            return Q(summary__excluded=True)
+        return Q(summary__isnull=True) | Q(summary__excluded=False)
     if name == "suspicion_min":
         return Q(summary__emotion_suspicion__gte=_number(name, value))
     if name == "photo":  # the faces found in the same picture as face <id>, that one included

@@ -88,6 +88,10 @@ class FaceSummary(models.Model):
     emotion_suggestion = models.CharField(max_length=32, blank=True, help_text="the class those models found likeliest")
     emotion_checked = models.CharField(max_length=32, blank=True, help_text="the label the check scored")
     checked_run = models.PositiveIntegerField(null=True, blank=True, help_text="the training run that checked it")
+    # db_default: rows written by a process that predates the column (a rolling upgrade) are not excluded
+    excluded = models.BooleanField(
+        default=False, db_default=False, help_text="left out of training and exports (the newest Exclusion)"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -99,3 +103,20 @@ class FaceSummary(models.Model):
 
     def __str__(self) -> str:
         return f"summary of face {self.face_id}"
+
+
+class Exclusion(AppendOnly):
+    """Staff leaving a face out of training and exports, or bringing it back: the newest row of a face decides, the
+    rows are its history (soft and reversible: the face and its labels stay)."""
+
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="exclusions")
+    excluded = models.BooleanField()
+    note = models.CharField(max_length=200, blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{'exclusion' if self.excluded else 'inclusion'} {self.pk} of face {self.face_id}"

@@ -208,6 +208,8 @@ def _labeled(task: str):
     their datasets, their groups and (emotion) the label set, read once. An emotion label of a class the set no longer
     has (retired) trains nothing."""
     labels, names = current_labels(task=task), None
+    for face_id in excluded_ids():
+        labels.pop(face_id, None)
     if task == Task.EMOTION:
         names = label_set(task=task).labels
         labels = {face: key for face, key in labels.items() if key in names}
@@ -218,6 +220,13 @@ def _labeled(task: str):
     datasets = np.array([faces[i].dataset for i in ids], dtype=object)
     groups = np.array([f"{faces[i].dataset}/{faces[i].group or f'face {i}'}" for i in ids], dtype=object)
     return labels, ids, faces, is_val, human, datasets, groups, names
+
+
+def excluded_ids() -> set[int]:
+    """The faces staff left out of training and exports (Faces page, bulk "exclude")."""
+    from webapp.faces.labeling.models import FaceSummary
+
+    return set(FaceSummary.objects.filter(excluded=True).values_list("face_id", flat=True))
 
 
 def training_counts(*, task: str) -> dict:

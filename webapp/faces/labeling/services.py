@@ -397,7 +397,7 @@ def summaries_refresh(*, face_ids=None, chunk: int = 2000) -> int:
     return written
 
 
-KEPT_BY_CHECK = ("face", "emotion_suspicion", "emotion_suggestion", "emotion_checked", "checked_run")
+KEPT_BY_CHECK = ("face", "emotion_suspicion", "emotion_suggestion", "emotion_checked", "checked_run", "excluded")
 
 
 def suspicions_record(*, face_ids, suspicion, suggested, checked, run_id: int) -> int:
@@ -424,3 +424,45 @@ def suspicions_record(*, face_ids, suspicion, suggested, checked, run_id: int) -
         rows, ["emotion_suspicion", "emotion_suggestion", "emotion_checked", "checked_run"], batch_size=1000
     )
     return len(rows)
+
+
+# --- bulk actions on a selection of faces (the Faces page) ---------------------------------------------------------
+
+BULK_ACTIONS = ("exclude", "include", "review")
+
+
+def faces_bulk(*, action: str, face_ids, author, task: str | None = None, note: str = "") -> int:
+    """One action on many faces, in one transaction; returns how many faces it changed.
+
+    exclude / include: leave the faces out of training and exports, or bring them back (an Exclusion row per face
+    whose state changes: the history says who and when); review: the faces wait for a reviewer for ``task`` (both
+    tasks without one), as when labelers disagree."""
+    from webapp.faces.labeling.models import Exclusion, FaceSummary
+
+    if action not in BULK_ACTIONS:
+        raise ValidationError({"action": [f"must be one of {', '.join(BULK_ACTIONS)}, got {action!r}"]})
+    if task is not None and task not in Task.values:
+        raise ValidationError({"task": [f"must be one of {', '.join(Task.values)}, got {task!r}"]})
+    ids = sorted({int(i) for i in face_ids})
+    chunks = [ids[i : i + 5000] for i in range(0, len(ids), 5000)]  # within any database's parameter limit
+    changed = 0
+    with transaction.atomic():
+        for part in chunks:
+            if action == "review":
+                tasks = [task] if task else list(Task.values)
+                flags = Q()
+                for t in tasks:
+                    flags |= Q(**{f"review_{t}": False})
+                changed += Face.objects.filter(pk__in=part).filter(flags).update(**{f"review_{t}": True for t in tasks})
+                continue
+            excluded = action == "exclude"
+            have = set(FaceSummary.objects.filter(face_id__in=part).values_list("face_id", flat=True))
+            summaries_refresh(face_ids=[i for i in part if i not in have])
+            rows = FaceSummary.objects.filter(face_id__in=part).exclude(excluded=excluded)
+            change = list(rows.values_list("face_id", flat=True))
+            Exclusion.objects.bulk_create(
+                [Exclusion(face_id=i, excluded=excluded, author=author, note=note[:200]) for i in change]
+            )
+            FaceSummary.objects.filter(face_id__in=change).update(excluded=excluded)
+            changed += len(change)
+    return changed

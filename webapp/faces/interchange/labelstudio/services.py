@@ -24,7 +24,7 @@ from webapp.common.models import Task
 from webapp.faces.interchange.labelstudio import protocol as ls
 from webapp.faces.interchange.services import ImportReport, points_json
 from webapp.faces.labeling.models import Annotation
-from webapp.faces.labeling.selectors import current_labels
+from webapp.faces.labeling.selectors import current_labels, excluded_ids
 from webapp.faces.labeling.services import annotation_submit, validate_points
 from webapp.faces.store.images import read_frame
 from webapp.faces.store.models import Face
@@ -168,7 +168,7 @@ def label_studio_tasks(face_ids: list[int] | None = None) -> list[dict]:
     from webapp.faces.store.detection import predict_faces, served_emotion_labels
 
     keypoints, emotions = current_labels(task=Task.KEYPOINTS), current_labels(task=Task.EMOTION)
-    ids = sorted(face_ids if face_ids is not None else set(keypoints) | set(emotions))
+    ids = sorted(face_ids if face_ids is not None else (set(keypoints) | set(emotions)) - excluded_ids())
     faces = Face.objects.in_bulk(ids)
     ids = [i for i in ids if i in faces]
     frames = [read_frame(Path(settings.MEDIA_ROOT) / faces[i].image) for i in ids]
