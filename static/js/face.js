@@ -65,7 +65,9 @@ function drawPhoto() {
   const context = canvas.getContext("2d");
   context.drawImage(image, 0, 0, canvas.width, canvas.height);
   context.lineWidth = 2;
-  faces.forEach((f, i) => {
+  // this face's box last, so it is on top of a face boxed again around it
+  const order = faces.map((f, i) => [f, i]).sort(([a], [b]) => (a.id === faceId) - (b.id === faceId));
+  order.forEach(([f, i]) => {
     if (!f.box) return;
     const mine = f.id === faceId;
     context.strokeStyle = mine ? "#35e0a1" : "rgba(255, 204, 0, 0.9)";
@@ -181,7 +183,17 @@ function wireDrawing() {
   });
 }
 
+function empty(table, text) {
+  const tr = document.createElement("tr");
+  const td = cell(text);
+  td.colSpan = 4;
+  td.className = "muted";
+  tr.append(td);
+  $(table).tBodies[0].replaceChildren(tr);
+}
+
 function history(annotations) {
+  if (!annotations.length) return empty("history", "No annotation yet: nobody has labeled this face.");
   $("history").tBodies[0].replaceChildren(...annotations.map((a) => {
     const tr = document.createElement("tr");
     const said = a.skip ? "skipped (unusable)" : [a.emotion, a.points ? "points" : ""].filter(Boolean).join(" + ");
@@ -191,6 +203,7 @@ function history(annotations) {
 }
 
 function predictions(rows) {
+  if (!rows.length) return empty("predictions", "No prediction stored: a model's guess is kept when a face is labeled or sent.");
   $("predictions").tBodies[0].replaceChildren(...rows.map((p) => {
     const tr = document.createElement("tr");
     let said = "points";

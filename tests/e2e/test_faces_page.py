@@ -29,10 +29,12 @@ def _tiles(page) -> list[int]:
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_filter_with_the_url_and_go_back(open_page, site, staff, shelf, width):
+def test_filter_with_the_url_and_go_back(open_page, site, staff, shelf, width, settings):
     page = open_page("/faces/", user=staff, width=width)
     page.wait_for_function("document.querySelectorAll('.tile').length === 5")
     assert page.locator("#count").inner_text() == "5 faces"
+    if width == 1280:
+        page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "faces.png"))
     # every value says how many faces it would show
     assert "sad (2)" in page.locator("select[name=emotion]").inner_text()
     page.select_option("select[name=emotion]", "sad")
@@ -71,14 +73,20 @@ def _photo(client, size=300) -> dict:
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_a_face_shows_its_picture_and_box_and_a_missed_face_can_be_drawn(open_page, client_for, staff, site, width):
+def test_a_face_shows_its_picture_and_box_and_a_missed_face_can_be_drawn(
+    open_page, client_for, staff, site, width, settings
+):
     face = _photo(client_for("staff"))
     assert face["original_url"] and len(face["box"]) == 4
+    from webapp.faces.labeling.services import annotation_submit
+
+    annotation_submit(face=Face.objects.get(pk=face["id"]), author=staff, emotion="happiness")
     page = open_page(f"/faces/{face['id']}/", user=staff, width=width)
     page.wait_for_selector("#photo-part:not([hidden])")
     page.wait_for_function("document.querySelectorAll('#siblings li').length === 1")
     assert "this face" in page.locator("#siblings").inner_text()
-    assert "upload" in page.locator("#history").inner_text() or page.locator("#history tbody tr").count() == 0
+    history = page.locator("#history tbody").inner_text()
+    assert staff.username in history and "human" in history and "happiness" in history  # who, how, what
     # the photo is drawn with this face's box in green: sample a pixel on the box's top edge
     (x0, y0), (x1, _) = face["box"][0], face["box"][1]
     scale = page.evaluate("document.getElementById('photo').width") / 300
@@ -115,6 +123,8 @@ def test_a_face_shows_its_picture_and_box_and_a_missed_face_can_be_drawn(open_pa
     assert added.original == Face.objects.get(pk=face["id"]).original and added.box
     assert added.group == Face.objects.get(pk=face["id"]).group
     page.wait_for_function(f"document.querySelectorAll('#siblings li').length === {Face.objects.count()}")
+    if width == 1280:
+        page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "face.png"), full_page=True)
 
 
 def test_the_faces_pages_are_for_labelers(open_page, site, media):
