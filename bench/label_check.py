@@ -122,9 +122,18 @@ def main() -> None:
             worker.wait(timeout=60)
 
     def served() -> dict:
+        """What users get after the run (the served version), and the run's own version as a candidate: the rule may
+        keep it unserved (the reference slice's tolerance), and the check's worth shows in the candidate too."""
         run = TrainingRun.objects.filter(kind="emotion", job="retrain").latest("id")
         version = ActiveVersion.objects.get(kind="emotion").version
-        return {"promoted": run.promoted, "served": version.number, "decision": run.decision, **score(version)}
+        candidate = score(run.version) if run.version else None
+        return {
+            "promoted": run.promoted,
+            "served": version.number,
+            "decision": run.decision,
+            **score(version),
+            "candidate": candidate,
+        }
 
     results = json.loads((OUT / "results.json").read_text()) if args.keep and (OUT / "results.json").is_file() else {}
     results.update(
@@ -182,8 +191,11 @@ def main() -> None:
     seconds = on_worker(("retrain", "--kind", "emotion", "--wait"))
     results["flipped_run"] = {"check": check, "corrected": {**served(), "seconds": seconds}}
     if "clean" in results:
-        gap = results["flipped_run"]["corrected"]["other_people"] - results["clean"]["other_people"]
-        results["flipped_run"]["corrected_minus_clean"] = round(gap, 4)
+        corrected, clean = results["flipped_run"]["corrected"], results["clean"]
+        results["flipped_run"]["served_corrected_minus_clean"] = round(corrected["other_people"] - clean["other_people"], 4)
+        if corrected.get("candidate") and clean.get("candidate"):
+            gap = corrected["candidate"]["other_people"] - clean["candidate"]["other_people"]
+            results["flipped_run"]["candidate_corrected_minus_clean"] = round(gap, 4)
     print(json.dumps({"corrected": results["flipped_run"]}), flush=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
 

@@ -165,7 +165,14 @@ function showSelection() {
   const whole = $("whole-filter").checked;
   const n = whole ? total : selected.size;
   $("selected").textContent = whole ? `all ${n.toLocaleString()} faces of this filter` : (n ? `${n} selected` : "none selected");
-  bulk.querySelectorAll("button[data-action]").forEach((b) => { b.disabled = n === 0; });
+  bulk.querySelectorAll("button[data-action], #export").forEach((b) => { b.disabled = n === 0; });
+}
+
+// The selection's labeled faces as a download: the picked ids, or the whole filter (the excluded ones left out).
+function exportSelection() {
+  const query = $("whole-filter").checked ? params() : new URLSearchParams({ ids: [...selected].join(",") });
+  query.delete("ordering");
+  window.location.assign(`/api/datasets/export/${$("export-format").value}/?${query}`);
 }
 
 async function act(action) {
@@ -173,7 +180,7 @@ async function act(action) {
   const body = { action };
   if (whole) body.filter = Object.fromEntries(params()); else body.ids = [...selected];
   if (body.filter) delete body.filter.ordering; // the order does not change which faces a filter shows
-  const words = { review: "sent for review", exclude: "excluded from training", include: "included again" };
+  const words = { review: "sent for review", exclude: "excluded from training", include: "included again", queue_first: "put first in the queue" };
   try {
     const { data } = await api("/api/faces/bulk/", { method: "POST", json: body });
     toast(`${data.changed} of ${data.selected} faces ${words[action]}.`, "ok");
@@ -191,6 +198,7 @@ if (bulk) {
     showSelection();
   });
   $("whole-filter").addEventListener("change", showSelection);
+  $("export").addEventListener("click", exportSelection);
   bulk.querySelectorAll("button[data-action]").forEach((b) => b.addEventListener("click", () => act(b.dataset.action)));
 }
 

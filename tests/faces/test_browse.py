@@ -300,3 +300,35 @@ def test_a_bad_bulk_request_changes_nothing(client_for, shelf, body, status, fie
 def test_only_staff_act_on_many_faces(client_for, shelf, role, expected):
     response = client_for(role).post("/api/faces/bulk/", {"action": "review", "ids": [1]}, format="json")
     assert response.status_code == expected
+
+
+def test_queue_first_serves_those_faces_before_any_other_until_labeled(client_for, shelf):
+    from webapp.faces.labeling.services import annotation_submit
+
+    staff = client_for("staff")
+    u2 = shelf["uploads"][1]  # no emotion label, no prediction: the queue would serve it after the predicted one
+    assert staff.get("/api/queue/next/?task=emotion").json()["face"]["id"] != u2.pk
+    staff.delete(f"/api/faces/{shelf['uploads'][0].pk}/lease/")
+    done = staff.post("/api/faces/bulk/", {"action": "queue_first", "ids": [u2.pk]}, format="json").json()
+    assert done["changed"] == 1
+    labeler = client_for("labeler")
+    assert labeler.get("/api/queue/next/?task=emotion").json()["face"]["id"] == u2.pk
+    labeler.delete(f"/api/faces/{u2.pk}/lease/")
+    annotation_submit(face=Face.objects.get(pk=u2.pk), author=shelf["person"], emotion="sad")
+    assert not Face.objects.get(pk=u2.pk).queue_first  # labeled: no longer first
+
+
+def test_export_a_selection(client_for, shelf):
+    import csv as csv_module
+
+    a, _, c, _ = shelf["imported"]
+    staff = client_for("staff")
+    picked = staff.get(f"/api/datasets/export/fer2013/?ids={a.pk},{c.pk}")
+    rows = list(csv_module.reader(io.StringIO(b"".join(picked.streaming_content).decode())))
+    assert len(rows) == 3  # the header and the two picked faces
+    filtered = staff.get("/api/datasets/export/fer2013/?emotion=sad")
+    rows = list(csv_module.reader(io.StringIO(b"".join(filtered.streaming_content).decode())))
+    assert len(rows) == 2 and rows[1][0] == "4"  # b: sad (FER code 4)
+    everything = staff.get("/api/datasets/export/fer2013/")
+    assert len(list(csv_module.reader(io.StringIO(b"".join(everything.streaming_content).decode())))) == 5
+    assert staff.get("/api/datasets/export/fer2013/?ids=1,x").status_code == 400

@@ -139,11 +139,25 @@ def _label_studio_import(upload, user):
         raise serializers.ValidationError({"file": [f"{upload.name}: {exc}"]}) from None
 
 
+def _selection_parameters():
+    from webapp.faces.labeling.api import BROWSE_PARAMETERS
+
+    return list(BROWSE_PARAMETERS)
+
+
+_SELECTION = _selection_parameters()
+
+
 class DatasetExportApi(APIView):
+    """Download the labeled faces; with any face-list filter (or ``ids``), the faces it selects alone."""
+
     permission_classes = [IsStaff]
 
     @extend_schema(
-        parameters=[OpenApiParameter("fmt", str, OpenApiParameter.PATH, enum=list(WRITERS))],
+        parameters=[
+            OpenApiParameter("fmt", str, OpenApiParameter.PATH, enum=list(WRITERS)),
+            *_SELECTION,
+        ],
         responses={
             (200, "text/csv"): bytes,
             (200, "application/zip"): bytes,
@@ -153,12 +167,17 @@ class DatasetExportApi(APIView):
     def get(self, request, fmt: str):
         if fmt not in WRITERS:
             raise serializers.ValidationError({"format": [f"must be one of {', '.join(WRITERS)}"]})
+        from webapp.faces.labeling import browse
+
+        only = None
+        if any(request.query_params.get(name) for name in browse.FILTERS):  # a selection of the Faces page
+            only = set(browse.browse_parse(request.query_params).faces().values_list("pk", flat=True))
         # Written in a directory removed at once; what is sent is an unlinked temporary file (gone when closed).
         download = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it after sending
         with tempfile.TemporaryDirectory(prefix="export-") as tmp:
             tmp = Path(tmp)
             name = f"{fmt}.json" if fmt in ("coco-keypoints", "label-studio") else f"{fmt}.csv"
-            WRITERS[fmt](tmp / name)
+            WRITERS[fmt](tmp / name, only=only)
             if fmt == "coco-keypoints":  # the JSON and its images, as one download
                 result, name = Path(shutil.make_archive(str(tmp / "coco-keypoints"), "zip", tmp)), "coco-keypoints.zip"
             else:

@@ -21,6 +21,7 @@ from webapp.faces.store.images import read_frame
 from webapp.faces.store.models import Face
 
 IMPORT_FORMATS = tuple(READERS)
+Progress = Callable[[int], None] | None
 
 
 def _frames(faces: dict[int, Face], ids: list[int]):
@@ -32,17 +33,20 @@ def _pixels(frame: np.ndarray) -> str:
     return " ".join(map(str, frame.ravel().tolist()))
 
 
-def _labeled(task: str) -> tuple[dict[int, object], dict[int, Face], list[int]]:
-    """The current labels of ``task``, the faces staff excluded left out."""
+def _labeled(task: str, only: set[int] | None = None) -> tuple[dict[int, object], dict[int, Face], list[int]]:
+    """The current labels of ``task``, the faces staff excluded left out; ``only``: of these faces alone (a selection
+    on the Faces page)."""
     labels = current_labels(task=task)
     for face_id in excluded_ids():
         labels.pop(face_id, None)
+    if only is not None:
+        labels = {face_id: label for face_id, label in labels.items() if face_id in only}
     ids = sorted(labels)
     return labels, Face.objects.in_bulk(ids), ids
 
 
-def write_kaggle_keypoints(path: Path, progress: Callable[[int], None] | None = None) -> int:
-    labels, faces, ids = _labeled(Task.KEYPOINTS)
+def write_kaggle_keypoints(path: Path, progress: Progress = None, *, only: set[int] | None = None) -> int:
+    labels, faces, ids = _labeled(Task.KEYPOINTS, only)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*KEYPOINT_COLUMNS, "Image"])
@@ -54,10 +58,10 @@ def write_kaggle_keypoints(path: Path, progress: Callable[[int], None] | None = 
     return len(ids)
 
 
-def write_fer2013(path: Path, progress: Callable[[int], None] | None = None) -> int:
+def write_fer2013(path: Path, progress: Progress = None, *, only: set[int] | None = None) -> int:
     """FER2013 layout at 48x48: the 96 frame averaged 2x2 (exactly FER's pixels for faces imported from FER). A class
     FER2013 has is written as its code, any other (contempt) by its name, which the FER reader takes too."""
-    labels, faces, ids = _labeled(Task.EMOTION)
+    labels, faces, ids = _labeled(Task.EMOTION, only)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["emotion", "pixels", "Usage"])
@@ -72,9 +76,9 @@ def write_fer2013(path: Path, progress: Callable[[int], None] | None = None) -> 
     return len(ids)
 
 
-def write_coco_keypoints(path: Path, progress: Callable[[int], None] | None = None) -> int:
+def write_coco_keypoints(path: Path, progress: Progress = None, *, only: set[int] | None = None) -> int:
     """COCO keypoints JSON; images are written as PNG files beside it, in <name>_images/."""
-    labels, faces, ids = _labeled(Task.KEYPOINTS)
+    labels, faces, ids = _labeled(Task.KEYPOINTS, only)
     emotions = current_labels(task=Task.EMOTION)
     image_dir = path.with_name(f"{path.stem}_images")
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -120,11 +124,14 @@ def write_coco_keypoints(path: Path, progress: Callable[[int], None] | None = No
     return len(ids)
 
 
-def write_label_studio(path: Path, progress: Callable[[int], None] | None = None) -> int:
-    """Label Studio's JSON: a task per labeled face (image embedded), its labels and the served models' predictions."""
+def write_label_studio(
+    path: Path, progress: Callable[[int], None] | None = None, *, only: set[int] | None = None
+) -> int:
+    """Label Studio's JSON: a task per labeled face (image embedded), its labels and the served models' predictions;
+    ``only``: a task per selected face (labeled or not: tasks to label), the excluded ones left out."""
     from webapp.faces.interchange.labelstudio.services import write_label_studio as write
 
-    return write(path, progress)
+    return write(path, progress, only=only)
 
 
 WRITERS: dict[str, Callable[..., int]] = {

@@ -131,6 +131,7 @@ BROWSE_PARAMETERS = [
     OpenApiParameter("suspicion_min", float, description="the label check's suspicion, at least (0..1)"),
     OpenApiParameter("labeled", str, description="keypoints|emotion, or unlabeled:keypoints|unlabeled:emotion"),
     OpenApiParameter("photo", int, description="a face id: the faces found in the same picture, that one included"),
+    OpenApiParameter("ids", str, description="comma-separated face ids (at most 1000): a selection"),
 ]
 
 
@@ -494,7 +495,7 @@ class FaceBulkApi(APIView):
         action = serializers.ChoiceField(
             choices=services.BULK_ACTIONS,
             help_text="exclude: leave out of training and exports (soft, in the history); include: bring back; "
-            "review: wait for a reviewer",
+            "review: wait for a reviewer; queue_first: first in the labeling queues until labeled",
         )
         ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=100_000)
         filter = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)

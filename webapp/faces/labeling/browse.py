@@ -61,6 +61,7 @@ FILTERS = (
     "excluded",
     "labeled",
     "photo",
+    "ids",
 )
 FACETS = ("dataset", "split", "source", "state", "emotion", "guess")
 
@@ -153,6 +154,11 @@ def _q(name: str, value: str) -> Q:
         return Q(summary__isnull=True) | Q(summary__excluded=False)
     if name == "suspicion_min":
         return Q(summary__emotion_suspicion__gte=_number(name, value))
+    if name == "ids":  # a selection: comma-separated face ids
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if len(parts) > 1000 or not all(part.isdigit() and len(part) < 19 for part in parts):
+            raise _bad(name, "must be at most 1000 comma-separated face ids")
+        return Q(pk__in=[int(part) for part in parts])
     if name == "photo":  # the faces found in the same picture as face <id>, that one included
         if not value.isdigit() or len(value) > 18:
             raise _bad(name, f"must be a face id, got {value!r}")

@@ -140,7 +140,8 @@ def annotation_submit(
                 "emotion": clean_emotion is not None or skip,
             }
             Face.objects.filter(pk=face.pk).update(
-                **{field: value for task, done in changed.items() if done for field, value in _progress(face, task)}
+                queue_first=False,  # labeled: staff's "first in the queue" is done
+                **{field: value for task, done in changed.items() if done for field, value in _progress(face, task)},
             )
             if author is not None and getattr(author, "pk", None):
                 lease_release(face=face, user=author)  # saved: the face goes back to nobody
@@ -428,7 +429,7 @@ def suspicions_record(*, face_ids, suspicion, suggested, checked, run_id: int) -
 
 # --- bulk actions on a selection of faces (the Faces page) ---------------------------------------------------------
 
-BULK_ACTIONS = ("exclude", "include", "review")
+BULK_ACTIONS = ("exclude", "include", "review", "queue_first")
 
 
 def faces_bulk(*, action: str, face_ids, author, task: str | None = None, note: str = "") -> int:
@@ -436,7 +437,8 @@ def faces_bulk(*, action: str, face_ids, author, task: str | None = None, note: 
 
     exclude / include: leave the faces out of training and exports, or bring them back (an Exclusion row per face
     whose state changes: the history says who and when); review: the faces wait for a reviewer for ``task`` (both
-    tasks without one), as when labelers disagree."""
+    tasks without one), as when labelers disagree; queue_first: the faces come first in both labeling queues among
+    the faces that need a label, until a person labels them."""
     from webapp.faces.labeling.models import Exclusion, FaceSummary
 
     if action not in BULK_ACTIONS:
@@ -448,6 +450,9 @@ def faces_bulk(*, action: str, face_ids, author, task: str | None = None, note: 
     changed = 0
     with transaction.atomic():
         for part in chunks:
+            if action == "queue_first":
+                changed += Face.objects.filter(pk__in=part, queue_first=False).update(queue_first=True)
+                continue
             if action == "review":
                 tasks = [task] if task else list(Task.values)
                 flags = Q()

@@ -45,13 +45,17 @@ class Face(models.Model):
     # LABELS_PER_FACE >= 2 and the labelers disagree: the face waits for a reviewer
     review_keypoints = models.BooleanField(default=False, db_index=True)
     review_emotion = models.BooleanField(default=False, db_index=True)
+    # staff put the face first in both queues (Faces page, bulk "queue first"); cleared by its next human label
+    queue_first = models.BooleanField(default=False, db_default=False)
     keypoints_uncertainty = models.FloatField(null=True, blank=True)
     emotion_uncertainty = models.FloatField(null=True, blank=True)
 
     class Meta:
         indexes = [
-            models.Index(fields=["human_keypoints", "-keypoints_uncertainty", "id"], name="queue_keypoints"),
-            models.Index(fields=["human_emotion", "-emotion_uncertainty", "id"], name="queue_emotion"),
+            models.Index(
+                fields=["human_keypoints", "-queue_first", "-keypoints_uncertainty", "id"], name="queue_keypoints"
+            ),
+            models.Index(fields=["human_emotion", "-queue_first", "-emotion_uncertainty", "id"], name="queue_emotion"),
         ]
 
     def __str__(self) -> str:

@@ -208,8 +208,8 @@ def label_studio_tasks(face_ids: list[int] | None = None) -> list[dict]:
     return tasks
 
 
-def write_label_studio(path: Path, progress=None) -> int:
-    tasks = label_studio_tasks()
+def write_label_studio(path: Path, progress=None, *, only: set[int] | None = None) -> int:
+    tasks = label_studio_tasks(None if only is None else sorted(only - excluded_ids()))
     path.write_text(json.dumps(tasks))
     if progress:
         progress(len(tasks))
