@@ -192,7 +192,8 @@ def main() -> None:
     results["flipped_run"] = {"check": check, "corrected": {**served(), "seconds": seconds}}
     if "clean" in results:
         corrected, clean = results["flipped_run"]["corrected"], results["clean"]
-        results["flipped_run"]["served_corrected_minus_clean"] = round(corrected["other_people"] - clean["other_people"], 4)
+        served_gap = corrected["other_people"] - clean["other_people"]
+        results["flipped_run"]["served_corrected_minus_clean"] = round(served_gap, 4)
         if corrected.get("candidate") and clean.get("candidate"):
             gap = corrected["candidate"]["other_people"] - clean["candidate"]["other_people"]
             results["flipped_run"]["candidate_corrected_minus_clean"] = round(gap, 4)
