@@ -165,7 +165,9 @@ def test_bulk_actions_on_picked_faces_and_on_a_whole_filter(open_page, staff, sh
     page.locator(".grid .pick").nth(1).check()
     assert page.locator("#selected").inner_text() == "2 selected"
     page.click("button[data-action=queue_first]")
-    page.wait_for_function("document.getElementById('toast').textContent.includes('2 of 2 faces put first in the queue')")
+    page.wait_for_function(
+        "document.getElementById('toast').textContent.includes('2 of 2 faces put first in the queue')"
+    )
     assert set(Face.objects.filter(queue_first=True).values_list("id", flat=True)) == {first, second}
     page.wait_for_function("!document.getElementById('grid').hasAttribute('aria-busy')")  # the grid is read again
     page.locator(".grid .pick").nth(0).check()  # a bulk action clears the selection
