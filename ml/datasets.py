@@ -71,6 +71,27 @@ class FaceData:
     def task(self) -> str:
         return "keypoints" if self.points is not None else "emotion"
 
+    @classmethod
+    def concat(cls, parts: list[FaceData]) -> FaceData:
+        """The chunks of one file (``iter_faces``) as one: the label set is the last chunk's (it only grows)."""
+        last = parts[-1]
+        join = lambda name: (  # noqa: E731
+            None if getattr(last, name) is None else np.concatenate([getattr(p, name) for p in parts])
+        )
+        return cls(
+            format=last.format,
+            images=join("images"),
+            lines=join("lines"),
+            points=join("points"),
+            labels=join("labels"),
+            label_names=last.label_names,
+            usage=join("usage"),
+            groups=join("groups"),
+            errors=[e for p in parts for e in p.errors],
+            excluded=sum(p.excluded for p in parts),
+            excluded_checksums=[c for p in parts for c in p.excluded_checksums],
+        )
+
     def subset(self, mask: np.ndarray) -> FaceData:
         pick = lambda a: None if a is None else a[mask]  # noqa: E731
         return FaceData(
@@ -199,15 +220,19 @@ def _rows(path: Path, required: tuple[str, ...], expected: str) -> Iterator[tupl
         raise DatasetError(f"{path}: not a readable CSV ({exc}); expected {expected}") from exc
 
 
-def _read(
+def _chunks(
     path: Path,
     fmt: str,
     required: tuple[str, ...],
     expected: str,
     parse: Callable[[dict[str, str]], tuple[np.ndarray, object, str] | None],
     progress: Callable[[int], None] | None,
-) -> tuple[list, list, list, list, np.ndarray, list[RowError], int]:
+    size: int | None,
+) -> Iterator[tuple[list, list, list, list, np.ndarray, list[RowError], int]]:
+    """The file's rows parsed, ``size`` rows (good, bad or left out) at a time (None: all at once), so a file of any
+    length is read in the memory of one chunk. A file with no valid row raises DatasetError once it is read."""
     images, targets, usages, lines, groups, errors, excluded = [], [], [], [], [], [], 0
+    valid, bad, left_out, first_error = 0, 0, 0, None
     for line, row in _rows(path, required, expected):
         if progress:
             progress(line)
@@ -218,24 +243,43 @@ def _read(
             parsed = parse(row)
         except RowSkip as exc:
             errors.append(RowError(line, str(exc)))
-            continue
-        if parsed is None:
-            excluded += 1
-            continue
-        image, target, usage = parsed
-        images.append(image)
-        targets.append(target)
-        usages.append(usage)
-        lines.append(line)
-        groups.append(group)
-    if not images:
-        detail = f"; first problem: {errors[0]}" if errors else ""
-        raise DatasetError(f"{path}: no valid {fmt} row ({len(errors)} bad, {excluded} left out){detail}")
-    return images, targets, usages, lines, np.asarray(groups, dtype=object), errors, excluded
+            bad += 1
+            first_error = first_error or errors[-1]
+        else:
+            if parsed is None:
+                excluded += 1
+                left_out += 1
+            else:
+                image, target, usage = parsed
+                images.append(image)
+                targets.append(target)
+                usages.append(usage)
+                lines.append(line)
+                groups.append(group)
+                valid += 1
+        if size is not None and len(images) + len(errors) + excluded >= size:
+            yield images, targets, usages, lines, np.asarray(groups, dtype=object), errors, excluded
+            images, targets, usages, lines, groups, errors, excluded = [], [], [], [], [], [], 0
+    if not valid:
+        detail = f"; first problem: {first_error}" if first_error else ""
+        raise DatasetError(f"{path}: no valid {fmt} row ({bad} bad, {left_out} left out){detail}")
+    if images or errors or excluded:
+        yield images, targets, usages, lines, np.asarray(groups, dtype=object), errors, excluded
+
+
+def _stack(arrays: list, shape: tuple[int, ...], dtype) -> np.ndarray:
+    return np.stack(arrays) if arrays else np.zeros((0, *shape), dtype)
 
 
 def read_keypoints_csv(path: str | Path, progress: Callable[[int], None] | None = None) -> FaceData:
     """Kaggle Facial Keypoints training.csv (or the course's data.csv): 30 coordinate columns + Image."""
+    return FaceData.concat(list(keypoint_chunks(path, progress)))
+
+
+def keypoint_chunks(
+    path: str | Path, progress: Callable[[int], None] | None = None, *, size: int | None = None
+) -> Iterator[FaceData]:
+    """``read_keypoints_csv`` as chunks of ``size`` rows."""
     expected = "the Kaggle facial keypoints format: 30 columns left_eye_center_x … mouth_center_bottom_lip_y and Image"
 
     def parse(row: dict[str, str]) -> tuple[np.ndarray, np.ndarray, str]:
@@ -254,18 +298,18 @@ def read_keypoints_csv(path: str | Path, progress: Callable[[int], None] | None 
         image = parse_pixels(row["Image"], IMAGE_SIZE)
         return image, np.asarray(coords, np.float32).reshape(NUM_KEYPOINTS, 2), ""
 
-    images, targets, usages, lines, groups, errors, _ = _read(
-        path, "kaggle-keypoints", (*KEYPOINT_COLUMNS, "Image"), expected, parse, progress
-    )
-    return FaceData(
-        format="kaggle-keypoints",
-        images=np.stack(images),
-        points=np.stack(targets),
-        usage=np.asarray(usages),
-        lines=np.asarray(lines),
-        groups=groups,
-        errors=errors,
-    )
+    for images, targets, usages, lines, groups, errors, _ in _chunks(
+        path, "kaggle-keypoints", (*KEYPOINT_COLUMNS, "Image"), expected, parse, progress, size
+    ):
+        yield FaceData(
+            format="kaggle-keypoints",
+            images=_stack(images, (IMAGE_SIZE, IMAGE_SIZE), np.uint8),
+            points=_stack(targets, (NUM_KEYPOINTS, 2), np.float32),
+            usage=np.asarray(usages, dtype=str),
+            lines=np.asarray(lines, dtype=np.int64),
+            groups=groups,
+            errors=errors,
+        )
 
 
 USAGES = ("Training", "PublicTest", "PrivateTest", "")  # FER2013's split column; empty: the app draws the split
@@ -285,6 +329,16 @@ def _emotion_reader(fmt: str, codes: tuple[str, ...]):
         labels: Sequence[str] | None = None,
         add_classes: bool = False,
     ) -> FaceData:
+        return FaceData.concat(list(chunks(path, progress, labels=labels, add_classes=add_classes)))
+
+    def chunks(
+        path: str | Path,
+        progress: Callable[[int], None] | None = None,
+        *,
+        labels: Sequence[str] | None = None,
+        add_classes: bool = False,
+        size: int | None = None,
+    ) -> Iterator[FaceData]:
         names = list(DEFAULT_LABELS if labels is None else labels)
         left_out: list[str] = []
 
@@ -319,22 +373,24 @@ def _emotion_reader(fmt: str, codes: tuple[str, ...]):
                 names.append(name)  # add_classes: the file's new class joins the set
             return image, names.index(name), usage
 
-        images, targets, usages, lines, groups, errors, excluded = _read(
-            path, fmt, ("emotion", "pixels", "Usage"), expected, parse, progress
-        )
-        return FaceData(
-            format=fmt,
-            images=to_frame(np.stack(images)),
-            labels=np.asarray(targets, np.int64),
-            label_names=tuple(names),
-            usage=np.asarray(usages),
-            lines=np.asarray(lines),
-            groups=groups,
-            errors=errors,
-            excluded=excluded,
-            excluded_checksums=left_out,
-        )
+        for images, targets, usages, lines, groups, errors, excluded in _chunks(
+            path, fmt, ("emotion", "pixels", "Usage"), expected, parse, progress, size
+        ):
+            yield FaceData(
+                format=fmt,
+                images=to_frame(_stack(images, (FER_SIZE, FER_SIZE), np.uint8)),
+                labels=np.asarray(targets, np.int64),
+                label_names=tuple(names),
+                usage=np.asarray(usages, dtype=str),
+                lines=np.asarray(lines, dtype=np.int64),
+                groups=groups,
+                errors=errors,
+                excluded=excluded,
+                excluded_checksums=list(left_out),
+            )
+            left_out.clear()
 
+    read.chunks = chunks
     return read
 
 
@@ -377,7 +433,8 @@ def read_faces(
     *,
     labels: Sequence[str] | None = None,
     add_classes: bool = False,
-) -> FaceData:
+    _check_only: bool = False,
+) -> FaceData | None:
     """Read a CSV in ``fmt`` (default: told from the header); emotion files are labelled in ``labels`` (the label
     set; see ``_emotion_reader``). A format that contradicts the header is refused: FER2013
     and icml files hold the same faces under different emotion codes (FER 4 is sad, icml 4 is surprise), so reading
@@ -396,9 +453,30 @@ def read_faces(
             f"import it as {told}. The emotion formats number the classes differently, so reading one as the other "
             "would store wrong labels."
         )
+    if _check_only:
+        return None
     if TASK_OF_FORMAT[fmt] == "emotion":
         return READERS[fmt](path, progress=progress, labels=labels, add_classes=add_classes)
     return READERS[fmt](path, progress=progress)
+
+
+def iter_faces(
+    path: str | Path,
+    fmt: str,
+    progress: Callable[[int], None] | None = None,
+    *,
+    size: int = 2000,
+    labels: Sequence[str] | None = None,
+    add_classes: bool = False,
+) -> Iterator[FaceData]:
+    """``read_faces`` as chunks of ``size`` rows (good, bad or left out), each a FaceData of its own rows: an import
+    holds one chunk at a time, whatever the file's length (``fmt`` is checked against the header as there)."""
+    fmt = fmt or sniff_format(path)
+    read_faces(path, fmt, _check_only=True)
+    if TASK_OF_FORMAT[fmt] == "emotion":
+        yield from READERS[fmt].chunks(path, progress, labels=labels, add_classes=add_classes, size=size)
+    else:
+        yield from keypoint_chunks(path, progress, size=size)
 
 
 def relabel(data: FaceData, labels: Sequence[str]) -> FaceData:

@@ -336,3 +336,27 @@ def test_a_hostile_label_studio_json_is_refused_with_a_clear_message(tmp_path, s
     if status == 400:  # the command line says the same, without a traceback
         with pytest.raises(CommandError, match=message):
             call_command("import_faces", "--format", "label-studio", str(path), verbosity=0)
+
+
+def test_an_import_read_in_chunks_stores_what_one_read_does(media, monkeypatch, tmp_path):
+    """import_faces reads and stores a chunk of rows at a time (its memory is one chunk, bench/import_memory.py):
+    chunks of two rows give the faces, labels, splits, duplicates and bad rows that one chunk of all rows gives."""
+    from webapp.faces.interchange import services
+
+    rows = [csvs.fer_row(c % 7, 300 + c, "PublicTest" if c % 3 == 0 else "Training") for c in range(9)]
+    rows.insert(4, "9,1 2 3,Training")  # a bad row in the middle
+    rows.append(csvs.fer_row(2, 301, "Training"))  # a face already read (the same pixels)
+    path = csvs.write(tmp_path / "fer2013.csv", csvs.FER_HEADER, rows)
+
+    def imported(batch: int):
+        monkeypatch.setattr(services, "BATCH", batch)
+        Face.objects.all().delete()
+        report = services.faces_import(path=path, fmt="fer2013")
+        faces = Face.objects.order_by("source_line").values_list("source_line", "split", "usage")
+        labels = dict(Annotation.objects.values_list("face__source_line", "emotion"))
+        return report.summary(), [str(e) for e in report.errors], list(faces), labels
+
+    assert imported(2) == imported(1000)
+    summary, errors, faces, _ = imported(2)
+    assert "9 faces created" in summary and "1 already present" in summary and len(errors) == 1
+    assert errors[0].startswith("line 6")

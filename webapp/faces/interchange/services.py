@@ -66,38 +66,47 @@ def faces_import(
     fear / neutral when the set lacks them) lose their imported label. This repairs an earlier import read in the
     wrong format.
     """
-    from ml.datasets import block_split, group_held_out, read_faces
+    from ml.datasets import block_split, count_lines, group_held_out, iter_faces, sniff_format
     from webapp.labels.selectors import label_set
     from webapp.labels.services import labelset_add
 
-    labels = label_set(task=Task.EMOTION).labels
-    # raises DatasetError for a file it cannot use at all
-    data = read_faces(path, fmt, progress=on_read, labels=labels, add_classes=add_classes)
-    report = ImportReport(path=str(path), format=fmt, rows_read=len(data) + len(data.errors) + data.excluded)
-    if data.label_names and data.label_names != labels:
-        report.classes_added = [k for k in data.label_names if k not in labels]
-        labelset_add(task=Task.EMOTION, names=report.classes_added, author=author)
-    report.errors, report.excluded = data.errors, data.excluded
-    groups = data.groups if data.groups is not None else np.full(len(data), "", object)
-    if any(groups):  # the file names each face's person: whole persons are held out
-        held_out = group_held_out(groups, settings.TRAINING_VAL_PERCENT / 100) & (groups != "")
-    elif data.task == "keypoints":
-        held_out = block_split(len(data), settings.TRAINING_VAL_PERCENT / 100)  # frames of one video stay together
-    else:
-        held_out = np.isin(data.usage, ["PublicTest", "PrivateTest"])
-    digests = [checksum(frame) for frame in data.images]
-    existing: set[str] = set()
-    for start in range(0, len(digests), BATCH):
-        chunk = digests[start : start + BATCH]
-        existing.update(Face.objects.filter(checksum__in=chunk).values_list("checksum", flat=True))
-    if relabel:
-        report.relabeled = _relabel(data, digests, author)
+    fmt = fmt or sniff_format(path)
+    labels = list(label_set(task=Task.EMOTION).labels)
+    report = ImportReport(path=str(path), format=fmt)
     source_name = Path(path).name[:200]
+    fraction = settings.TRAINING_VAL_PERCENT / 100
+    blocks = None  # keypoint files: contiguous blocks of the file's rows are held out (frames of one video together)
+    existing: set[str] = set()  # the file's faces seen so far, stored before or now
+    relabeled: set[str] = set()
     done = 0
-    for start in range(0, len(data), BATCH):
-        faces, labels = [], []
-        for i in range(start, min(start + BATCH, len(data))):
-            digest = digests[i]
+    # One chunk of rows at a time (raises DatasetError for a file it cannot use at all): memory stays flat however
+    # long the file is; every chunk is stored in its own transactions, so what was read is kept.
+    for data in iter_faces(path, fmt, on_read, size=BATCH, labels=labels, add_classes=add_classes):
+        report.rows_read += len(data) + len(data.errors) + data.excluded
+        report.errors += data.errors
+        report.excluded += data.excluded
+        if data.label_names and list(data.label_names) != labels:
+            added = [k for k in data.label_names if k not in labels]
+            labelset_add(task=Task.EMOTION, names=added, author=author)
+            report.classes_added += added
+            labels = list(data.label_names)
+        if not len(data) and not data.excluded_checksums:
+            continue
+        groups = data.groups if data.groups is not None else np.full(len(data), "", object)
+        if any(groups):  # the file names each face's person: whole persons are held out
+            held_out = group_held_out(groups, fraction) & (groups != "")
+        elif data.task == "keypoints":
+            if blocks is None:
+                blocks = block_split(max(1, count_lines(path) - 1), fraction)
+            held_out = blocks[np.clip(data.lines - 2, 0, len(blocks) - 1)]
+        else:
+            held_out = np.isin(data.usage, ["PublicTest", "PrivateTest"])
+        digests = [checksum(frame) for frame in data.images]
+        existing.update(Face.objects.filter(checksum__in=digests).values_list("checksum", flat=True))
+        if relabel:
+            report.relabeled = (report.relabeled or 0) + _relabel(data, digests, author, relabeled)
+        faces, rows = [], []
+        for i, digest in enumerate(digests):
             if digest in existing:
                 report.duplicates += 1
                 continue
@@ -115,7 +124,7 @@ def faces_import(
                     created_by=author,
                 )
             )
-            labels.append(i)
+            rows.append(i)
         with transaction.atomic():
             created = Face.objects.bulk_create(faces)
             Annotation.objects.bulk_create(
@@ -126,28 +135,34 @@ def faces_import(
                     points=points_json(data.points[i]) if data.points is not None else None,
                     emotion=data.label_names[data.labels[i]] if data.labels is not None else None,
                 )
-                for face, i in zip(created, labels, strict=True)
+                for face, i in zip(created, rows, strict=True)
             )
             summaries_refresh(face_ids=[face.pk for face in created])
         report.created += len(created)
         report.labels += len(created)
-        done = min(start + BATCH, len(data))
+        done += len(data)
         if on_write:
             on_write(done)
+    if relabel and report.relabeled is None:
+        report.relabeled = 0
     return report
 
 
-def _relabel(data, digests: list[str], author) -> int:
-    """Append an import annotation wherever this file's label differs from a present face's newest imported one."""
+def _relabel(data, digests: list[str], author, seen: set[str]) -> int:
+    """Append an import annotation wherever this chunk's label differs from a present face's newest imported one;
+    ``seen``: the digests earlier chunks decided (a face's first row in the file decides)."""
     from webapp.faces.labeling.selectors import LABEL_FIELD, labels_q
 
     field_name = LABEL_FIELD[data.task]
     wanted: dict[str, object] = {}
     for i, digest in enumerate(digests):
         value = points_json(data.points[i]) if data.points is not None else data.label_names[data.labels[i]]
-        wanted.setdefault(digest, value)
+        if digest not in seen:
+            wanted.setdefault(digest, value)
     for digest in data.excluded_checksums:
-        wanted.setdefault(digest, None)  # a face of a class the product leaves out: no imported label
+        if digest not in seen:
+            wanted.setdefault(digest, None)  # a face of a class the product leaves out: no imported label
+    seen.update(wanted)
     faces: dict[str, int] = {}
     keys = list(wanted)
     for start in range(0, len(keys), BATCH):

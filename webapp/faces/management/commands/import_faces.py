@@ -35,29 +35,18 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: {exc}") from exc
         except DatasetError as exc:
             raise CommandError(str(exc)) from exc
-        read_bar = tqdm(total=total, desc="reading", unit="row", disable=quiet, mininterval=0.5)
-        write_bar = None
+        # rows are read and stored a chunk at a time: one bar over the file's rows
+        bar = tqdm(total=total, desc="importing", unit="row", disable=quiet, mininterval=0.5)
 
         def on_read(line: int) -> None:
-            read_bar.update(line - read_bar.n)
-
-        def on_write(done: int) -> None:
-            nonlocal write_bar
-            if write_bar is None:
-                read_bar.close()
-                write_bar = tqdm(desc="writing", unit="face", disable=quiet)
-            write_bar.update(done - write_bar.n)
+            bar.update(line - bar.n)
 
         try:
-            report = faces_import(
-                path=path, fmt=format, on_read=on_read, on_write=on_write, relabel=relabel, add_classes=add_classes
-            )
+            report = faces_import(path=path, fmt=format, on_read=on_read, relabel=relabel, add_classes=add_classes)
         except DatasetError as exc:
             raise CommandError(str(exc)) from exc
         finally:
-            read_bar.close()
-            if write_bar is not None:
-                write_bar.close()
+            bar.close()
         for error in report.errors:
             self.stderr.write(f"skipped {error}")
         self.stdout.write(self.style.SUCCESS(report.summary()))
