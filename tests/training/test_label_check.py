@@ -72,4 +72,26 @@ def test_a_label_check_with_no_lab_file_says_what_is_missing(start_worker, redis
 def test_only_staff_ask_for_a_label_check(client_for):
     for role in ("anonymous", "labeler"):
         assert client_for(role).post("/api/label-check/", {"kind": "emotion"}, format="json").status_code == 403
-    assert client_for("staff").post("/api/label-check/", {"kind": "keypoints"}, format="json").status_code == 400
+    assert client_for("staff").post("/api/label-check/", {"kind": "ears"}, format="json").status_code == 400
+
+
+def test_a_keypoint_label_check_names_points_far_from_the_fold_models(
+    start_worker, redis_broker, labeled_faces, staff_client, dirs
+):
+    from ml.schema import KEYPOINT_COLUMNS
+    from webapp.faces.interchange.services import faces_import
+    from webapp.faces.labeling.models import FaceSummary
+
+    rows = [f"{csvs.keypoint_row(900 + i)},S{i % 3}" for i in range(18)]
+    header = ",".join([*KEYPOINT_COLUMNS, "Image", "subject"])
+    faces_import(path=csvs.write(dirs / "lab-points.csv", header, rows), fmt="kaggle-keypoints")
+    start_worker()
+    run = wait_for(staff_client.post("/api/label-check/", {"kind": "keypoints"}, format="json").json()["id"])
+    assert run.status == "succeeded", run.log + run.error
+    assert run.metrics["label_check"] == {**run.metrics["label_check"], "faces": 18, "people": 3, "folds": 3}
+    assert "checked the points of 18 faces of 3 people" in run.decision
+    scored = FaceSummary.objects.filter(face__source_name="lab-points.csv", keypoints_suspicion__isnull=False)
+    assert scored.count() == 18 and all(s.keypoints_suspicion >= 0 for s in scored)
+    body = staff_client.get("/api/faces/?dataset=lab-points.csv&ordering=-keypoints_suspicion").json()["results"]
+    distances = [face["keypoints_suspicion"] for face in body]
+    assert distances == sorted(distances, reverse=True)

@@ -124,7 +124,7 @@ class LabelCheckApi(APIView):
 
     @extend_schema_serializer(component_name="LabelCheckInput")
     class InputSerializer(Input):
-        kind = serializers.ChoiceField(choices=[Task.EMOTION], default=Task.EMOTION)
+        kind = serializers.ChoiceField(choices=Task.choices, default=Task.EMOTION)
 
     @extend_schema(request=InputSerializer, responses={201: RunOutput, 409: RunOutput, 503: None})
     def post(self, request):

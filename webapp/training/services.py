@@ -386,6 +386,9 @@ def _stop_asked(run_id: int) -> bool:
     return TrainingRun.objects.filter(pk=run_id).filter(Q(cancel_requested=True) | ~Q(status=Status.RUNNING)).exists()
 
 
+KEYPOINT_SUSPECT_PX = 3.0  # a labeled face's points this far (mean, px of the 96 frame) from the fold models' are named
+
+
 def _label_check(run, say, data, user, as_face_data, reference_train, initial, parent, parent_labels) -> None:
     """The label check's body (a run with job=label_check): the users' labeled faces scored by fold models that never
     saw their people (ml.label_check), each face's suspicion stored on its summary for the Faces page. No version."""
@@ -393,13 +396,8 @@ def _label_check(run, say, data, user, as_face_data, reference_train, initial, p
     from ml.recipes import folds_for
     from webapp.faces.labeling.services import suspicions_record
 
-    if run.kind != "emotion":
-        raise ValidationError(
-            "The label check scores emotion labels; keypoints are checked by their point error only "
-            "in bench/label_check.py for now."
-        )
     if initial is None:
-        raise ValidationError("No emotion model is served: the label check fine-tunes its fold models from it.")
+        raise ValidationError(f"No {run.kind} model is served: the label check fine-tunes its fold models from it.")
     if not user.any():
         raise ValidationError(
             "No labeled faces beside the reference dataset to check: import your file (it becomes a slice of its own) "
@@ -443,19 +441,35 @@ def _label_check(run, say, data, user, as_face_data, reference_train, initial, p
         )
         say("stopped: no label was scored")
         return
-    names = list(data.label_names)
-    suspicious = int((result.suspicion > 0.5).sum())
-    suspicions_record(
-        face_ids=data.face_ids[user],
-        suspicion=result.suspicion,
-        suggested=[names[i] for i in result.suggested],
-        checked=[names[i] for i in user_data.labels],
-        run_id=run.pk,
-    )
-    decision = (
-        f"checked {len(user_data)} labels of {people} people: {suspicious} are more likely wrong than right to models "
-        "that never saw their person (suspicion > 0.5); the Faces page orders them by suspicion"
-    )
+    if run.kind == "emotion":
+        names = list(data.label_names)
+        suspicious = int((result.suspicion > 0.5).sum())
+        suspicions_record(
+            face_ids=data.face_ids[user],
+            suspicion=result.suspicion,
+            suggested=[names[i] for i in result.suggested],
+            checked=[names[i] for i in user_data.labels],
+            run_id=run.pk,
+        )
+        decision = (
+            f"checked {len(user_data)} labels of {people} people: {suspicious} are more likely wrong than right to "
+            "models that never saw their person (suspicion > 0.5); the Faces page orders them by suspicion"
+        )
+    else:
+        suspicious = int((result.suspicion > KEYPOINT_SUSPECT_PX).sum())
+        suspicions_record(
+            face_ids=data.face_ids[user],
+            suspicion=result.suspicion,
+            suggested=None,
+            checked=None,
+            run_id=run.pk,
+            task=run.kind,
+        )
+        decision = (
+            f"checked the points of {len(user_data)} faces of {people} people: {suspicious} lie more than "
+            f"{KEYPOINT_SUSPECT_PX:g} px on average from where models that never saw their person put them; the Faces "
+            "page orders them by that distance"
+        )
     TrainingRun.objects.filter(pk=run.pk).update(
         status=Status.SUCCEEDED,
         finished_at=timezone.now(),

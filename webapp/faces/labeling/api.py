@@ -73,6 +73,12 @@ class LabeledFaceOutput(FaceOutput):
     excluded = serializers.BooleanField(
         source="summary.excluded", default=False, help_text="left out of training and exports by staff"
     )
+    keypoints_suspicion = serializers.FloatField(
+        source="summary.keypoints_suspicion",
+        default=None,
+        allow_null=True,
+        help_text="the label check of points: mean distance (px) from what models that never saw this person place",
+    )
 
     class Meta(FaceOutput.Meta):
         fields = [
@@ -84,6 +90,7 @@ class LabeledFaceOutput(FaceOutput):
             "emotion_suspicion",
             "emotion_suggestion",
             "excluded",
+            "keypoints_suspicion",
         ]
 
 

@@ -40,6 +40,7 @@ ORDERINGS = {
     "emotion_uncertainty": "emotion_uncertainty",
     "keypoints_uncertainty": "keypoints_uncertainty",
     "emotion_suspicion": "summary__emotion_suspicion",
+    "keypoints_suspicion": "summary__keypoints_suspicion",
 }
 
 FILTERS = (

@@ -88,6 +88,9 @@ class FaceSummary(models.Model):
     emotion_suggestion = models.CharField(max_length=32, blank=True, help_text="the class those models found likeliest")
     emotion_checked = models.CharField(max_length=32, blank=True, help_text="the label the check scored")
     checked_run = models.PositiveIntegerField(null=True, blank=True, help_text="the training run that checked it")
+    keypoints_suspicion = models.FloatField(
+        null=True, blank=True, help_text="the label check of points: their mean distance (px) from the fold models'"
+    )
     # db_default: rows written by a process that predates the column (a rolling upgrade) are not excluded
     excluded = models.BooleanField(
         default=False, db_default=False, help_text="left out of training and exports (the newest Exclusion)"

@@ -148,6 +148,10 @@ def annotation_submit(
             tasks = [task for task, done in changed.items() if done]
             transaction.on_commit(lambda: labels_saved.send(sender=Annotation, tasks=tasks))
         summaries_refresh(face_ids=[face.pk])
+        if clean_points is not None or skip:  # the points a check scored are no longer the face's
+            from webapp.faces.labeling.models import FaceSummary
+
+            FaceSummary.objects.filter(face_id=face.pk).update(keypoints_suspicion=None)
     return annotation
 
 
@@ -398,16 +402,33 @@ def summaries_refresh(*, face_ids=None, chunk: int = 2000) -> int:
     return written
 
 
-KEPT_BY_CHECK = ("face", "emotion_suspicion", "emotion_suggestion", "emotion_checked", "checked_run", "excluded")
+KEPT_BY_CHECK = (
+    "face",
+    "emotion_suspicion",
+    "emotion_suggestion",
+    "emotion_checked",
+    "checked_run",
+    "keypoints_suspicion",
+    "excluded",
+)
 
 
-def suspicions_record(*, face_ids, suspicion, suggested, checked, run_id: int) -> int:
+def suspicions_record(*, face_ids, suspicion, suggested, checked, run_id: int, task: str = Task.EMOTION) -> int:
     """Store a label check's verdict on each face: ``suspicion`` (1 - p(label) by models that never saw its person),
-    the class they ``suggested``, the label ``checked``. Faces the check did not score keep nothing of an older one."""
+    the class they ``suggested``, the label ``checked``. Faces the check did not score keep nothing of an older one.
+    Keypoints: ``suspicion`` is the points' mean distance in px from the fold models' (no suggestion)."""
     from webapp.faces.labeling.models import FaceSummary
 
     ids = [int(i) for i in face_ids]
-    summaries_refresh(face_ids=[i for i in ids if not FaceSummary.objects.filter(face_id=i).exists()])
+    have = set(FaceSummary.objects.filter(face_id__in=ids).values_list("face_id", flat=True))
+    summaries_refresh(face_ids=[i for i in ids if i not in have])
+    if task == Task.KEYPOINTS:
+        FaceSummary.objects.exclude(face_id__in=ids).update(keypoints_suspicion=None)
+        rows = [
+            FaceSummary(face_id=i, keypoints_suspicion=round(float(s), 4)) for i, s in zip(ids, suspicion, strict=True)
+        ]
+        FaceSummary.objects.bulk_update(rows, ["keypoints_suspicion"], batch_size=1000)
+        return len(rows)
     FaceSummary.objects.exclude(face_id__in=ids).filter(emotion_suspicion__isnull=False).update(
         emotion_suspicion=None, emotion_suggestion="", emotion_checked="", checked_run=None
     )

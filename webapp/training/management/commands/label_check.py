@@ -13,7 +13,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--kind", default="emotion", choices=["emotion"])
+        parser.add_argument("--kind", default="emotion", choices=["emotion", "keypoints"])
         parser.add_argument("--wait", action="store_true", help="print progress until the check ends")
 
     def handle(self, *args, kind, wait, **options):
