@@ -50,6 +50,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="reuse the instance (FER2013 already imported)")
     parser.add_argument("--skip-clean", action="store_true", help="leave out the clean run (its figure: results.json)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="the instance holds the clean run and the flipped file's label check already: score the clean run's "
+        "version, read the check's suspects, then correct them and retrain",
+    )
     args = parser.parse_args()
     env = labeling_env(OUT, redis_db=11)
     os.environ.update(env)
@@ -145,7 +151,18 @@ def main() -> None:
     )
     print(json.dumps(results), flush=True)
 
-    if not args.skip_clean:
+    if args.resume:
+        first = TrainingRun.objects.filter(kind="emotion", job="retrain").earliest("id")
+        results["clean"] = {
+            "promoted": first.promoted,
+            "served": (first.version if first.promoted else baseline).number,
+            "decision": first.decision,
+            **score(first.version if first.promoted else baseline),
+            "candidate": score(first.version) if first.version else None,
+            "seconds": round((first.finished_at - first.started_at).total_seconds(), 1),
+        }
+        print(json.dumps({"clean": results["clean"]}), flush=True)
+    elif not args.skip_clean:
         start_over()
         clean = OUT / "pool-clean.csv.gz"
         write_pool(clean, rows, truth)
@@ -154,11 +171,15 @@ def main() -> None:
         results["clean"] = {**served(), "seconds": seconds}
         print(json.dumps({"clean": results["clean"]}), flush=True)
 
-    start_over()
     name = f"pool-flipped-{round(args.flip * 100)}.csv.gz"
-    write_pool(OUT / name, rows, noisy)
-    command("import_faces", "--format", "fer2013", str(OUT / name), "-v0")
-    seconds = on_worker(("label_check", "--kind", "emotion", "--wait"))
+    if args.resume:
+        checked = TrainingRun.objects.filter(kind="emotion", job="label_check").latest("id")
+        seconds = round((checked.finished_at - checked.started_at).total_seconds(), 1)
+    else:
+        start_over()
+        write_pool(OUT / name, rows, noisy)
+        command("import_faces", "--format", "fer2013", str(OUT / name), "-v0")
+        seconds = on_worker(("label_check", "--kind", "emotion", "--wait"))
     k = int(flipped.sum())
     response = client.get(f"/api/faces/?dataset={name}&ordering=-emotion_suspicion&limit={k}")
     assert response.status_code == 200, response.content

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('faces', '0009_queue_first'),
+        ("faces", "0009_queue_first"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='facesummary',
-            name='keypoints_suspicion',
-            field=models.FloatField(blank=True, help_text="the label check of points: their mean distance (px) from the fold models'", null=True),
+            model_name="facesummary",
+            name="keypoints_suspicion",
+            field=models.FloatField(
+                blank=True,
+                help_text="the label check of points: their mean distance (px) from the fold models'",
+                null=True,
+            ),
         ),
     ]
