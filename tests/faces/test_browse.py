@@ -332,3 +332,22 @@ def test_export_a_selection(client_for, shelf):
     everything = staff.get("/api/datasets/export/fer2013/")
     assert len(list(csv_module.reader(io.StringIO(b"".join(everything.streaming_content).decode())))) == 5
     assert staff.get("/api/datasets/export/fer2013/?ids=1,x").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "query", ["created_after=0001-01-01T00:00:00%2B14:00", "created_before=9999-12-31", "created_after=1e400"]
+)
+def test_dates_beyond_any_clock_are_a_400(client_for, query):
+    assert client_for("labeler").get(f"/api/faces/?{query}").status_code == 400
+
+
+def test_numbers_beyond_any_float_are_a_400(client_for, shelf):
+    staff = client_for("staff")
+    huge = 10**400
+    response = staff.post("/api/faces/bulk/", {"action": "review", "ids": [huge]}, format="json")
+    assert response.status_code == 400
+    face = shelf["uploads"][0]
+    response = staff.post(f"/api/faces/{face.pk}/photo-faces/", {"box": [huge, 0, 20, 20]}, format="json")
+    assert response.status_code == 400
+    response = _send(staff, [factories.png(7)], _picture(), [[[huge, 0], [1, 1], [2, 2], [3, 3]]])
+    assert response.status_code == 400

@@ -504,7 +504,9 @@ class FaceBulkApi(APIView):
             help_text="exclude: leave out of training and exports (soft, in the history); include: bring back; "
             "review: wait for a reviewer; queue_first: first in the labeling queues until labeled",
         )
-        ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=100_000)
+        ids = serializers.ListField(
+            child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False, max_length=100_000
+        )
         filter = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
         task = serializers.ChoiceField(choices=Task.choices, required=False, help_text="review: for which task")
         note = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)

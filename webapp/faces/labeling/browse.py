@@ -8,7 +8,7 @@ one indexed query at any size; a face without a summary row has nothing said abo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -93,9 +93,12 @@ def _moment(name: str, value: str, *, end: bool) -> datetime:
         moment = datetime.fromisoformat(value)
         if len(value) <= 10:  # a bare date
             moment = datetime.combine(date.fromisoformat(value), time.max if end else time.min)
-    except ValueError:
+        if not 1970 <= moment.year <= 9998:
+            raise ValueError
+        moment = timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise _bad(name, f"must be a date (2026-12-05) or a date and time, got {value!r}") from None
-    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
 def _q(name: str, value: str) -> Q:

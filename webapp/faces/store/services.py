@@ -115,6 +115,15 @@ def face_upload(*, data: bytes, filename: str, author, group: str = "") -> list[
     return _faces_store(face_crops(image), picture=(data, fmt), filename=filename, author=author, group=group)
 
 
+def _finite(value) -> bool:
+    """A JSON number a picture's pixels can be: not a bool, not NaN or infinite, not an integer beyond any float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):
+        return abs(value) < 10**15
+    return math.isfinite(value)
+
+
 def _box(value, where: str, width: int, height: int) -> list[list[float]]:
     """A face's box as the browser sends it: four [x, y] corners, finite, near the picture (a crop may reach past its
     edge, as a face at the border does, but not further than the picture is wide or high)."""
@@ -126,7 +135,7 @@ def _box(value, where: str, width: int, height: int) -> list[list[float]]:
         if not (isinstance(corner, list) and len(corner) == 2):
             raise ValidationError({"boxes": [message]})
         x, y = corner
-        if any(isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) for v in (x, y)):
+        if any(not _finite(v) for v in (x, y)):
             raise ValidationError({"boxes": [f"{where}: corners are finite numbers, got {corner!r}"]})
         if not (-width <= x <= 2 * width and -height <= y <= 2 * height):
             raise ValidationError(
@@ -187,7 +196,7 @@ def face_add_in_photo(*, face: Face, box, author) -> tuple[Face, bool]:
     image, fmt = images.decode_upload(data)
     if not isinstance(box, list | tuple) or len(box) != 4:
         raise ValidationError({"box": ["send the box as [x, y, width, height] in the picture's pixels"]})
-    if any(isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) for v in box):
+    if not all(_finite(v) for v in box):
         raise ValidationError({"box": [f"the box's values are finite numbers, got {box!r}"]})
     x, y, w, h = (float(v) for v in box)
     if w < MIN_BOX_SIDE or h < MIN_BOX_SIDE:
