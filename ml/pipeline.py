@@ -91,7 +91,7 @@ class Analyzer:
 
     def analyze(self, image) -> list[AnalyzedFace]:
         detections = self.detector.detect(image)
-        seeds = [align.matrix_from_box(d.box, self.box_prior, self.keypoints.framing) for d in detections]
+        seeds = [align.matrix_from_box(d.box, self.box_prior, self.keypoints.framing, d.landmarks) for d in detections]
         points = self.align(image, seeds) if seeds else []
         probabilities = [None] * len(points)
         if self.emotion is not None and points:

@@ -84,12 +84,14 @@ export function detectBlazeFace(detector, source, width, height, { pad = 0, minS
   detector.anchors.forEach(([ax, ay], i) => {
     const score = 1 / (1 + Math.exp(-Math.max(-100, Math.min(100, logits[i]))));
     if (score < minScore) return;
-    const r = raw.subarray(16 * i, 16 * i + 4);
+    const r = raw.subarray(16 * i, 16 * i + 16);
     const cx = r[0] / size + ax;
     const cy = r[1] / size + ay;
     const w = r[2] / size;
     const h = r[3] / size;
-    candidates.push({ score, box: [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] });
+    // six landmarks (right eye, left eye, nose tip, mouth centre, right ear, left ear), relative to the anchor
+    const marks = [0, 1, 2, 3, 4, 5].map((k) => [r[4 + 2 * k] / size + ax, r[5 + 2 * k] / size + ay]);
+    candidates.push({ score, box: [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], marks });
   });
   candidates.sort((a, b) => b.score - a.score);
   const faces = [];
@@ -98,7 +100,8 @@ export function detectBlazeFace(detector, source, width, height, { pad = 0, minS
     const group = candidates.filter((c) => iou(best.box, c.box) > 0.3);
     const total = group.reduce((s, c) => s + c.score, 0);
     const box = [0, 1, 2, 3].map((k) => group.reduce((s, c) => s + c.box[k] * c.score, 0) / total);
-    faces.push({ x: box[0] * side - ox, y: box[1] * side - oy, width: (box[2] - box[0]) * side, height: (box[3] - box[1]) * side, score: best.score });
+    const landmarks = [0, 1, 2, 3, 4, 5].map((k) => [0, 1].map((a) => group.reduce((s, c) => s + c.marks[k][a] * c.score, 0) / total * side - (a ? oy : ox)));
+    faces.push({ x: box[0] * side - ox, y: box[1] * side - oy, width: (box[2] - box[0]) * side, height: (box[3] - box[1]) * side, score: best.score, landmarks });
     for (const c of group) candidates.splice(candidates.indexOf(c), 1);
   }
   return faces;

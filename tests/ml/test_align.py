@@ -29,13 +29,23 @@ def _cases(n: int = 40) -> list[dict]:
             dx=float(rng.uniform(-0.1, 0.1)), dy=float(rng.uniform(-0.1, 0.1)), k=float(rng.uniform(0.3, 0.6))
         )
         points = (rng.uniform(0, 500, 2) + rng.normal(0, 40, (15, 2))).round(3)
-        cases.append({"framing": framing.to_dict(), "box": box, "prior": prior.to_dict(), "points": points.tolist()})
+        # the detector's six landmarks on every other pair of cases: they turn a levelling framing's first crop
+        landmarks = (rng.uniform(0, 500, 2) + rng.normal(0, 40, (6, 2))).round(3).tolist() if i % 4 < 2 else None
+        cases.append(
+            {
+                "framing": framing.to_dict(),
+                "box": box,
+                "prior": prior.to_dict(),
+                "points": points.tolist(),
+                "landmarks": landmarks,
+            }
+        )
     return cases
 
 
 def _python(case: dict) -> dict:
     framing = align.Framing.from_dict(case["framing"])
-    from_box = align.matrix_from_box(case["box"], align.BoxPrior(**case["prior"]), framing)
+    from_box = align.matrix_from_box(case["box"], align.BoxPrior(**case["prior"]), framing, case["landmarks"])
     from_points = align.matrix_from_points(np.array(case["points"]), framing)
     corners = align.apply(align.invert(from_points), [[-0.5, -0.5], [95.5, -0.5], [95.5, 95.5], [-0.5, 95.5]])
     return {"box": from_box.tolist(), "points": from_points.tolist(), "corners": corners.tolist()}
@@ -48,7 +58,7 @@ const cases = JSON.parse(process.argv[1]);
 const names = {json.dumps(list(__import__("ml.schema", fromlist=["KEYPOINTS"]).KEYPOINTS))};
 const indices = g.anchorIndices(names);
 const out = cases.map((c) => {{
-  const box = {{ x: c.box[0], y: c.box[1], width: c.box[2], height: c.box[3] }};
+  const box = {{ x: c.box[0], y: c.box[1], width: c.box[2], height: c.box[3], landmarks: c.landmarks ?? undefined }};
   const fromPoints = g.matrixFromPoints(c.points, indices, c.framing);
   const corners = g.apply(g.invert(fromPoints), [[-0.5, -0.5], [95.5, -0.5], [95.5, 95.5], [-0.5, 95.5]]);
   return {{ box: g.matrixFromBox(box, c.prior, c.framing), points: fromPoints, corners }};
@@ -159,3 +169,21 @@ def test_mirrored_mean_undoes_the_mirror_exactly():
 
     assert np.allclose(align.mirrored_mean(points_of, crops, mirror=True)[1], face)
     assert np.allclose(align.mirrored_mean(points_of, crops, mirror=False), points_of(crops))
+
+
+def test_a_levelling_framing_takes_the_first_crops_angle_from_the_detectors_landmarks():
+    """A head turned 30 degrees: its landmarks turn the first crop by the same angle, so the face in it is level; a
+    framing that keeps the tilt ignores them."""
+    upright = np.array([[40.0, 40], [60, 40], [50, 50], [50, 62], [30, 45], [70, 45]])  # eyes, nose, mouth, ears
+    t = np.deg2rad(30)
+    turned = (upright - 50) @ np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]).T + 50
+    prior = align.BoxPrior(dx=0.0, dy=0.0, k=0.5)
+    level = align.Framing(center=(48, 57), distance=38, rotate=True)
+    matrix = align.matrix_from_box((20, 20, 60, 60), prior, level, turned)
+    in_crop = align.apply(matrix, turned)
+    eyes = in_crop[1] - in_crop[0]
+    assert abs(np.degrees(np.arctan2(eyes[1], eyes[0]))) < 1e-6  # the eye line is horizontal in the crop
+    keep = align.matrix_from_box((20, 20, 60, 60), prior, align.Framing(center=(48, 57), distance=38), turned)
+    assert np.allclose(
+        keep, align.matrix_from_box((20, 20, 60, 60), prior, align.Framing(center=(48, 57), distance=38))
+    )

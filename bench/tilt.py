@@ -1,0 +1,124 @@
+"""Faces as people hold them (issue #30): the benchmark frames tilted in the picture's plane, ours vs face-api's own
+path on the same pictures, in real Chromium (and the server's path).
+
+    .venv/bin/python bench/tilt.py [--frames 100] [--tilts 0 15 30 45] [--server] [--no-browser]
+
+The benchmark half of ../shared/data/frames/ by person (ml.datasets.person_split, as bench/pipeline.py); each frame is
+turned by +tilt or -tilt (alternately) about its centre on a canvas grown to hold it all, the 15 true points turned
+with it. For each tilt: faces found and keypoint RMSE in training-frame pixels (image error x 38 / the true eye-lip
+distance) for this app's path (static/js/inference.js: BlazeFace -> first crop from the box and the detector's
+landmarks -> the keypoint model, levelled -> re-crops) and face-api's own path (its tiny detector -> landmark68 ->
+the 15 points), on every frame each found and on the frames both found. ``--server``: ml.pipeline (the upload path).
+Prints JSON; writes bench/out/tilt/report.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+from instance import DATA, ROOT
+from pipeline import OUT as PIPELINE_OUT
+from pipeline import data_url, run_pages, serve, summarise
+
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "out" / "tilt"
+
+
+def tilt(image, points: np.ndarray, degrees: float):
+    """The picture turned ``degrees`` counter-clockwise on screen about its centre (canvas grown, black corners) and
+    the points turned with it."""
+    from PIL import Image
+
+    w, h = image.size
+    turned = image.rotate(degrees, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=(0, 0, 0))
+    t = np.deg2rad(degrees)
+    rotation = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])  # y points down
+    centre, new_centre = np.array([w / 2, h / 2]), np.array([turned.width / 2, turned.height / 2])
+    return turned, (np.asarray(points) - centre) @ rotation.T + new_centre
+
+
+def tilted(frames, degrees: float):
+    from PIL import Image
+
+    for i in range(len(frames.names)):
+        yield tilt(Image.open(frames.path(i)).convert("RGB"), frames.points[i], degrees * (1 if i % 2 else -1))
+
+
+def compare(app: dict, faceapi: dict) -> dict:
+    pairs = enumerate(zip(app["errors"], faceapi["errors"], strict=True))
+    both = [i for i, (a, b) in pairs if a is not None and b is not None]
+    rmse = lambda r: round(float(np.sqrt(np.mean([r["errors"][i] for i in both]))), 3) if both else None  # noqa: E731
+    worst = sorted(((e, i) for i, e in enumerate(app["errors"]) if e is not None), reverse=True)[:3]
+    return {
+        "ours_worst_frames": [{"frame": i, "rmse_px": round(float(np.sqrt(e)), 2)} for e, i in worst],
+        "ours": app["summary"],
+        "faceapi": faceapi["summary"],
+        "both_found": {"frames": len(both), "ours_rmse_px": rmse(app), "faceapi_rmse_px": rmse(faceapi)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=100, help="how many benchmark frames (0: all)")
+    parser.add_argument("--tilts", type=float, nargs="+", default=[0, 15, 30, 45])
+    parser.add_argument("--models", default=ROOT / "models" / "baseline")
+    parser.add_argument("--server", action="store_true", help="also the server's path (ml.pipeline)")
+    parser.add_argument("--no-browser", action="store_true")
+    args = parser.parse_args()
+    from ml.datasets import person_split, read_frames
+
+    frames = read_frames(DATA / "frames")
+    frames = frames.subset(person_split(frames.persons))
+    if args.frames:
+        frames = frames.subset(np.arange(len(frames.names)) < args.frames)
+    OUT.mkdir(parents=True, exist_ok=True)
+    report: dict = {"frames": len(frames.names), "persons": len(set(frames.persons)), "tilts": {}}
+    if not args.no_browser:
+        from playwright.sync_api import sync_playwright
+
+        server, url = serve(args.models)
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(
+                    executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox", "--no-first-run"]
+                )
+                page = browser.new_page()
+                page.goto(url)
+                page.wait_for_function("window.studio && window.studio.ready === true", timeout=120_000)
+                for degrees in args.tilts:
+                    pictures, truths = [], []
+                    for image, points in tilted(frames, degrees):
+                        pictures.append({"src": data_url(image)})
+                        truths.append(points)
+                    app = summarise("ours", truths, run_pages(page, pictures))
+                    faceapi = summarise("face-api", truths, run_pages(page, pictures, "faceapi"))
+                    report["tilts"][f"{degrees:g}"] = compare(app, faceapi)
+                    print(json.dumps({f"tilt {degrees:g}": report["tilts"][f"{degrees:g}"]}), flush=True)
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            assert PIPELINE_OUT.exists()
+    if args.server:
+        from ml.pipeline import Analyzer, LoadedModel
+
+        analyzer = Analyzer(LoadedModel.from_dir(os.path.join(args.models, "keypoints")))
+        report["server"] = {}
+        for degrees in args.tilts:
+            results, truths = [], []
+            for image, points in tilted(frames, degrees):
+                results.append({"faces": [{"points": f.points} for f in analyzer.analyze(image)]})
+                truths.append(points)
+            report["server"][f"{degrees:g}"] = summarise("server", truths, results)["summary"]
+            print(json.dumps({f"server tilt {degrees:g}": report["server"][f"{degrees:g}"]}), flush=True)
+    print(json.dumps(report, indent=2))
+    (OUT / "report.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main()
