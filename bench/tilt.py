@@ -68,6 +68,11 @@ def main() -> None:
     parser.add_argument("--models", default=ROOT / "models" / "baseline")
     parser.add_argument("--server", action="store_true", help="also the server's path (ml.pipeline)")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument(
+        "--server-before",
+        action="store_true",
+        help="also the server's path as it was before levelling: the crop keeps the tilt, one re-crop",
+    )
     args = parser.parse_args()
     from ml.datasets import person_split, read_frames
 
@@ -103,18 +108,26 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
             assert PIPELINE_OUT.exists()
-    if args.server:
-        from ml.pipeline import Analyzer, LoadedModel
+    from dataclasses import replace
 
-        analyzer = Analyzer(LoadedModel.from_dir(os.path.join(args.models, "keypoints")))
-        report["server"] = {}
+    from ml.pipeline import Analyzer, LoadedModel
+
+    model = LoadedModel.from_dir(os.path.join(args.models, "keypoints"))
+    variants = {}
+    if args.server:
+        variants["server"] = Analyzer(model)
+    if args.server_before:  # the framing that keeps the tilt ignores the landmarks' angle: the first crop from the box
+        kept = replace(model, framing=replace(model.framing, rotate=False))
+        variants["server_before"] = Analyzer(kept, align_steps=1)
+    for name, analyzer in variants.items():
+        report[name] = {}
         for degrees in args.tilts:
             results, truths = [], []
             for image, points in tilted(frames, degrees):
                 results.append({"faces": [{"points": f.points} for f in analyzer.analyze(image)]})
                 truths.append(points)
-            report["server"][f"{degrees:g}"] = summarise("server", truths, results)["summary"]
-            print(json.dumps({f"server tilt {degrees:g}": report["server"][f"{degrees:g}"]}), flush=True)
+            report[name][f"{degrees:g}"] = summarise(name, truths, results)["summary"]
+            print(json.dumps({f"{name} tilt {degrees:g}": report[name][f"{degrees:g}"]}), flush=True)
     print(json.dumps(report, indent=2))
     (OUT / "report.json").write_text(json.dumps(report, indent=2))
 
