@@ -50,6 +50,14 @@ function facts(face) {
     ["Model's guess", face.guess ? `${face.guess} ${Math.round(face.guess_probability * 100)} %` : "none yet"],
   ];
   if (face.disputed) rows.push(["Disputed", "its labels name more than one emotion"]);
+  if (face.excluded) rows.push(["Training", "excluded (staff): left out of training and exports"]);
+  // the label check: models that never saw this person
+  if (face.emotion_suspicion !== null && face.emotion_suspicion !== undefined) {
+    rows.push(["Label check", `${Math.round(face.emotion_suspicion * 100)} % suspicious${face.emotion_suggestion ? `; they say ${face.emotion_suggestion}` : ""}`]);
+  }
+  if (face.keypoints_suspicion !== null && face.keypoints_suspicion !== undefined) {
+    rows.push(["Points check", `${face.keypoints_suspicion.toFixed(1)} px from where they put them`]);
+  }
   $("facts").replaceChildren(...rows.flatMap(([k, v]) => {
     const dt = document.createElement("dt");
     dt.textContent = k;
