@@ -44,17 +44,17 @@ export function matrixFromPoints(points, indices, framing) {
 
 // prior: {dx, dy, k}: anchor midpoint = box centre + (dx, dy) * side, anchor distance = k * side, side = sqrt(w * h).
 // box.landmarks (the detector's six, optional): a framing that levels the head takes the first crop's angle from the
-// eyes-to-mouth axis, as ml.align.matrix_from_box does.
+// eye line, as ml.align.matrix_from_box does.
 export function matrixFromBox(box, prior, framing) {
   const side = Math.sqrt(box.width * box.height);
   const mid = [box.x + box.width / 2 + prior.dx * side, box.y + box.height / 2 + prior.dy * side];
   return cropMatrix(mid, prior.k * side, landmarkAngle(box.landmarks), framing);
 }
 
+// the head's tilt: the line from the detector's right-eye landmark to its left-eye one (ml.align.landmark_angle)
 export function landmarkAngle(landmarks) {
   if (!landmarks) return 0;
-  const eye = [(landmarks[0][0] + landmarks[1][0]) / 2, (landmarks[0][1] + landmarks[1][1]) / 2];
-  return Math.atan2(-(landmarks[3][0] - eye[0]), landmarks[3][1] - eye[1]);
+  return Math.atan2(landmarks[1][1] - landmarks[0][1], landmarks[1][0] - landmarks[0][0]);
 }
 
 export function apply(m, points) {
