@@ -426,19 +426,8 @@ HEADERS = {
 }
 
 
-def read_faces(
-    path: str | Path,
-    fmt: str | None = None,
-    progress: Callable[[int], None] | None = None,
-    *,
-    labels: Sequence[str] | None = None,
-    add_classes: bool = False,
-    _check_only: bool = False,
-) -> FaceData | None:
-    """Read a CSV in ``fmt`` (default: told from the header); emotion files are labelled in ``labels`` (the label
-    set; see ``_emotion_reader``). A format that contradicts the header is refused: FER2013
-    and icml files hold the same faces under different emotion codes (FER 4 is sad, icml 4 is surprise), so reading
-    one as the other would store wrong labels without a single bad row."""
+def checked_format(path: str | Path, fmt: str | None) -> str:
+    """``fmt``, or the format the header tells when None; a format that contradicts the header is a DatasetError."""
     if fmt is not None and fmt not in READERS:
         raise DatasetError(f"unknown format {fmt!r}; expected one of {', '.join(READERS)}")
     try:
@@ -453,8 +442,22 @@ def read_faces(
             f"import it as {told}. The emotion formats number the classes differently, so reading one as the other "
             "would store wrong labels."
         )
-    if _check_only:
-        return None
+    return fmt
+
+
+def read_faces(
+    path: str | Path,
+    fmt: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    add_classes: bool = False,
+) -> FaceData:
+    """Read a CSV in ``fmt`` (default: told from the header); emotion files are labelled in ``labels`` (the label
+    set; see ``_emotion_reader``). A format that contradicts the header is refused: FER2013
+    and icml files hold the same faces under different emotion codes (FER 4 is sad, icml 4 is surprise), so reading
+    one as the other would store wrong labels without a single bad row."""
+    fmt = checked_format(path, fmt)
     if TASK_OF_FORMAT[fmt] == "emotion":
         return READERS[fmt](path, progress=progress, labels=labels, add_classes=add_classes)
     return READERS[fmt](path, progress=progress)
@@ -471,8 +474,7 @@ def iter_faces(
 ) -> Iterator[FaceData]:
     """``read_faces`` as chunks of ``size`` rows (good, bad or left out), each a FaceData of its own rows: an import
     holds one chunk at a time, whatever the file's length (``fmt`` is checked against the header as there)."""
-    fmt = fmt or sniff_format(path)
-    read_faces(path, fmt, _check_only=True)
+    fmt = checked_format(path, fmt)
     if TASK_OF_FORMAT[fmt] == "emotion":
         yield from READERS[fmt].chunks(path, progress, labels=labels, add_classes=add_classes, size=size)
     else:

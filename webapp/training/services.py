@@ -380,6 +380,21 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
     }
 
 
+def _epoch_reporter(say, epochs: int):
+    """on_progress of a run's training: the epoch line in its log and its progress fields."""
+
+    def on_progress(epoch: int, logs: dict) -> None:
+        say(
+            f"epoch {epoch}/{epochs} loss {logs.get('loss', 0):.5f} val_loss {logs.get('val_loss', 0):.5f}",
+            epoch=epoch,
+            loss=logs.get("loss"),
+            val_loss=logs.get("val_loss"),
+            eta_seconds=logs.get("eta_s"),
+        )
+
+    return on_progress
+
+
 def _stop_asked(run_id: int) -> bool:
     """Cancelled, or no longer running: a worker paused past the heartbeat timeout comes back to a run already marked
     failed (and its kind perhaps retraining elsewhere); it must not register a version then."""
@@ -415,15 +430,7 @@ def _label_check(run, say, data, user, as_face_data, reference_train, initial, p
         epochs=epochs,
     )
 
-    def on_progress(epoch: int, logs: dict) -> None:
-        say(
-            f"epoch {epoch}/{epochs} loss {logs.get('loss', 0):.5f} val_loss {logs.get('val_loss', 0):.5f}",
-            epoch=epoch,
-            loss=logs.get("loss"),
-            val_loss=logs.get("val_loss"),
-            eta_seconds=logs.get("eta_s"),
-        )
-
+    on_progress = _epoch_reporter(say, epochs)
     result = label_check(
         run.kind,
         user_data,
@@ -565,23 +572,10 @@ def run_execute(run_id: int) -> None:
             epochs=epochs,
         )
 
-        def on_progress(epoch: int, logs: dict) -> None:
-            say(
-                f"epoch {epoch}/{epochs} loss {logs.get('loss', 0):.5f} val_loss {logs.get('val_loss', 0):.5f}",
-                epoch=epoch,
-                loss=logs.get("loss"),
-                val_loss=logs.get("val_loss"),
-                eta_seconds=logs.get("eta_s"),
-            )
+        on_progress = _epoch_reporter(say, epochs)
 
         def should_stop() -> bool:
-            """Cancelled, or no longer running: a worker paused past the heartbeat timeout comes back to a run already
-            marked failed (and its kind perhaps retraining elsewhere); it must not register a version then."""
-            return (
-                TrainingRun.objects.filter(pk=run.pk)
-                .filter(Q(cancel_requested=True) | ~Q(status=Status.RUNNING))
-                .exists()
-            )
+            return _stop_asked(run.pk)
 
         domain = None
         if user.any():

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from ml.schema import IMAGE_SIZE, NUM_KEYPOINTS, label_key
 from webapp.common.models import Task
-from webapp.faces.labeling.models import Annotation, Lease, Prediction
+from webapp.faces.labeling.models import Annotation, Exclusion, FaceSummary, Lease, Prediction
 from webapp.faces.labeling.signals import labels_saved
 from webapp.faces.store.models import Face
 
@@ -149,8 +149,6 @@ def annotation_submit(
             transaction.on_commit(lambda: labels_saved.send(sender=Annotation, tasks=tasks))
         summaries_refresh(face_ids=[face.pk])
         if clean_points is not None or skip:  # the points a check scored are no longer the face's
-            from webapp.faces.labeling.models import FaceSummary
-
             FaceSummary.objects.filter(face_id=face.pk).update(keypoints_suspicion=None)
     return annotation
 
@@ -343,7 +341,6 @@ def prediction_record(
 def summaries_refresh(*, face_ids=None, chunk: int = 2000) -> int:
     """Recompute the FaceSummary rows of ``face_ids`` (None: every face with an annotation or a prediction) from their
     annotations and newest emotion prediction. Idempotent; returns how many rows it wrote."""
-    from webapp.faces.labeling.models import FaceSummary
     from webapp.faces.labeling.selectors import labels_with_sources
     from webapp.registry.models import ModelVersion
     from webapp.registry.selectors import version_labels
@@ -417,7 +414,6 @@ def suspicions_record(*, face_ids, suspicion, suggested, checked, run_id: int, t
     """Store a label check's verdict on each face: ``suspicion`` (1 - p(label) by models that never saw its person),
     the class they ``suggested``, the label ``checked``. Faces the check did not score keep nothing of an older one.
     Keypoints: ``suspicion`` is the points' mean distance in px from the fold models' (no suggestion)."""
-    from webapp.faces.labeling.models import FaceSummary
 
     ids = [int(i) for i in face_ids]
     have = set(FaceSummary.objects.filter(face_id__in=ids).values_list("face_id", flat=True))
@@ -460,7 +456,6 @@ def faces_bulk(*, action: str, face_ids, author, task: str | None = None, note: 
     whose state changes: the history says who and when); review: the faces wait for a reviewer for ``task`` (both
     tasks without one), as when labelers disagree; queue_first: the faces come first in both labeling queues among
     the faces that need a label, until a person labels them."""
-    from webapp.faces.labeling.models import Exclusion, FaceSummary
 
     if action not in BULK_ACTIONS:
         raise ValidationError({"action": [f"must be one of {', '.join(BULK_ACTIONS)}, got {action!r}"]})
