@@ -303,7 +303,9 @@ def test_a_second_labeler_saving_a_held_face_is_told_and_keeps_the_edits(open_pa
     _ready(bob_page)
     assert bob_page.evaluate("window.studio.face.id") != held  # the queue never serves Bob Ann's face
     # Bob's page is made to show Ann's face (as a stale tab would after her lease was taken over): his save is refused
-    # (his page's recorded prediction is of his own face: it goes, as a stale tab would not have one of Ann's face)
+    # (his page's recorded predictions are of his own face: once both are recorded they go, as a stale tab would not
+    # have one of Ann's face; forgotten before they are recorded, a late one came back and the save was a 400)
+    bob_page.wait_for_function("window.studio.predictionIds.keypoints && window.studio.predictionIds.emotion")
     bob_page.evaluate(f"window.studio.face = {{...window.studio.face, id: {held}}}; window.studio.predictionIds = {{}}")
     bob_page.keyboard.press("a")
     bob_page.keyboard.press("Enter")
