@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const view = $("view");
 const context = view.getContext("2d");
 const video = $("video");
-const state = { analyzer: null, models: null, source: null, live: false, last: null, busy: false };
+const state = { analyzer: null, models: null, source: null, live: false, last: null, busy: false, frame: null, zoom: null };
 window.studio = state; // read by the browser tests and handy in the console
 
 function setStatus(text, kind = "muted") {
@@ -14,10 +14,12 @@ function setStatus(text, kind = "muted") {
 }
 
 // The picture fills the drop area: a large photo is scaled down, a small one (a 191x174 crop) scaled up, so faces and
-// their points are drawn at a size people can see.
+// their points are drawn at a size people can see. On a phone it takes at most 55 % of the screen's height, so the
+// list of faces starts just below it.
 function fitCanvas(width, height) {
   const maxWidth = Math.min(960, view.parentElement.clientWidth || 640);
-  const scale = Math.min(maxWidth / width, 640 / height);
+  const maxHeight = window.innerWidth <= 600 ? Math.max(240, Math.min(640, Math.round(0.55 * window.innerHeight))) : 640;
+  const scale = Math.min(maxWidth / width, maxHeight / height);
   view.width = Math.round(width * scale);
   view.height = Math.round(height * scale);
   return scale;
@@ -38,7 +40,13 @@ function renderFaces(faces, labels) {
     const sure = face.probabilities[top] >= LOW_CONFIDENCE;
     const card = el("div", { className: "face" });
     card.dataset.face = String(i);
-    card.append(el("h3", {}, `Face ${i + 1}: ${sure ? labels[top] : `${labels[top]}? (low confidence)`}`));
+    const title = el("h3", {}, `Face ${i + 1}: ${sure ? labels[top] : `${labels[top]}? (low confidence)`} `);
+    const zoomed = state.zoom === i;
+    const zoom = el("button", { type: "button", className: "link zoom", title: zoomed ? "Show the whole picture" : `Show face ${i + 1} large` },
+      zoomed ? "whole picture" : "zoom");
+    zoom.addEventListener("click", () => setZoom(zoomed ? null : i));
+    title.append(zoom);
+    card.append(title);
     if (!sure) {
       const why = labels.includes("neutral")
         ? "no class stands out, so this is a guess."
@@ -57,44 +65,118 @@ function renderFaces(faces, labels) {
 // Below this top probability a face's emotion is shown as a guess, whatever classes the served version has.
 const LOW_CONFIDENCE = 0.5;
 
-// Each face's number at its box, as in the list beside the picture ("Face 2: sad" is the box marked 2).
-function numberFaces(faces, scale, mirrored) {
-  context.font = "bold 16px system-ui, sans-serif";
-  context.textBaseline = "top";
-  faces.forEach((face, i) => {
-    const square = geometry.sourceSquare(face.crop.matrix, 96);
-    const left = mirrored ? view.width - (square.x + square.side) * scale : square.x * scale;
-    const x = Math.max(0, left) + 4;
-    const y = Math.max(0, square.y * scale) + 4;
-    context.fillStyle = "rgba(0,0,0,0.6)";
-    context.fillRect(x - 3, y - 2, 20, 20);
+// The crop the keypoint model read: its four corners in the picture, turned with the head where the model reads it
+// levelled.
+const cropCorners = (face) => geometry.apply(geometry.invert(face.crop.matrix), CROP_CORNERS);
+
+function bounds(points) {
+  const xs = points.map(([x]) => x), ys = points.map(([, y]) => y);
+  const x = Math.min(...xs), y = Math.min(...ys);
+  return { x, y, width: Math.max(...xs) - x, height: Math.max(...ys) - y };
+}
+
+// The part of the picture in view: all of it, or one face large (its crop with a margin, in the canvas's shape).
+function viewRect(frame) {
+  const whole = { x: 0, y: 0, width: frame.width, height: frame.height };
+  const face = state.zoom === null ? null : frame.faces[state.zoom];
+  if (!face) return whole;
+  const box = bounds(cropCorners(face));
+  const aspect = view.width / view.height;
+  const side = Math.max(box.width, box.height) * 1.5;
+  const width = Math.max(side, side * aspect), height = width / aspect;
+  if (width >= frame.width && height >= frame.height) return whole;
+  const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), Math.max(lo, hi));
+  return {
+    x: clamp(box.x + box.width / 2 - width / 2, 0, frame.width - width),
+    y: clamp(box.y + box.height / 2 - height / 2, 0, frame.height - height),
+    width, height,
+  };
+}
+
+// Each face's number beside its crop (above it, else below, else inside its corner), never over the face, sized to
+// the face: "Face 2: sad" in the list is the crop marked 2. Returns where each number and crop were drawn.
+function numberFaces(boxes) {
+  return boxes.map((box, i) => {
+    const size = Math.round(Math.min(16, Math.max(10, box.height / 4)));
+    context.font = `bold ${size}px system-ui, sans-serif`;
+    context.textBaseline = "top";
+    const text = String(i + 1);
+    const w = Math.ceil(context.measureText(text).width) + 6, h = size + 4;
+    const x = Math.min(Math.max(0, box.x), view.width - w);
+    let y = box.y - h - 2;
+    if (y < 0) y = box.y + box.height + 2;
+    if (y + h > view.height) y = Math.max(0, box.y) + 2; // no room outside: the crop's own corner
+    context.fillStyle = "rgba(0,0,0,0.65)";
+    context.fillRect(x, y, w, h);
     context.fillStyle = "#ffffff";
-    context.fillText(String(i + 1), x + 1, y);
+    context.fillText(text, x + 3, y + 2);
+    return { number: { x, y, width: w, height: h }, box };
   });
 }
 
-async function analyse(source, width, height, { video = false } = {}) {
-  const { faces, ms } = await state.analyzer.analyze(source, { video });
-  const scale = view.width / width;
+// Draws the frame last analysed (state.frame) as the view says: the picture, each face's crop and points, numbers.
+function draw() {
+  const frame = state.frame;
+  if (!frame) return;
+  const rect = viewRect(frame);
+  const scale = view.width / rect.width;
+  const mirrored = state.source === "camera";
+  const toCanvas = ([x, y]) => [(x - rect.x) * scale, (y - rect.y) * scale];
   context.save();
-  if (state.source === "camera") {
+  if (mirrored) {
     // a webcam preview is a mirror, as people expect of a selfie view; points and boxes are drawn in the same frame
     context.translate(view.width, 0);
     context.scale(-1, 1);
   }
   context.imageSmoothingQuality = "high";
-  context.drawImage(source, 0, 0, view.width, view.height);
+  context.drawImage(frame.source, rect.x, rect.y, rect.width, rect.height, 0, 0, view.width, view.height);
   const { skeleton } = state.models.manifest.keypoints;
-  const toCanvas = ([x, y]) => [x * scale, y * scale];
-  faces.forEach((face) => {
-    // the crop the keypoint model read, and its points in the picture
-    const square = geometry.sourceSquare(face.crop.matrix, 96);
+  const radii = [];
+  const boxes = frame.faces.map((face) => {
+    const corners = cropCorners(face).map(toCanvas);
     context.strokeStyle = "rgba(255,255,255,0.6)";
-    context.strokeRect(square.x * scale, square.y * scale, square.side * scale, square.side * scale);
-    drawSkeleton(context, face.points, skeleton, toCanvas, { radius: Math.max(2.5, (square.side * scale) / 60) });
+    context.lineWidth = 1;
+    context.beginPath();
+    corners.forEach(([x, y], k) => (k ? context.lineTo(x, y) : context.moveTo(x, y)));
+    context.closePath();
+    context.stroke();
+    const side = Math.hypot(corners[1][0] - corners[0][0], corners[1][1] - corners[0][1]);
+    // points sized to the face: a face a few dozen pixels high keeps its features visible between them
+    const radius = Math.max(1.2, side / 60);
+    drawSkeleton(context, face.points, skeleton, toCanvas, { radius });
+    radii.push(radius);
+    const box = bounds(corners);
+    return mirrored ? { ...box, x: view.width - box.x - box.width } : box;
   });
   context.restore();
-  numberFaces(faces, scale, state.source === "camera");
+  state.drawn = numberFaces(boxes).map((drawn, i) => ({ ...drawn, radius: radii[i] }));
+  $("unzoom").hidden = state.zoom === null;
+}
+
+function setZoom(index) {
+  state.zoom = index;
+  draw();
+  if (state.frame) renderFaces(state.frame.faces, state.models.manifest.emotion.labels);
+}
+
+// A click (a tap) on a face shows it large; a click on the large face, or beside it, shows the whole picture again.
+function zoomAt(event) {
+  if (!state.drawn?.length) return;
+  if (state.zoom !== null) {
+    setZoom(null);
+    return;
+  }
+  const r = view.getBoundingClientRect();
+  const x = ((event.clientX - r.left) * view.width) / r.width, y = ((event.clientY - r.top) * view.height) / r.height;
+  const hit = state.drawn.findIndex(({ box }) => x >= box.x && x <= box.x + box.width && y >= box.y && y <= box.y + box.height);
+  if (hit >= 0) setZoom(hit);
+}
+
+async function analyse(source, width, height, { video = false } = {}) {
+  const { faces, ms } = await state.analyzer.analyze(source, { video });
+  if (state.zoom !== null && state.zoom >= faces.length) state.zoom = null;
+  state.frame = { source, width, height, faces };
+  draw();
   renderFaces(faces, state.models.manifest.emotion.labels);
   state.last = {
     faces: faces.map((f) => ({ box: f.box, points: f.points, probabilities: f.probabilities })),
@@ -156,6 +238,7 @@ async function startCamera() {
   fitCanvas(video.videoWidth, video.videoHeight);
   $("hint").hidden = true;
   state.analyzer.reset();
+  state.zoom = null;
   state.live = true;
   state.source = "camera";
   state.name = `camera-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-")}.png`;
@@ -192,6 +275,7 @@ async function openPhoto(file) {
   }
   fitCanvas(image.naturalWidth, image.naturalHeight);
   $("hint").hidden = true;
+  state.zoom = null;
   state.source = "photo";
   state.name = file.name;
   state.file = file;
@@ -253,6 +337,8 @@ async function main() {
   $("camera").addEventListener("click", startCamera);
   $("photo").addEventListener("change", (e) => openPhoto(e.target.files[0]));
   $("send")?.addEventListener("click", sendForLabeling);
+  $("unzoom").addEventListener("click", () => setZoom(null));
+  view.addEventListener("click", zoomAt);
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));

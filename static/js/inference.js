@@ -273,7 +273,7 @@ export function uncertainty(models, grey, face) {
 // Draw the skeleton and points of one face; `toCanvas` maps a 96-frame point to canvas pixels.
 export function drawSkeleton(context, points, skeleton, toCanvas, { color = "#35e0a1", selected = -1, radius = 3 } = {}) {
   context.save();
-  context.lineWidth = Math.max(1.5, radius / 2);
+  context.lineWidth = Math.max(Math.min(1.5, radius), radius / 2); // thin on a small face, never over its features
   context.strokeStyle = color;
   context.beginPath();
   for (const [a, b] of skeleton) {
@@ -290,7 +290,7 @@ export function drawSkeleton(context, points, skeleton, toCanvas, { color = "#35
     context.fillStyle = i === selected ? "#ffcc00" : color;
     context.fill();
     context.strokeStyle = "#0b1a12";
-    context.lineWidth = 1;
+    context.lineWidth = Math.min(1, radius / 2);
     context.stroke();
   });
   context.restore();
