@@ -57,6 +57,9 @@ def test_the_config_names_our_15_keypoints_and_the_label_sets_classes(client, db
     assert view.find("Image").get("name") == "image" and view.find("Image").get("value") == "$image"
     assert [label.get("value") for label in view.find("KeyPointLabels")] == list(KEYPOINTS)
     assert [choice.get("value") for choice in view.find("Choices")] == list(DEFAULT_LABELS)
+    # radio buttons: a click on the class the model chose confirms it (a checkbox would untick it)
+    assert view.find("Choices").get("choice") == "single-radio"
+    assert view.find("RectangleLabels").get("name") == "face"
     from webapp.labels.services import labelset_add
 
     labelset_add(names=["contempt"])  # the config follows the set
@@ -287,10 +290,28 @@ def test_predict_gives_15_regions_per_face_and_the_emotion_of_a_one_face_photo(c
         for region in prediction["result"]:
             if region["type"] == "keypointlabels":
                 assert 0 <= region["value"]["x"] <= 100 and 0 <= region["value"]["y"] <= 100
+        # each face is a box named by its number, its 15 points nested under it (not 30 points of the same names)
+        boxes = {r["id"]: r for r in prediction["result"] if r["type"] == "rectanglelabels"}
+        assert len(boxes) == faces
+        for k, (box_id, box) in enumerate(boxes.items()):
+            assert box["meta"]["text"][0].startswith(f"face {k + 1}: ")
+            points = [r for r in prediction["result"] if r.get("parentID") == box_id]
+            assert sorted(r["value"]["keypointlabels"][0] for r in points) == sorted(KEYPOINTS)
+            v = box["value"]
+            for r in points:  # inside their face's box
+                assert v["x"] <= r["value"]["x"] <= v["x"] + v["width"] and v["y"] <= r["value"]["y"] <= v["y"] + v["height"]
     # the two faces' eyes lie on their own halves of the 640-px photo
-    xs = [r["value"]["x"] for r in two["result"] if r["value"]["keypointlabels"] == ["left_eye_center"]]
+    xs = [r["value"]["x"] for r in two["result"] if r["value"].get("keypointlabels") == ["left_eye_center"]]
     assert sorted(x < 50 for x in xs) == [False, True]
     assert Face.objects.count() == 0  # predicting stores nothing
+    # a project made with the config before the face boxes gets its points as before, without boxes it cannot show
+    old_config = '<View><Image name="image" value="$image"/><KeyPointLabels name="keypoints" toName="image"/></View>'
+    response = client_for("staff").post(
+        "/api/label-studio/predict", {"tasks": tasks[1:], "label_config": old_config}, format="json"
+    )
+    (result,) = response.json()["results"]
+    assert [r["type"] for r in result["result"]].count("rectanglelabels") == 0
+    assert not any("parentID" in r for r in result["result"])
 
 
 def test_the_webhook_does_nothing_unless_retraining_from_label_studio_is_on(client_for, shipped_models, settings):

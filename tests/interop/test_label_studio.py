@@ -103,7 +103,26 @@ def test_label_studio_shows_our_predictions_on_whole_photos(label_studio, app, b
         # the prediction's tab names our version (drawn a moment after the regions: wait for it, do not count at once)
         page.get_by_text("emotion-", exact=False).first.wait_for(timeout=30_000)
         page.wait_for_timeout(1500)  # the image and its points drawn
+        # the regions list groups each face's points under its box: two "face" groups, not 30 loose points
+        regions = page.locator(".lsf-outliner, [class*=outliner]").first
+        regions.get_by_text("face", exact=True).first.wait_for()
         page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "label-studio.png"))
+        # the regions list holds each face's points under its box: folded, two "face" groups, not 30 loose points
+        regions.locator(".lsf-tree-switcher_open").first.click()
+        regions.get_by_text("face", exact=True).nth(1).wait_for(timeout=10_000)
+        assert regions.get_by_text("face", exact=True).count() == 2
+        # a one-face photo: the model's emotion comes chosen, as a radio button; a click meant to confirm keeps it
+        (one,) = [t for t in tasks if t["data"]["image"].endswith("-one.jpg")]
+        page.goto(f"{label_studio.url}/projects/{project}/data?task={one['id']}")
+        page.get_by_text("left_eye_center").nth(1).wait_for(timeout=60_000)
+        radios = ".lsf-choice__checkbox input[type=radio]"  # the emotion's classes (not the page's own settings)
+        chosen = page.locator(f"{radios}:checked")
+        chosen.first.wait_for(timeout=30_000)
+        assert page.locator(radios).count() == len(DEFAULT_LABELS) and chosen.count() == 1
+        name = chosen.first.evaluate("(e) => e.closest('label').textContent")
+        chosen.first.click()
+        page.wait_for_timeout(300)
+        assert chosen.count() == 1 and chosen.first.evaluate("(e) => e.closest('label').textContent") == name
     except Exception:
         page.screenshot(path="/tmp/ls-fail.png")
         raise

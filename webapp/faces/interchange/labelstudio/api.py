@@ -93,6 +93,8 @@ class LabelStudioPredictApi(_Backend):
 
     class InputSerializer(serializers.Serializer):
         tasks = serializers.ListField(child=serializers.DictField(), max_length=1000)  # Label Studio sends all at once
+        # the project's config, which Label Studio sends along: a project made before the face boxes gets none
+        label_config = serializers.CharField(required=False, allow_blank=True, max_length=1_000_000)
 
     @extend_schema(
         request=InputSerializer,
@@ -111,7 +113,9 @@ class LabelStudioPredictApi(_Backend):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            results, model_version = label_studio_predict(data.validated_data["tasks"])
+            results, model_version = label_studio_predict(
+                data.validated_data["tasks"], data.validated_data.get("label_config")
+            )
         except InferenceUnavailable as exc:
             raise ServiceUnavailable(str(exc), retry_after=exc.retry_after) from None
         return Response({"results": results, "model_version": model_version})

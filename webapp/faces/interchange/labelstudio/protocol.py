@@ -1,9 +1,12 @@
 """Label Studio's JSON, both ways, and the predictions our ML backend gives it.
 
 A Label Studio image project labeled with our config (``label_config()``): an ``Image`` named ``image``, a
-``KeyPointLabels`` named ``keypoints`` with one label per Kaggle keypoint, and a ``Choices`` named ``emotion`` with
-the label set's classes. Keypoints are in percent of the image (``original_width`` / ``original_height`` give its
-pixels).
+``KeyPointLabels`` named ``keypoints`` with one label per Kaggle keypoint, a ``RectangleLabels`` named ``face`` (our
+predictions put each face found in a box, its 15 points nested under it by ``parentID``, as Label Studio's keypoint
+exports expect, so a photo of two faces shows two groups, not 30 points with the same names), and a ``Choices`` named
+``emotion`` with the label set's classes, radio buttons (``single-radio``: a click on the class the model chose keeps
+it chosen; a checkbox would untick it). Keypoints are in percent of the image (``original_width`` /
+``original_height`` give its pixels).
 
 - A task whose image is a 96x96 picture is one face in our framing, its points as they are.
 - Any other image is a whole photo: the server's path finds and aligns its faces (faces.detection); each labeled
@@ -34,7 +37,7 @@ from django.conf import settings
 
 from ml.schema import IMAGE_SIZE, KEYPOINTS, label_key
 
-IMAGE, KEYPOINT_TAG, EMOTION_TAG = "image", "keypoints", "emotion"
+IMAGE, KEYPOINT_TAG, EMOTION_TAG, FACE_TAG = "image", "keypoints", "emotion", "face"
 
 
 def label_config(emotions: Sequence[str]) -> str:
@@ -45,7 +48,9 @@ def label_config(emotions: Sequence[str]) -> str:
         "<View>\n"
         f'  <Image name="{IMAGE}" value="${IMAGE}" zoom="true" zoomControl="true"/>\n'
         f'  <KeyPointLabels name="{KEYPOINT_TAG}" toName="{IMAGE}" strokeWidth="2">\n{labels}\n  </KeyPointLabels>\n'
-        f'  <Choices name="{EMOTION_TAG}" toName="{IMAGE}" choice="single" showInline="true">\n{choices}\n'
+        f'  <RectangleLabels name="{FACE_TAG}" toName="{IMAGE}" strokeWidth="1" opacity="0.15">\n'
+        '    <Label value="face"/>\n  </RectangleLabels>\n'
+        f'  <Choices name="{EMOTION_TAG}" toName="{IMAGE}" choice="single-radio" showInline="true">\n{choices}\n'
         "  </Choices>\n"
         "</View>\n"
     )
@@ -200,8 +205,42 @@ def _region_id(n: int) -> str:
     return f"r{n}"
 
 
-def keypoint_results(points: np.ndarray, width: int, height: int, *, start: int = 0, meta: str = "") -> list[dict]:
-    """15 points (image pixels) as KeyPointLabels regions in percent of the image."""
+def has_face_tag(config: str | None) -> bool:
+    """Whether a project's labeling config (as Label Studio sends it with a predict request) has our face boxes: a
+    project made with an earlier config has none, and gets its points without them."""
+    return config is None or f'name="{FACE_TAG}"' in config
+
+
+def face_result(points: np.ndarray, width: int, height: int, *, region_id: str, meta: str) -> dict:
+    """A face's box (its points' extent with a margin) as a RectangleLabels region in percent of the image."""
+    lo, hi = np.min(points, axis=0), np.max(points, axis=0)
+    margin = 0.35 * (hi - lo).max()
+    x0, y0 = np.maximum(lo - margin, 0)
+    x1, y1 = np.minimum(hi + margin, [width, height])
+    return {
+        "id": region_id,
+        "from_name": FACE_TAG,
+        "to_name": IMAGE,
+        "type": "rectanglelabels",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {
+            "x": 100.0 * float(x0) / width,
+            "y": 100.0 * float(y0) / height,
+            "width": 100.0 * float(x1 - x0) / width,
+            "height": 100.0 * float(y1 - y0) / height,
+            "rotation": 0,
+            "rectanglelabels": ["face"],
+        },
+        "meta": {"text": [meta]},
+    }
+
+
+def keypoint_results(
+    points: np.ndarray, width: int, height: int, *, start: int = 0, meta: str = "", parent: str | None = None
+) -> list[dict]:
+    """15 points (image pixels) as KeyPointLabels regions in percent of the image (nested under ``parent``)."""
     results = []
     for i, (name, (x, y)) in enumerate(zip(KEYPOINTS, points, strict=True)):
         region = {
@@ -221,6 +260,8 @@ def keypoint_results(points: np.ndarray, width: int, height: int, *, start: int 
         }
         if meta:
             region["meta"] = {"text": [meta]}
+        if parent is not None:
+            region["parentID"] = parent
         results.append(region)
     return results
 

@@ -219,10 +219,11 @@ def write_label_studio(path: Path, progress=None, *, only: set[int] | None = Non
 # --- the ML backend's predictions ---------------------------------------------------------------------------------
 
 
-def label_studio_predict(tasks: list) -> tuple[list[dict], str]:
-    """One prediction per Label Studio task, from the active models through the server's whole-photo path: 15
-    keypoint regions per face found, and the emotion as the task's choice when the photo holds one face (each
-    region of a face names its face's emotion in its meta text). All the tasks' images are fetched within one
+def label_studio_predict(tasks: list, label_config: str | None = None) -> tuple[list[dict], str]:
+    """One prediction per Label Studio task, from the active models through the server's whole-photo path: per face
+    found a box (where the project's ``label_config`` has our face tag) with its 15 keypoint regions nested under it,
+    and the emotion as the task's choice when the photo holds one face (each region of a face names its face's
+    emotion in its meta text). All the tasks' images are fetched within one
     deadline (LABEL_STUDIO_REQUEST_SECONDS): a task whose image has not come by then is answered with its error."""
     from webapp.faces.store.detection import (
         InferenceUnavailable,
@@ -232,6 +233,7 @@ def label_studio_predict(tasks: list) -> tuple[list[dict], str]:
     )
 
     model_version = active_model_version()
+    boxes = ls.has_face_tag(label_config)
     names = None
     results = []
     deadline = ls.Deadline(settings.LABEL_STUDIO_REQUEST_SECONDS)
@@ -257,8 +259,12 @@ def label_studio_predict(tasks: list) -> tuple[list[dict], str]:
             best = int(np.argmax(face.probabilities))
             scores.append(float(face.probabilities[best]))
             meta = f"face {k + 1}: {names[best]} {face.probabilities[best]:.0%}"
+            points, parent = face.points * scale, None
+            if boxes:  # the face's box, its points nested under it: one group per face in the regions list
+                parent = f"face{k + 1}"
+                regions.append(ls.face_result(points, image.width, image.height, region_id=parent, meta=meta))
             regions += ls.keypoint_results(
-                face.points * scale, image.width, image.height, start=len(regions), meta=meta
+                points, image.width, image.height, start=len(regions), meta=meta, parent=parent
             )
         if len(faces) == 1:
             regions.append(ls.emotion_result(names[int(np.argmax(faces[0].probabilities))], len(regions)))
