@@ -1,7 +1,7 @@
 """Faces as people hold them (issue #30): the benchmark frames tilted in the picture's plane, ours vs face-api's own
 path on the same pictures, in real Chromium (and the server's path).
 
-    .venv/bin/python bench/tilt.py [--frames 100] [--tilts 0 15 30 45] [--server] [--no-browser]
+    .venv/bin/python bench/tilt.py [--frames 100] [--tilts 0 15 30 45] [--server] [--no-browser] [--emotion 600]
 
 The benchmark half of ../shared/data/frames/ by person (ml.datasets.person_split, as bench/pipeline.py); each frame is
 turned by +tilt or -tilt (alternately) about its centre on a canvas grown to hold it all, the 15 true points turned
@@ -9,6 +9,12 @@ with it. For each tilt: faces found and keypoint RMSE in training-frame pixels (
 distance) for this app's path (static/js/inference.js: BlazeFace -> first crop from the box and the detector's
 landmarks -> the keypoint model, levelled -> re-crops) and face-api's own path (its tiny detector -> landmark68 ->
 the 15 points), on every frame each found and on the frames both found. ``--server``: ml.pipeline (the upload path).
+
+``--emotion N``: the emotion path read upright vs levelled (issue #30 item 1: choose per model by measurement). N
+FER2013 PublicTest faces of the served model's classes (without repeats), each 96 px in a grey 192x192 picture as in
+bench/pipeline.py, turned like the frames; the server's path finds and aligns each face once, then the emotion model
+reads its crop in the framing it was trained in (the head's tilt kept) and levelled (the eye-lip axis upright):
+accuracy of each on the faces found, next to the model straight on the untouched face.
 Prints JSON; writes bench/out/tilt/report.json.
 """
 
@@ -18,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 from instance import DATA, ROOT
@@ -64,9 +71,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=100, help="how many benchmark frames (0: all)")
     parser.add_argument("--tilts", type=float, nargs="+", default=[0, 15, 30, 45])
-    parser.add_argument("--models", default=ROOT / "models" / "baseline")
+    parser.add_argument("--models", type=Path, default=ROOT / "models" / "baseline")
     parser.add_argument("--server", action="store_true", help="also the server's path (ml.pipeline)")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--emotion", type=int, default=0, help="FER faces for the emotion path, upright vs levelled")
     parser.add_argument(
         "--server-before",
         action="store_true",
@@ -126,8 +134,52 @@ def main() -> None:
                 truths.append(points)
             report[name][f"{degrees:g}"] = summarise(name, truths, results)["summary"]
             print(json.dumps({f"{name} tilt {degrees:g}": report[name][f"{degrees:g}"]}), flush=True)
+    if args.emotion:
+        report["emotion"] = emotion_levelled(args.models, args.emotion, args.tilts)
     print(json.dumps(report, indent=2))
     (OUT / "report.json").write_text(json.dumps(report, indent=2))
+
+
+def emotion_levelled(models, n: int, tilts: list[float]) -> dict:
+    """Emotion accuracy through the server's path with the crop upright (the training framing) vs levelled."""
+    from dataclasses import replace
+
+    from PIL import Image
+    from pipeline import fer_pictures
+
+    from ml import align
+    from ml.pipeline import Analyzer, LoadedModel
+
+    keypoints = LoadedModel.from_dir(os.path.join(models, "keypoints"))
+    emotion = LoadedModel.from_dir(os.path.join(models, "emotion"))
+    labels = emotion.manifest["labels"]
+    framings = {"kept": replace(emotion.framing, rotate=False), "levelled": replace(emotion.framing, rotate=True)}
+    analyzer = Analyzer(keypoints)
+    fer = list(fer_pictures(n, labels))
+    truth = np.array([y for _, _, y in fer])
+    straight = emotion([np.asarray(f.resize((96, 96), Image.Resampling.BILINEAR)) for _, f, _ in fer]).argmax(-1)
+    out = {"faces": len(fer), "classes": labels, "accuracy_straight": round(float((straight == truth).mean()), 4)}
+    for degrees in tilts:
+        said = {name: np.full(len(fer), -1) for name in framings}
+        for i, (canvas, _, _) in enumerate(fer):
+            turned = canvas.convert("RGB").rotate(
+                degrees * (1 if i % 2 else -1), resample=Image.Resampling.BILINEAR, expand=True, fillcolor=(128,) * 3
+            )
+            faces = analyzer.analyze(turned)
+            if not faces:
+                continue
+            points = faces[0].points
+            for name, framing in framings.items():
+                crop = align.warp(turned, align.matrix_from_points(points, framing))
+                said[name][i] = int(emotion([crop])[0].argmax())
+        found = said["kept"] >= 0
+        row = {"found": round(float(found.mean()), 4)}
+        row["straight_on_found"] = round(float((straight == truth)[found].mean()), 4)
+        for name in framings:
+            row[f"accuracy_{name}"] = round(float((said[name] == truth)[found].mean()), 4)
+        out[f"{degrees:g}"] = row
+        print(json.dumps({f"emotion tilt {degrees:g}": row}), flush=True)
+    return out
 
 
 if __name__ == "__main__":
