@@ -299,7 +299,8 @@ def test_predict_gives_15_regions_per_face_and_the_emotion_of_a_one_face_photo(c
             assert sorted(r["value"]["keypointlabels"][0] for r in points) == sorted(KEYPOINTS)
             v = box["value"]
             for r in points:  # inside their face's box
-                assert v["x"] <= r["value"]["x"] <= v["x"] + v["width"] and v["y"] <= r["value"]["y"] <= v["y"] + v["height"]
+                assert v["x"] <= r["value"]["x"] <= v["x"] + v["width"]
+                assert v["y"] <= r["value"]["y"] <= v["y"] + v["height"]
     # the two faces' eyes lie on their own halves of the 640-px photo
     xs = [r["value"]["x"] for r in two["result"] if r["value"].get("keypointlabels") == ["left_eye_center"]]
     assert sorted(x < 50 for x in xs) == [False, True]
