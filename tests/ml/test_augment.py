@@ -1,6 +1,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from ml.augment import AugmentConfig, augment_batch, flip_images, flip_points
@@ -38,11 +39,12 @@ def _sample(image: np.ndarray, x: float, y: float) -> float:
     )
 
 
-def test_augmentation_moves_points_with_the_pixels():
+@pytest.mark.parametrize("perspective", [0.0, 0.15])
+def test_augmentation_moves_points_with_the_pixels(perspective):
     faces = [synthetic_face(i) for i in range(16)]
     images = np.stack([f[0] for f in faces]).astype(np.float32) / 255
     points = np.stack([f[1] for f in faces])
-    geometric = AugmentConfig(max_brightness=0, max_contrast=0)
+    geometric = AugmentConfig(max_brightness=0, max_contrast=0, max_perspective=perspective)
     out, moved = augment_batch(tf.constant(images[..., None]), tf.constant(points), geometric, tf.constant([1, 2]))
     out, moved = out.numpy()[..., 0], moved.numpy()
     assert not np.allclose(out, images)
@@ -79,11 +81,15 @@ def test_a_mirror_alone_is_exact_and_swaps_the_pairs():
     np.testing.assert_allclose(moved.numpy()[i], flip_points(points), atol=1e-4)
 
 
-def test_zoom_augmentation_never_shows_a_border():
-    """A border beside a shifted face tells the model how far it was moved; the zoom mode never makes one."""
+@pytest.mark.parametrize("perspective", [None, 0.08])
+def test_zoom_augmentation_never_shows_a_border(perspective):
+    """A border beside a shifted face tells the model how far it was moved; the zoom mode never makes one, with a
+    perspective too."""
     from ml.augment import TASK_AUGMENT
 
     cfg = TASK_AUGMENT["keypoints"]
+    if perspective is not None:
+        cfg = replace(cfg, max_perspective=perspective)
     assert cfg.zoom is not None
     white = tf.ones([256, 96, 96, 1])
     points = tf.constant(np.tile([[[48.0, 57.0]] * 15], (256, 1, 1)), tf.float32)
@@ -93,3 +99,17 @@ def test_zoom_augmentation_never_shows_a_border():
     # bilinear sampling right at the edge may blend half a pixel; a border would be whole rows of fill
     assert float(tf.reduce_min(out)) > 0.99
     assert np.isfinite(moved.numpy()).all()
+
+
+def test_the_image_warp_and_the_point_map_are_one_projective_map():
+    """The pixels go through the 3x3 matrix, the points through M P(p) + b: the same map, perspective included."""
+    from ml.augment import _perspective, forward_matrices, random_affine
+
+    cfg = AugmentConfig(max_perspective=0.1, zoom=(1.1, 1.3))
+    m, b, g, _ = random_affine(32, cfg, tf.constant([3, 5], tf.int64))
+    assert float(tf.reduce_max(tf.abs(g))) > 0
+    points = tf.constant(np.random.default_rng(0).uniform(0, 95, (32, 15, 2)), tf.float32)
+    moved = tf.linalg.matvec(m[:, None], _perspective(points, g)) + b[:, None]
+    h = forward_matrices(m, b, g)
+    homogeneous = tf.linalg.matvec(h[:, None], tf.concat([points, tf.ones([32, 15, 1])], -1))
+    np.testing.assert_allclose(homogeneous[..., :2] / homogeneous[..., 2:], moved.numpy(), atol=1e-3)
