@@ -118,9 +118,8 @@ def main() -> None:
             )
             assert response.status_code in (200, 201), response.content
             face = response.json()["faces"][0]
-            response = client.post(
-                f"/api/faces/{face['id']}/annotations/", {"emotion": int(pool.labels[i])}, format="json"
-            )
+            emotion = pool.label_names[int(pool.labels[i])]  # a class of the label set, by name
+            response = client.post(f"/api/faces/{face['id']}/annotations/", {"emotion": emotion}, format="json")
             assert response.status_code == 201, response.content
             done += 1
         return done
