@@ -1,8 +1,9 @@
 """The path a whole picture takes on the server and in the benchmarks: the twin of ``analyze`` (static/js/inference.js).
 
 detector -> first crop from the box (the detector's prior) -> keypoint model -> re-crop on the predicted anchors
-(the detector's ``align_steps`` times) -> 15 points in source pixels -> the emotion model's own crop from the same
-anchors; plus each face cut in ``FACE_FRAMING``, the framing every stored face has.
+(the detector's ``align_steps`` times at most: after the first, only while a re-crop would still move the crop) ->
+15 points in source pixels -> the emotion model's own crop from the same anchors; plus each face cut in
+``FACE_FRAMING``, the framing every stored face has.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Analyzer:
         self.detector = detector  # False: align() only, on given seeds
         self.box_prior = settings.box_prior
         self.align_steps = settings.align_steps if align_steps is None else align_steps
+        self.converged_px = settings.converged_px
 
     def align(self, image, seeds: list[np.ndarray], mirror: bool | None = None) -> list[np.ndarray]:
         """Seed matrices -> the 15 points of each face in source pixels (every face batched per model call).
@@ -83,7 +85,13 @@ class Analyzer:
         scale = self.keypoints.manifest.get("keypoint_scale", IMAGE_SIZE)
         for step in range(self.align_steps + 1):
             if step:
-                matrices = [align.matrix_from_points(p, framing) for p in points]
+                following = [align.matrix_from_points(p, framing) for p in points]
+                # after the first re-crop, another only while it would still move some face's crop
+                if step > 1 and all(
+                    align.crop_shift(m, f) < self.converged_px for m, f in zip(matrices, following, strict=True)
+                ):
+                    break
+                matrices = following
             crops = np.stack([align.warp(image, m) for m in matrices])
             flat = align.mirrored_mean(lambda x: self.keypoints(list(x)).reshape(len(x), -1, 2) * scale, crops, mirror)
             points = [align.apply(align.invert(m), p) for m, p in zip(matrices, flat, strict=True)]

@@ -57,6 +57,15 @@ export function landmarkAngle(landmarks) {
   return Math.atan2(landmarks[1][1] - landmarks[0][1], landmarks[1][0] - landmarks[0][0]);
 }
 
+const CROP_CORNERS = [[0, 0], [96, 0], [96, 96], [0, 96]];
+
+// How far (crop pixels) re-cutting with `following` instead of `current` moves the crop's corners: the most a further
+// alignment pass would change what the model reads (ml.align.crop_shift).
+export function cropShift(current, following) {
+  const moved = apply(following, apply(invert(current), CROP_CORNERS));
+  return Math.max(...moved.map(([x, y], i) => Math.hypot(x - CROP_CORNERS[i][0], y - CROP_CORNERS[i][1])));
+}
+
 export function apply(m, points) {
   return points.map(([x, y]) => [m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2]]);
 }

@@ -164,7 +164,13 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
     let points = [];
     let greys = [];
     for (let step = 0; step <= steps; step++) {
-      if (step > 0) matrices = points.map((p) => geometry.matrixFromPoints(p, indices, kpFraming));
+      if (step > 0) {
+        const following = points.map((p) => geometry.matrixFromPoints(p, indices, kpFraming));
+        // after the first re-crop, another only while it would still move some face's crop (ml/pipeline.py)
+        const converged = pipeline.detector.converged_px ?? 0;
+        if (step > 1 && following.every((f, i) => geometry.cropShift(matrices[i], f) < converged)) break;
+        matrices = following;
+      }
       greys = matrices.map((m) => greyFrame(source, m));
       const t = performance.now();
       const crop = matrices.length ? predictPoints(models, greys) : [];

@@ -48,7 +48,8 @@ def _python(case: dict) -> dict:
     from_box = align.matrix_from_box(case["box"], align.BoxPrior(**case["prior"]), framing, case["landmarks"])
     from_points = align.matrix_from_points(np.array(case["points"]), framing)
     corners = align.apply(align.invert(from_points), [[-0.5, -0.5], [95.5, -0.5], [95.5, 95.5], [-0.5, 95.5]])
-    return {"box": from_box.tolist(), "points": from_points.tolist(), "corners": corners.tolist()}
+    shift = align.crop_shift(from_box, from_points)
+    return {"box": from_box.tolist(), "points": from_points.tolist(), "corners": corners.tolist(), "shift": shift}
 
 
 def _javascript(cases: list[dict]) -> list[dict]:
@@ -61,7 +62,8 @@ const out = cases.map((c) => {{
   const box = {{ x: c.box[0], y: c.box[1], width: c.box[2], height: c.box[3], landmarks: c.landmarks ?? undefined }};
   const fromPoints = g.matrixFromPoints(c.points, indices, c.framing);
   const corners = g.apply(g.invert(fromPoints), [[-0.5, -0.5], [95.5, -0.5], [95.5, 95.5], [-0.5, 95.5]]);
-  return {{ box: g.matrixFromBox(box, c.prior, c.framing), points: fromPoints, corners }};
+  const fromBox = g.matrixFromBox(box, c.prior, c.framing);
+  return {{ box: fromBox, points: fromPoints, corners, shift: g.cropShift(fromBox, fromPoints) }};
 }});
 console.log(JSON.stringify(out));
 """
@@ -81,6 +83,7 @@ def test_python_and_browser_compute_the_same_crops():
         assert np.allclose(py["points"], js["points"], atol=1e-9)
         # the same box and points give the same crop: its corners in the source agree far inside 0.5 px
         assert np.abs(np.array(py["corners"]) - np.array(js["corners"])).max() < 1e-6
+        assert py["shift"] == pytest.approx(js["shift"], abs=1e-6)  # when both stop re-cropping
 
 
 @pytest.mark.parametrize("rotate", [False, True])
@@ -187,3 +190,32 @@ def test_a_levelling_framing_takes_the_first_crops_angle_from_the_detectors_land
     assert np.allclose(
         keep, align.matrix_from_box((20, 20, 60, 60), prior, align.Framing(center=(48, 57), distance=38))
     )
+
+
+def test_alignment_stops_re_cropping_once_a_re_crop_would_no_longer_move_the_crop():
+    """After the first re-crop a face whose crop would move by under ``converged_px`` is not read again; one still
+    moving is, up to ``align_steps``."""
+    from ml.pipeline import Analyzer
+
+    class Settled:  # a keypoint "model" that always sees the face where the framing puts it: converged at once
+        framing = align.KEYPOINT_MODEL_FRAMING
+        manifest = {"keypoint_scale": 96}
+        calls = 0
+
+        def __call__(self, crops):
+            Settled.calls += 1
+            eye_y = self.framing.center[1] - self.framing.distance / 2
+            lip_y = self.framing.center[1] + self.framing.distance / 2
+            points = np.tile([[self.framing.center[0], eye_y]], (15, 1))
+            points[13:] = [self.framing.center[0], lip_y]
+            return np.tile((points / 96).reshape(1, -1), (len(crops), 1))
+
+    analyzer = Analyzer(Settled(), detector=False)
+    image = Image.new("RGB", (200, 200))
+    seed = align.matrix_from_box((50, 50, 100, 100), analyzer.box_prior, Settled.framing)
+    analyzer.align(image, [seed])
+    assert analyzer.align_steps == 2 and Settled.calls == 2  # the first crop and one re-crop, not three passes
+    Settled.calls = 0
+    analyzer.converged_px = 0.0  # nothing counts as settled: every step runs
+    analyzer.align(image, [seed])
+    assert Settled.calls == 3
