@@ -142,3 +142,50 @@ def test_the_shipped_baselines_say_what_they_were_trained_on_not_their_validatio
     assert five.trained_on["faces"] is None and five.trained_on["validation"] == five.metrics["n"]
     # the seven-class one is served, the seed's five are registered beside it (labelset --preset seed-five --serve)
     assert ActiveVersion.objects.get(kind="emotion").version == seven and len(versions) == 3
+
+
+def _shipped_copy(tmp_path, settings):
+    """The shipped baseline folders, copied so a test can release a newer one."""
+    import shutil
+
+    root = tmp_path / "baseline"
+    shutil.copytree(settings.BASE_DIR / "models" / "baseline", root)
+    settings.BASELINE_MODELS_DIR = root
+    return root
+
+
+def _release(root, folder: str) -> None:
+    """A newer release of a shipped export that changes only its manifest (what the model reads, not its weights)."""
+    import json
+
+    path = root / folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["framing"]["rotate"] = not manifest["framing"]["rotate"]
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+def test_a_newer_shipped_export_replaces_the_served_one_of_its_own_folder_only(settings, tmp_path):
+    from webapp.registry.selectors import active_version
+    from webapp.registry.services import version_promote
+
+    root = _shipped_copy(tmp_path, settings)
+    first = {(v.kind, services.shipped_folder(v)): v for v in services.baseline_register()}
+    assert active_version(kind="emotion") == first["emotion", "emotion"]
+    # a manifest-only release of the default is registered (its files differ) and served in place of the old one
+    _release(root, "emotion")
+    (default,) = services.baseline_register()
+    assert services.shipped_folder(default) == "emotion" and active_version(kind="emotion") == default
+    assert services.baseline_register() == []  # registered once
+    # a team serving the seed's five keeps the seed's five: a newer default is registered, not served ...
+    seed_five = first["emotion", "emotion-seed-five"]
+    version_promote(version=seed_five, author=None, action="promote", reason="the team's choice")
+    _release(root, "emotion")
+    (newer_default,) = services.baseline_register()
+    assert active_version(kind="emotion") == seed_five and newer_default.number > default.number
+    # ... and a newer seed's five replaces the one served
+    _release(root, "emotion-seed-five")
+    (newer_five,) = services.baseline_register()
+    assert services.shipped_folder(newer_five) == "emotion-seed-five" and active_version(kind="emotion") == newer_five
+    # a version registered before trained_on named its folder is known by its note
+    seed_five.trained_on.pop("folder")
+    assert services.shipped_folder(seed_five) == "emotion-seed-five"

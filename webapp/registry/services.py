@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -154,10 +155,15 @@ def _baselines() -> list[tuple[str, Path]]:
 
 
 def _registered(kind: str, source: Path) -> ModelVersion | None:
-    """The version holding the same files as the shipped ``source`` (its model.json and weights), if any."""
+    """The version holding the same files as the shipped ``source`` (its model.json, weights and manifest: a release
+    that changes only what a model reads, its framing, ships a new version), if any."""
     from webapp.registry.selectors import version_dir
 
-    wanted = {p.name: p.read_bytes() for p in source.iterdir() if p.name == "model.json" or p.suffix == ".bin"}
+    wanted = {
+        p.name: p.read_bytes()
+        for p in source.iterdir()
+        if p.name in ("model.json", "manifest.json") or p.suffix == ".bin"
+    }
     for version in ModelVersion.objects.filter(kind=kind, trained_on__source=BASELINE_SOURCE).order_by("-number"):
         directory = version_dir(version)
         if all(
@@ -167,10 +173,18 @@ def _registered(kind: str, source: Path) -> ModelVersion | None:
     return None
 
 
+def shipped_folder(version: ModelVersion) -> str | None:
+    """The folder of ``models/baseline/`` a version was registered from (None: the deployment trained it)."""
+    if version.trained_on.get("source") != BASELINE_SOURCE:
+        return None
+    named = re.search(r"\(([^()]+)\)$", version.note or "")  # registered before trained_on named the folder
+    return version.trained_on.get("folder") or (named.group(1) if named else None)
+
+
 def baseline_register() -> list[ModelVersion]:
-    """Register the exports shipped in the repository that are not registered yet, and serve each kind's default one
-    where nothing else is served: on a fresh install, or where the served version is itself a shipped one (a newer
-    release's baseline replaces the one before; a version the deployment trained is never displaced)."""
+    """Register the exports shipped in the repository that are not registered yet, and serve one: the kind's default
+    on a fresh install, and a newer release of the shipped export that is served (the default replaces the default,
+    the seed's five replace the seed's five); a version the deployment trained is never displaced."""
     from webapp.registry.selectors import active_version
 
     registered = []
@@ -188,12 +202,17 @@ def baseline_register() -> list[ModelVersion]:
             metrics=metrics,
             # what its own training saw: the distilled emotion baseline's metrics name no training count (None), and
             # its validation faces are not faces it was trained on
-            trained_on={"faces": metrics.get("n_train"), "validation": metrics.get("n"), "source": BASELINE_SOURCE},
+            trained_on={
+                "faces": metrics.get("n_train"),
+                "validation": metrics.get("n"),
+                "source": BASELINE_SOURCE,
+                "folder": source.name,
+            },
             note=f"baseline shipped with the repository ({source.name})",
         )
         registered.append(version)
         served = active_version(kind=kind)
-        if source.name == kind and (served is None or served.trained_on.get("source") == BASELINE_SOURCE):
+        if (served is None and source.name == kind) or (served is not None and shipped_folder(served) == source.name):
             version_promote(version=version, action=Promotion.Action.BASELINE, reason="shipped baseline")
     return registered
 
