@@ -205,6 +205,23 @@ def _region_id(n: int) -> str:
     return f"r{n}"
 
 
+def _image_region(region_id: str, tag: str, kind: str, width: int, height: int, value: dict, meta: str) -> dict:
+    """A region on the task's image (``value`` in percent of it), with its meta text when there is one."""
+    region = {
+        "id": region_id,
+        "from_name": tag,
+        "to_name": IMAGE,
+        "type": kind,
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": value,
+    }
+    if meta:
+        region["meta"] = {"text": [meta]}
+    return region
+
+
 def has_face_tag(config: str | None) -> bool:
     """Whether a project's labeling config (as Label Studio sends it with a predict request) has our face boxes: a
     project made with an earlier config has none, and gets its points without them."""
@@ -217,24 +234,15 @@ def face_result(points: np.ndarray, width: int, height: int, *, region_id: str, 
     margin = 0.35 * (hi - lo).max()
     x0, y0 = np.maximum(lo - margin, 0)
     x1, y1 = np.minimum(hi + margin, [width, height])
-    return {
-        "id": region_id,
-        "from_name": FACE_TAG,
-        "to_name": IMAGE,
-        "type": "rectanglelabels",
-        "original_width": width,
-        "original_height": height,
-        "image_rotation": 0,
-        "value": {
-            "x": 100.0 * float(x0) / width,
-            "y": 100.0 * float(y0) / height,
-            "width": 100.0 * float(x1 - x0) / width,
-            "height": 100.0 * float(y1 - y0) / height,
-            "rotation": 0,
-            "rectanglelabels": ["face"],
-        },
-        "meta": {"text": [meta]},
+    value = {
+        "x": 100.0 * float(x0) / width,
+        "y": 100.0 * float(y0) / height,
+        "width": 100.0 * float(x1 - x0) / width,
+        "height": 100.0 * float(y1 - y0) / height,
+        "rotation": 0,
+        "rectanglelabels": ["face"],
     }
+    return _image_region(region_id, FACE_TAG, "rectanglelabels", width, height, value, meta)
 
 
 def keypoint_results(
@@ -243,23 +251,8 @@ def keypoint_results(
     """15 points (image pixels) as KeyPointLabels regions in percent of the image (nested under ``parent``)."""
     results = []
     for i, (name, (x, y)) in enumerate(zip(KEYPOINTS, points, strict=True)):
-        region = {
-            "id": _region_id(start + i),
-            "from_name": KEYPOINT_TAG,
-            "to_name": IMAGE,
-            "type": "keypointlabels",
-            "original_width": width,
-            "original_height": height,
-            "image_rotation": 0,
-            "value": {
-                "x": 100.0 * float(x) / width,
-                "y": 100.0 * float(y) / height,
-                "width": 0.6,
-                "keypointlabels": [name],
-            },
-        }
-        if meta:
-            region["meta"] = {"text": [meta]}
+        value = {"x": 100.0 * float(x) / width, "y": 100.0 * float(y) / height, "width": 0.6, "keypointlabels": [name]}
+        region = _image_region(_region_id(start + i), KEYPOINT_TAG, "keypointlabels", width, height, value, meta)
         if parent is not None:
             region["parentID"] = parent
         results.append(region)
