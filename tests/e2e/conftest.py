@@ -11,6 +11,16 @@ from PIL import Image
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in the test thread
 
 CHROMIUM = "/usr/bin/chromium"
+POLL_MS = 100
+
+
+def timer_polled(page):
+    """``page.wait_for_function`` checks its condition on a 100 ms timer instead of Playwright's default,
+    requestAnimationFrame: animation frames can starve on a loaded machine (the 2-core CI runs the server, TF.js and
+    the browser at once), and a label-page check once waited its 30 s with the page long in the state it asked for."""
+    wait = page.wait_for_function
+    page.wait_for_function = lambda expression, **options: wait(expression, **{"polling": POLL_MS, **options})
+    return page
 
 
 def astronaut(size: int | None = None) -> Image.Image:
@@ -92,7 +102,7 @@ def open_page(browser, site):
     def open_(path: str = "/", user=None, width: int = 1280):
         context = browser.new_context(viewport={"width": width, "height": 900 if width > 500 else 844})
         contexts.append(context)
-        page = context.new_page()
+        page = timer_polled(context.new_page())
         page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
         if user is not None:

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import timer_polled
 
 pytestmark = [pytest.mark.browser]
 
@@ -131,7 +132,7 @@ def test_the_demo_runs_in_chromium_with_no_console_error(production, browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     errors = []
     try:
-        page = context.new_page()
+        page = timer_polled(context.new_page())
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("requestfailed", lambda r: errors.append(f"{r.url}: {r.failure}"))
