@@ -31,7 +31,7 @@ def variants():
     from ml.recipes import DOMAIN_RECIPES
 
     kept = DOMAIN_RECIPES["emotion"]
-    before = replace(kept, share=None, config=replace(kept.config, learning_rate=5e-4))  # x4, 5e-4
+    before = replace(kept, share=None, blend=1.0, config=replace(kept.config, learning_rate=5e-4))  # x4, 5e-4
     return {
         "kept": kept,
         "before": before,
@@ -40,6 +40,11 @@ def variants():
         "share67": replace(before, share=2 / 3),
         "share50-16ep": replace(before, share=1 / 2, config=replace(before.config, epochs=16, patience=16)),
         "share50-lr1e-3": replace(before, share=1 / 2, config=replace(before.config, learning_rate=1e-3)),
+        # the recipe before the blend: the fine-tuned weights as they are, and one change at a time from there
+        "unblended": replace(kept, blend=1.0),
+        "unblended-share33": replace(kept, blend=1.0, share=1 / 3),
+        "unblended-replay8000": replace(kept, blend=1.0, replay=8000),
+        "unblended-lr5e-4": replace(kept, blend=1.0, config=replace(kept.config, learning_rate=5e-4)),
     }
 
 
@@ -50,6 +55,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="the order of the labelable people (bench/domain.py's)")
     parser.add_argument("--train-seed", type=int, default=None, help="the fine-tune's seed (default: the recipe's)")
     parser.add_argument("--folds", action="store_true", help="also the k-fold evidence (k + 1 models per recipe)")
+    parser.add_argument(
+        "--blend", type=float, nargs="*", default=[], help="also score parent + a x (the final model - parent)"
+    )
     args = parser.parse_args()
 
     from domain import lab_split  # bench/domain.py: the same split of the people
@@ -59,6 +67,7 @@ def main() -> None:
     from ml.domain import domain_fine_tune
     from ml.evaluate import evaluate
     from ml.export import load_tfjs, read_manifest
+    from ml.models import shift_priors
     from ml.stats import paired_bootstrap
 
     pool, other, labelable = lab_split()
@@ -71,8 +80,15 @@ def main() -> None:
     fer_train, fer_val = split(read_faces(DATA / "fer2013.csv.gz"))
     baseline_dir = ROOT / "models" / "baseline" / "emotion"
     parent = load_tfjs(baseline_dir)
-    framing = framing_of(read_manifest(baseline_dir))
+    manifest = read_manifest(baseline_dir)
+    framing = framing_of(manifest)
     assert framing == MODEL_FRAMINGS["emotion"]
+    # as the worker does (webapp/training/services.py): the served version's export-time class prior is left out while
+    # training and given back to the candidate
+    priors = manifest.get("prior_shift", {})
+    trained_from = load_tfjs(baseline_dir)
+    if priors:
+        shift_priors(trained_from, manifest["labels"], {k: -v for k, v in priors.items()})
 
     def score(model) -> dict:
         return {
@@ -91,7 +107,9 @@ def main() -> None:
         if args.train_seed is not None:
             recipe = replace(recipe, config=replace(recipe.config, seed=args.train_seed))
         t0 = time.monotonic()
-        result = domain_fine_tune("emotion", user, user.groups, fer_train, fer_val, parent, recipe)
+        result = domain_fine_tune("emotion", user, user.groups, fer_train, fer_val, trained_from, recipe)
+        if priors:
+            shift_priors(result.final.model, manifest["labels"], priors)
         row = {"recipe": name, "seconds": round(time.monotonic() - t0), **score(result.final.model)}
         if args.folds and result.folds:
             c = paired_bootstrap(result.user_scores, active_user, metric="accuracy", groups=user.groups)
@@ -101,6 +119,10 @@ def main() -> None:
                 "ci": [round(c.ci_low, 4), round(c.ci_high, 4)],
             }
         print(json.dumps(row), flush=True)
+        tuned = result.final.model.get_weights()
+        for a in args.blend:
+            result.final.model.set_weights([p + a * (t - p) for p, t in zip(parent.get_weights(), tuned, strict=True)])
+            print(json.dumps({"recipe": name, "blend": a, **score(result.final.model)}), flush=True)
 
 
 if __name__ == "__main__":

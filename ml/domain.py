@@ -5,7 +5,9 @@ a plain fine-tune over everything hardly moves the model. The domain recipe fine
 instead: every user face repeated until the user's faces are their ``share`` of it (at least ``repeats`` times) plus a
 seeded sample of ``replay`` reference faces (the replay keeps what the model knows of the reference set), for a
 short fixed schedule that ends on its last epoch (the user's faces are
-all trained on, so there is no validation loss of theirs to stop on).
+all trained on, so there is no validation loss of theirs to stop on). The fine-tuned weights are then blended back
+toward the parent's (``DomainRecipe.blend``, WiSE-FT): most of the gain on the user's faces stays, most of what the
+fine-tune forgot of the reference set comes back.
 
 *Evidence.* The user's faces are few and come in groups (people): a held-out part would be a handful of people, and
 frames of one person are near-identical. So the recipe is judged by k-fold cross-validation by group: each fold's
@@ -24,7 +26,8 @@ import numpy as np
 
 from ml import align
 from ml.datasets import FaceData, group_folds
-from ml.evaluate import face_scores
+from ml.evaluate import evaluate, face_scores
+from ml.models import regrow_emotion_head
 from ml.recipes import DOMAIN_RECIPES, DomainRecipe, folds_for  # noqa: F401 - re-exported
 from ml.train import ProgressFn, TrainResult, train
 
@@ -49,6 +52,14 @@ def mixed(user: FaceData, reference: FaceData, recipe: DomainRecipe, seed: int) 
     repeats, replay = recipe.mix_counts(len(user), len(reference))
     take = np.random.default_rng(seed).choice(len(reference), size=replay, replace=False)
     return _concat([user.subset(np.tile(np.arange(len(user)), repeats)), reference.subset(np.sort(take))])
+
+
+def blended(tuned, parent, blend: float):
+    """``tuned`` (a fine-tune of ``parent``, same layers) moved back toward its parent: parent + blend x (tuned -
+    parent), weight by weight, batch-norm statistics included (the recipe's ``blend``)."""
+    if parent is not None and blend != 1.0:
+        tuned.set_weights([p + blend * (t - p) for p, t in zip(parent.get_weights(), tuned.get_weights(), strict=True)])
+    return tuned
 
 
 @dataclass
@@ -81,6 +92,11 @@ def domain_fine_tune(
     folds = group_folds(groups, k) if k else np.zeros(len(user), np.int64)
     total = (k + 1) * config.epochs
     framing = align.MODEL_FRAMINGS[task]
+    # a parent of other classes is regrown to the data's once, here: the same starting weights for every run, and
+    # the ones the fine-tunes are blended back toward
+    start, start_labels = parent, parent_labels
+    if parent is not None and parent_labels and tuple(parent_labels) != tuple(user.label_names):
+        start, start_labels = regrow_emotion_head(parent, parent_labels, user.label_names, seed=config.seed), None
 
     def shifted(run: int) -> ProgressFn | None:
         if on_progress is None:
@@ -106,25 +122,29 @@ def domain_fine_tune(
                 user.subset(held),
                 fold_config,
                 shifted(fold),
-                initial_model=parent,
-                initial_labels=parent_labels,
+                initial_model=start,
+                initial_labels=start_labels,
                 should_stop=should_stop,
             )
             seconds += result.seconds
             if result.stopped:
                 return DomainResult(final=result, user_scores=scores, folds=k, seconds=seconds, stopped=True)
-            scores[held] = face_scores(result.model, user.subset(held), framing)
+            scores[held] = face_scores(blended(result.model, start, recipe.blend), user.subset(held), framing)
     final = train(
         task,
         mixed(user, reference_train, recipe, config.seed),
         reference_val,
         config,
         shifted(k),
-        initial_model=parent,
-        initial_labels=parent_labels,
+        initial_model=start,
+        initial_labels=start_labels,
         should_stop=should_stop,
     )
     seconds += final.seconds
+    if recipe.blend != 1.0 and start is not None and not final.stopped:
+        # the candidate is the blended model: its validation figures are its own
+        blended(final.model, start, recipe.blend)
+        final.metrics, final.val_scores = evaluate(final.model, reference_val, framing)
     if not k:  # one group: nothing to hold out; its own in-sample scores (the rule refuses so few people anyway)
         scores = face_scores(final.model, user, framing)
     return DomainResult(final=final, user_scores=scores, folds=k, seconds=seconds, stopped=final.stopped)

@@ -66,6 +66,17 @@ def test_number_settings_read_exponents_and_name_a_bad_value():
     assert "PROMOTION_MARGIN_ACCURACY must be a number such as 0.01 or 1e-4, got 'a lot'" in done.stderr
 
 
+def test_the_domain_blend_is_the_recipes_unless_set_and_a_blend_out_of_range_is_refused(settings):
+    from ml.recipes import DOMAIN_RECIPES
+    from webapp.training.services import domain_recipe
+
+    assert domain_recipe("emotion").blend == DOMAIN_RECIPES["emotion"].blend == 0.6
+    settings.TRAINING_DOMAIN_BLEND = 1.0
+    assert domain_recipe("emotion").blend == 1.0
+    done = _setting("TRAINING_DOMAIN_BLEND", TRAINING_DOMAIN_BLEND="1.5")
+    assert done.returncode != 0 and "TRAINING_DOMAIN_BLEND must be in (0, 1], got 1.5" in done.stderr
+
+
 @pytest.mark.django_db
 def test_one_sign_in_page_and_a_quiet_403(client, caplog):
     from tests import factories

@@ -56,3 +56,20 @@ def test_many_people_need_fewer_folds_few_people_keep_them_all():
     emotion = DOMAIN_RECIPES["emotion"]
     assert [folds_for(emotion, n) for n in (1, 2, 4, 14, 25, 29, 30, 33, 62)] == [0, 2, 4, 5, 5, 4, 3, 3, 3]
     assert folds_for(replace(emotion, fold_groups=0), 62) == 5
+
+
+def test_a_blended_fine_tune_sits_that_far_from_its_parent_weight_by_weight():
+    import tf_keras as keras
+
+    from ml.domain import blended
+    from ml.models import build_emotion_model
+
+    keras.utils.set_random_seed(5)
+    parent, tuned = build_emotion_model(num_classes=3), build_emotion_model(num_classes=3)
+    before = tuned.get_weights()
+    assert blended(tuned, parent, 1.0) is tuned and all(
+        (a == b).all() for a, b in zip(tuned.get_weights(), before, strict=True)
+    )
+    blended(tuned, parent, 0.7)
+    for got, p, t in zip(tuned.get_weights(), parent.get_weights(), before, strict=True):
+        np.testing.assert_allclose(got, p + 0.7 * (t - p), rtol=1e-5, atol=1e-6)

@@ -260,6 +260,11 @@ PROMOTION_CONFIDENCE = env_float("PROMOTION_CONFIDENCE", 0.95)
 # k-fold by person, from at least this many people and faces, and the reference slice (its fixed validation faces)
 # may drop by at most the tolerance.
 TRAINING_REFERENCE_DATASET = env.str("TRAINING_REFERENCE_DATASET", default="")
+# The users' fine-tune is blended back toward the served version's weights (ml.recipes.DomainRecipe.blend: 0.6 for
+# emotion); 1 serves the fine-tune as it is, for a team whose users are only its own people. Unset: the recipe's.
+TRAINING_DOMAIN_BLEND = env_float("TRAINING_DOMAIN_BLEND", None)
+if TRAINING_DOMAIN_BLEND is not None and not 0 < TRAINING_DOMAIN_BLEND <= 1:
+    raise environ.ImproperlyConfigured(f"TRAINING_DOMAIN_BLEND must be in (0, 1], got {TRAINING_DOMAIN_BLEND}")
 PROMOTION_TOLERANCE_ACCURACY = env_float("PROMOTION_TOLERANCE_ACCURACY", 0.01)
 PROMOTION_TOLERANCE_RMSE_PX = env_float("PROMOTION_TOLERANCE_RMSE_PX", 0.05)
 PROMOTION_MIN_GROUPS = env.int("PROMOTION_MIN_GROUPS", default=8)

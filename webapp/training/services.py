@@ -296,10 +296,13 @@ def _overridden(config, *, fine_tune: bool):
 
 
 def domain_recipe(kind: str):
-    """The domain recipe (ml.domain) of a kind, with the fine-tune settings that are set (TRAINING_FINETUNE_*)."""
+    """The domain recipe (ml.domain) of a kind, with the fine-tune settings that are set (TRAINING_FINETUNE_*,
+    TRAINING_DOMAIN_BLEND)."""
     from ml.recipes import DOMAIN_RECIPES
 
     recipe = DOMAIN_RECIPES[kind]
+    if settings.TRAINING_DOMAIN_BLEND is not None:
+        recipe = replace(recipe, blend=settings.TRAINING_DOMAIN_BLEND)
     return replace(recipe, config=_overridden(recipe.config, fine_tune=True))
 
 
@@ -588,6 +591,12 @@ def run_execute(run_id: int) -> None:
                 f"{', '.join(sorted(set(data.datasets[user])))}; {folds_for(recipe, people)} folds by person, then "
                 f"the model on all of them, each with your faces x{repeats} and "
                 f"{replay} faces of {counts['reference']} replayed"
+                + (
+                    f"; each model then sits {recipe.blend:g} of the way from {parent}'s weights to its fine-tuned "
+                    "ones (a blend: the reference set keeps most of what the fine-tune forgot)"
+                    if recipe.blend != 1.0
+                    else ""
+                )
             )
             domain = domain_fine_tune(
                 run.kind,
