@@ -70,7 +70,7 @@ def test_the_domain_blend_is_the_recipes_unless_set_and_a_blend_out_of_range_is_
     from ml.recipes import DOMAIN_RECIPES
     from webapp.training.services import domain_recipe
 
-    assert domain_recipe("emotion").blend == DOMAIN_RECIPES["emotion"].blend == 0.6
+    assert domain_recipe("emotion").blend == DOMAIN_RECIPES["emotion"].blend == 0.5
     settings.TRAINING_DOMAIN_BLEND = 1.0
     assert domain_recipe("emotion").blend == 1.0
     done = _setting("TRAINING_DOMAIN_BLEND", TRAINING_DOMAIN_BLEND="1.5")

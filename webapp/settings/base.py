@@ -260,7 +260,7 @@ PROMOTION_CONFIDENCE = env_float("PROMOTION_CONFIDENCE", 0.95)
 # k-fold by person, from at least this many people and faces, and the reference slice (its fixed validation faces)
 # may drop by at most the tolerance.
 TRAINING_REFERENCE_DATASET = env.str("TRAINING_REFERENCE_DATASET", default="")
-# The users' fine-tune is blended back toward the served version's weights (ml.recipes.DomainRecipe.blend: 0.6 for
+# The users' fine-tune is blended back toward the served version's weights (ml.recipes.DomainRecipe.blend: 0.5 for
 # emotion); 1 serves the fine-tune as it is, for a team whose users are only its own people. Unset: the recipe's.
 TRAINING_DOMAIN_BLEND = env_float("TRAINING_DOMAIN_BLEND", None)
 if TRAINING_DOMAIN_BLEND is not None and not 0 < TRAINING_DOMAIN_BLEND <= 1:
