@@ -64,7 +64,7 @@ def main() -> None:
 
     from ml.align import MODEL_FRAMINGS, framing_of
     from ml.datasets import read_faces, split
-    from ml.domain import domain_fine_tune
+    from ml.domain import blended, domain_fine_tune
     from ml.evaluate import evaluate
     from ml.export import load_tfjs, read_manifest
     from ml.models import shift_priors
@@ -121,7 +121,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         tuned = result.final.model.get_weights()
         for a in args.blend:
-            result.final.model.set_weights([p + a * (t - p) for p, t in zip(parent.get_weights(), tuned, strict=True)])
+            result.final.model.set_weights(tuned)
+            blended(result.final.model, parent, a)
             print(json.dumps({"recipe": name, "blend": a, **score(result.final.model)}), flush=True)
 
 
