@@ -9,12 +9,14 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/emotion_ai
 LS_VENV := .venv-label-studio
 LABEL_STUDIO_VERSION := 1.23.2
 
-.PHONY: run test setup deps lint checks pytest pytest-postgres fuzz interop worker web clean
+.PHONY: run test setup deps lint checks pytest pytest-postgres fuzz interop worker web clean lock label-studio-lock
 
-$(BIN)/.installed: requirements.txt
+# requirements.txt names what the project uses; requirements/project.lock pins everything that pulls (a new venv
+# installs exactly what CI tested, not whatever the index holds that day).
+$(BIN)/.installed: requirements.txt requirements/project.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -r requirements.txt -c requirements/project.lock
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -66,13 +68,29 @@ pytest-postgres: deps
 fuzz: deps
 	$(BIN)/python tests/fuzz_api.py --examples 200
 
-$(LS_VENV)/bin/label-studio:
+# Label Studio's whole resolved set, pinned (requirements/label-studio.lock): unpinned, a new venv took sentry-sdk 3
+# and label-studio then died at start. A changed lock rebuilds the venv.
+$(LS_VENV)/.installed: requirements/label-studio.lock
+	rm -rf $(LS_VENV)
 	$(PYTHON) -m venv $(LS_VENV)
 	$(LS_VENV)/bin/pip install --quiet --upgrade pip
-	$(LS_VENV)/bin/pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
+	$(LS_VENV)/bin/pip install --quiet -r requirements/label-studio.lock
+	touch $@
+
+# Regenerate the locks (after a change to requirements.txt or LABEL_STUDIO_VERSION); commit what they write.
+lock:
+	rm -rf var/lock-venv && $(PYTHON) -m venv var/lock-venv && var/lock-venv/bin/pip install --quiet -r requirements.txt
+	{ sed -n 1,2p requirements/project.lock; var/lock-venv/bin/pip freeze; } > requirements/project.lock.new
+	mv requirements/project.lock.new requirements/project.lock && rm -rf var/lock-venv
+
+label-studio-lock:
+	rm -rf var/lock-venv && $(PYTHON) -m venv var/lock-venv
+	var/lock-venv/bin/pip install --quiet label-studio==$(LABEL_STUDIO_VERSION) 'sentry-sdk<3'
+	{ sed -n 1,2p requirements/label-studio.lock; var/lock-venv/bin/pip freeze; } > requirements/label-studio.lock.new
+	mv requirements/label-studio.lock.new requirements/label-studio.lock && rm -rf var/lock-venv
 
 # The real Label Studio on loopback: our config, our ML backend on whole photos, the round trip both ways.
-interop: deps $(LS_VENV)/bin/label-studio
+interop: deps $(LS_VENV)/.installed
 	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio $(BIN)/pytest tests/interop
 
 test: lint checks pytest pytest-postgres fuzz interop
