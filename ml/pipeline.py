@@ -77,13 +77,16 @@ class Analyzer:
         self.align_steps = settings.align_steps if align_steps is None else align_steps
         self.converged_px = settings.converged_px
 
-    def align(self, image, seeds: list[np.ndarray], mirror: bool | None = None) -> list[np.ndarray]:
+    def align(
+        self, image, seeds: list[np.ndarray], mirror: bool | None = None, *, steps: int | None = None
+    ) -> list[np.ndarray]:
         """Seed matrices -> the 15 points of each face in source pixels (every face batched per model call).
-        ``mirror``: test-time mirroring of the keypoint model (default: align.KEYPOINT_MIRROR)."""
+        ``mirror``: test-time mirroring of the keypoint model (default: align.KEYPOINT_MIRROR); ``steps``: re-crops
+        (default: the detector's ``align_steps``)."""
         matrices, points = list(seeds), []
         framing = self.keypoints.framing
         scale = self.keypoints.manifest.get("keypoint_scale", IMAGE_SIZE)
-        for step in range(self.align_steps + 1):
+        for step in range((self.align_steps if steps is None else steps) + 1):
             if step:
                 following = [align.matrix_from_points(p, framing) for p in points]
                 # after the first re-crop, another only while it would still move some face's crop
@@ -101,12 +104,70 @@ class Analyzer:
         detections = self.detector.detect(image)
         seeds = [align.matrix_from_box(d.box, self.box_prior, self.keypoints.framing, d.landmarks) for d in detections]
         points = self.align(image, seeds) if seeds else []
+        return self._finish(image, [d.box for d in detections], [d.score for d in detections], points)
+
+    def analyze_frame(self, image, followed: list[AnalyzedFace], *, detect: bool) -> list[AnalyzedFace]:
+        """One video frame, as ``analyze(source, {video: true})`` in static/js/inference.js: with ``detect`` the
+        detector runs and a detection lying on a followed face keeps that face's alignment as its seed; without it
+        the followed faces' points seed this frame's crops (FOLLOW_ALIGN_STEPS re-crops) and a face that left the
+        picture is dropped. A followed face's box is its last detector box carried along with its points."""
+        kp = self.keypoints.framing
+        if detect:
+            boxes, scores, seeds = [], [], []
+            for d in self.detector.detect(image):
+                cx, cy = d.box[0] + d.box[2] / 2, d.box[1] + d.box[3] / 2
+                on = next((f for f in followed if _inside(cx, cy, f.box)), None)
+                seeds.append(
+                    align.matrix_from_points(on.points, kp)
+                    if on is not None
+                    else align.matrix_from_box(d.box, self.box_prior, kp, d.landmarks)
+                )
+                boxes.append(d.box)
+                scores.append(d.score)
+            points = self.align(image, seeds) if seeds else []
+        else:
+            seeds = [align.matrix_from_points(f.points, kp) for f in followed]
+            points = self.align(image, seeds, steps=align.FOLLOW_ALIGN_STEPS) if seeds else []
+            boxes = [
+                carry_box(f.box, points_box(f.points), points_box(p)) for f, p in zip(followed, points, strict=True)
+            ]
+            scores = [f.score for f in followed]
+        faces = self._finish(image, boxes, scores, points)
+        width, height = image.size
+        return [f for f in faces if _in_picture(points_box(f.points), width, height)]
+
+    def _finish(self, image, boxes, scores, points) -> list[AnalyzedFace]:
         probabilities = [None] * len(points)
         if self.emotion is not None and points:
             crops = [align.warp(image, align.matrix_from_points(p, self.emotion.framing)) for p in points]
             probabilities = list(self.emotion(crops))
         faces = []
-        for d, p, probs in zip(detections, points, probabilities, strict=True):
+        for box, score, p, probs in zip(boxes, scores, points, probabilities, strict=True):
             m = align.matrix_from_points(p, align.FACE_FRAMING)
-            faces.append(AnalyzedFace(d.box, d.score, p, probs, align.warp(image, m), align.apply(m, p)))
+            faces.append(AnalyzedFace(tuple(box), score, p, probs, align.warp(image, m), align.apply(m, p)))
         return faces
+
+
+def points_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """(x, y, width, height) of the points' bounds."""
+    x0, y0 = np.min(points, axis=0)
+    x1, y1 = np.max(points, axis=0)
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
+def carry_box(box, before, after) -> tuple[float, float, float, float]:
+    """``box`` moved and scaled as the points' bounds moved from ``before`` to ``after`` (each x, y, w, h)."""
+    k = (after[2] + after[3]) / max(1e-6, before[2] + before[3])
+    cx = after[0] + after[2] / 2 + (box[0] + box[2] / 2 - before[0] - before[2] / 2) * k
+    cy = after[1] + after[3] / 2 + (box[1] + box[3] / 2 - before[1] - before[3] / 2) * k
+    w, h = box[2] * k, box[3] * k
+    return cx - w / 2, cy - h / 2, w, h
+
+
+def _inside(x: float, y: float, box) -> bool:
+    return box[0] < x < box[0] + box[2] and box[1] < y < box[1] + box[3]
+
+
+def _in_picture(box, width: int, height: int) -> bool:
+    x, y, w, h = box
+    return w > 2 and x + w > 0 and y + h > 0 and x < width and y < height

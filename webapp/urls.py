@@ -13,6 +13,7 @@ from webapp.faces.labeling import api as labeling
 from webapp.faces.store import api as store
 from webapp.labels import api as labels
 from webapp.pages.parsers import PARSERS
+from webapp.recordings import api as recordings
 from webapp.registry import api as registry
 from webapp.training import api as training
 
@@ -62,6 +63,21 @@ api = [
     path("training-runs/<int:run_id>/", training.RunDetailApi.as_view(), name="run-detail"),
     path("training-runs/<int:run_id>/cancel/", training.RunCancelApi.as_view(), name="run-cancel"),
     path("label-check/", training.LabelCheckApi.as_view(), name="label-check"),
+    path("recordings/", recordings.RecordingListApi.as_view(), name="recording-list"),
+    path("recordings/upload/", recordings.RecordingUploadApi.as_view(), name="recording-upload"),
+    path("recordings/<int:recording_id>/", recordings.RecordingDetailApi.as_view(), name="recording-detail"),
+    path("recordings/<int:recording_id>/frames/", recordings.RecordingFramesApi.as_view(), name="recording-frames"),
+    path(
+        "recordings/<int:recording_id>/<str:which>.csv",
+        recordings.RecordingExportApi.as_view(),
+        name="recording-export",
+    ),
+    path("recordings/<int:recording_id>/tracks/<int:number>/", recordings.TrackApi.as_view(), name="track"),
+    path(
+        "recordings/<int:recording_id>/tracks/<int:number>/merge/",
+        recordings.TrackMergeApi.as_view(),
+        name="track-merge",
+    ),
     path("auth/token/", TokenObtainApi.as_view(), name="auth-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -287,39 +287,46 @@ async function openPhoto(file) {
 // Every face of the picture goes to the queue, each as the crop stored faces have (the face framing), with what
 // both models said about it.
 async function sendForLabeling() {
-  const last = state.last;
-  if (!last?.faces.length) return;
+  if (!state.last?.faces.length) return;
   $("send").disabled = true;
-  const manifest = state.models.manifest;
   try {
-    const ids = [];
-    // one request for the whole picture (the upload throttle counts pictures), its faces kept under its name
-    const form = new FormData();
-    for (let i = 0; i < last.faces.length; i++) {
-      form.append("crops", await greyPng(Float32Array.from(last.stored[i].grey)), `face-${i + 1}.png`);
-    }
-    form.append("name", state.name || "picture.png");
     // the picture itself, which the person chose to send: kept once on the server with each face's box, shown to
-    // labelers beside the face (a webcam's is the frame in view as they click)
-    form.append("picture", state.source === "photo" ? state.file : await frameJpeg(), state.name || "picture.jpg");
-    form.append("boxes", JSON.stringify(last.boxes));
-    const { data } = await api("/api/faces/upload/", { method: "POST", form });
-    for (let i = 0; i < last.faces.length; i++) {
-      const face = data.faces[i];
-      const unsure = uncertainty(state.models, Float32Array.from(last.greys[i]), { points: last.cropPoints[i], probabilities: last.faces[i].probabilities });
-      const points = last.stored[i].points.map(([x, y]) => ({ x: clampFrame(x), y: clampFrame(y), visible: true }));
-      await api(`/api/faces/${face.id}/predictions/`, { method: "POST", json: {
-        version: manifest.keypoints.id, points, uncertainty: unsure.keypoints } });
-      await api(`/api/faces/${face.id}/predictions/`, { method: "POST", json: {
-        version: manifest.emotion.id, probabilities: last.faces[i].probabilities, uncertainty: unsure.emotion } });
-      ids.push(face.id);
-    }
+    // labelers beside the face (a webcam's or a video's is the frame in view as they click)
+    const picture = state.source === "photo" ? state.file : await frameJpeg();
+    const ids = await queueFaces(state.last, { name: state.name || "picture.png", picture });
     toast(`${ids.length === 1 ? `Face ${ids[0]} is` : `Faces ${ids.join(", ")} are`} in the labeling queue.`, "ok");
   } catch (err) {
     toast(`Could not send the face: ${err.message}`, "error");
   } finally {
     $("send").disabled = false;
   }
+}
+
+// One request for the whole picture (the upload throttle counts pictures), its faces kept under its name, then both
+// models' predictions for each face. `group`: the person (a video track's participant). Returns the faces' ids.
+async function queueFaces(last, { name, picture, group = "" }) {
+  const manifest = state.models.manifest;
+  const form = new FormData();
+  for (let i = 0; i < last.faces.length; i++) {
+    form.append("crops", await greyPng(Float32Array.from(last.stored[i].grey)), `face-${i + 1}.png`);
+  }
+  form.append("name", name);
+  form.append("picture", picture, picture.name || "picture.jpg");
+  form.append("boxes", JSON.stringify(last.boxes));
+  if (group) form.append("group", group);
+  const { data } = await api("/api/faces/upload/", { method: "POST", form });
+  const ids = [];
+  for (let i = 0; i < last.faces.length; i++) {
+    const face = data.faces[i];
+    const unsure = uncertainty(state.models, Float32Array.from(last.greys[i]), { points: last.cropPoints[i], probabilities: last.faces[i].probabilities });
+    const points = last.stored[i].points.map(([x, y]) => ({ x: clampFrame(x), y: clampFrame(y), visible: true }));
+    await api(`/api/faces/${face.id}/predictions/`, { method: "POST", json: {
+      version: manifest.keypoints.id, points, uncertainty: unsure.keypoints } });
+    await api(`/api/faces/${face.id}/predictions/`, { method: "POST", json: {
+      version: manifest.emotion.id, probabilities: last.faces[i].probabilities, uncertainty: unsure.emotion } });
+    ids.push(face.id);
+  }
+  return ids;
 }
 
 const clampFrame = (v) => Math.min(95.99, Math.max(0, v));
@@ -331,6 +338,381 @@ function frameJpeg() {
   canvas.height = video.videoHeight;
   canvas.getContext("2d").drawImage(video, 0, 0);
   return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+}
+
+// --- recorded video: open a file, analyse it here, follow its faces, the timeline, the files, the session --------
+
+const VIDEO_TYPES = /^video\//;
+const VIDEO_NAMES = /\.(mp4|m4v|webm|mov|mkv|ogv|avi)$/i;
+const isVideo = (file) => VIDEO_TYPES.test(file.type) || VIDEO_NAMES.test(file.name);
+const playhead = { raf: 0 };
+
+function stopVideo() {
+  state.abort?.abort();
+  video.pause();
+  cancelAnimationFrame(playhead.raf);
+  if (state.videoUrl) {
+    video.removeAttribute("src");
+    video.load();
+    URL.revokeObjectURL(state.videoUrl);
+    state.videoUrl = null;
+  }
+}
+
+// Loads the file into the page's <video>; resolves once its first frame can be drawn, or says why it cannot.
+function loadVideo(file) {
+  return new Promise((resolve, reject) => {
+    const done = (err) => {
+      video.removeEventListener("loadeddata", ok);
+      video.removeEventListener("error", bad);
+      err ? reject(err) : resolve();
+    };
+    const ok = () => done();
+    const bad = () => done(new Error("decode"));
+    video.addEventListener("loadeddata", ok);
+    video.addEventListener("error", bad);
+    state.videoUrl = URL.createObjectURL(file);
+    video.srcObject = null;
+    video.src = state.videoUrl;
+    video.load();
+  });
+}
+
+async function openVideo(file) {
+  if (!file) return;
+  if (!isVideo(file)) {
+    setStatus(`${file.name} is not a video file (mp4, webm, mov…).`, "error");
+    return;
+  }
+  if (!state.ready) return;
+  stopCamera();
+  stopVideo();
+  if (!file.size) {
+    setStatus(`${file.name} is empty (0 bytes): nothing to analyse.`, "error");
+    return;
+  }
+  try {
+    await loadVideo(file);
+  } catch {
+    const staff = document.querySelector(".demo").dataset.staff === "true";
+    setStatus(`This browser cannot decode ${file.name} (its codec, often HEVC/H.265 from phones, or a damaged file). `
+      + (staff ? "Upload it on the Recordings page: the server's workers can analyse it." : "Convert it to H.264 mp4 or webm, or ask staff to analyse it on the server."), "error");
+    return;
+  }
+  if (!video.videoWidth || !video.videoHeight) {
+    setStatus(`${file.name} has no picture (audio only?): open a video.`, "error");
+    return;
+  }
+  if (!Number.isFinite(video.duration) || video.duration <= 0) {
+    setStatus(`${file.name} does not say how long it is, so it cannot be stepped through here. Re-encode it (or upload it for the server).`, "error");
+    return;
+  }
+  $("hint").hidden = true;
+  state.zoom = null;
+  state.source = "video";
+  state.name = file.name;
+  state.file = file;
+  fitCanvas(video.videoWidth, video.videoHeight);
+  const fps = Number($("rate").value) || null;
+  state.abort = new AbortController();
+  $("analysing").hidden = false;
+  $("recording").hidden = true;
+  const t0 = performance.now();
+  setStatus(`Analysing ${file.name}…`);
+  try {
+    const recorder = await analyzeVideo(state.analyzer, video, {
+      name: file.name, fps, signal: state.abort.signal,
+      onFrame: (i, count, rows, t) => {
+        const elapsed = (performance.now() - t0) / 1000;
+        const left = (elapsed / (i + 1)) * (count - i - 1);
+        $("progress").value = (i + 1) / count;
+        $("progress-text").textContent = `frame ${i + 1} of ${count} · ${t.toFixed(1)} s · about ${Math.ceil(left)} s left`;
+        if (i % 3 === 0) drawRows(rows);
+      },
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    recorder.checksum = "";
+    state.recording = recorder;
+    state.analysisSeconds = seconds;
+    state.saved = null;
+    const tracks = recorder.tracks.length;
+    const frames = recorder.framesAnalysed;
+    setStatus(`${recorder.cancelled ? "Cancelled: kept the first " : ""}${frames} frames of ${file.name} in ${seconds.toFixed(1)} s `
+      + `(${(frames / seconds).toFixed(1)} frames/s, ${(recorder.duration / seconds).toFixed(1)}× real time): `
+      + (tracks ? `${tracks} face track(s).` : "no face found in this video."), tracks ? "ok" : "error");
+    video.currentTime = 0;
+    showRecording();
+    fileChecksum(file).then((sum) => { recorder.checksum = sum; }).catch(() => {});
+  } catch (err) {
+    console.error(err);
+    setStatus(`Could not analyse ${file.name}: ${err.message}`, "error");
+  } finally {
+    $("analysing").hidden = true;
+    state.abort = null;
+  }
+}
+
+// The video's current picture with the given rows' points and track names.
+function drawRows(rows) {
+  const scale = view.width / video.videoWidth;
+  context.drawImage(video, 0, 0, view.width, view.height);
+  const { skeleton } = state.models.manifest.keypoints;
+  const raw = !$("filter").checked;
+  for (const r of rows) {
+    const points = raw ? r.raw_points : r.points;
+    const box = pointsBox(points).map((v) => v * scale);
+    drawSkeleton(context, points, skeleton, ([x, y]) => [x * scale, y * scale], { radius: Math.max(1.2, box[2] / 40) });
+    const name = state.recording?.trackName(r.track) ?? `Face ${r.track}`;
+    context.font = "bold 13px system-ui, sans-serif";
+    context.fillStyle = "rgba(0,0,0,0.65)";
+    const w = context.measureText(name).width + 8;
+    const y = Math.max(0, box[1] - 40);
+    context.fillRect(box[0], y, w, 18);
+    context.fillStyle = "#ffffff";
+    context.fillText(name, box[0] + 4, y + 14);
+  }
+}
+
+function drawPlayback() {
+  if (!state.recording || state.source !== "video") return;
+  drawRows(rowsAt(state.recording, video.currentTime));
+  drawTimelines();
+}
+
+function togglePlay() {
+  if (video.paused) {
+    video.play();
+    $("play").textContent = "Pause";
+    const tick = () => {
+      drawPlayback();
+      if (!video.paused && !video.ended) playhead.raf = requestAnimationFrame(tick);
+      else $("play").textContent = "Play";
+    };
+    playhead.raf = requestAnimationFrame(tick);
+  } else {
+    video.pause();
+  }
+}
+
+function drawTimelines() {
+  const recorder = state.recording;
+  if (!recorder) return;
+  const smooth = Number($("smooth").value) || 1;
+  const now = state.source === "video" ? video.currentTime : null;
+  const duration = recorder.duration || Math.max(1, ...recorder.rows.map((r) => r.time_s));
+  document.querySelectorAll("#tracks canvas[data-track]").forEach((canvas) => {
+    drawTimeline(canvas, recorder, Number(canvas.dataset.track), { duration, now, smooth });
+  });
+}
+
+function seekFromTimeline(event, canvas) {
+  if (state.source !== "video" || !state.recording) return;
+  const r = canvas.getBoundingClientRect();
+  const t = Math.min(1, Math.max(0, (event.clientX - r.left) / r.width)) * state.recording.duration;
+  video.pause();
+  video.currentTime = t;
+  video.addEventListener("seeked", drawPlayback, { once: true });
+}
+
+const el = (tag, attrs = {}, text = "") => Object.assign(document.createElement(tag), attrs, text ? { textContent: text } : {});
+
+// The recording's panel: a legend, per track its timeline, summary and actions (rename, merge, delete).
+function showRecording() {
+  const recorder = state.recording;
+  $("recording").hidden = false;
+  $("recording-title").textContent = recorder.name;
+  $("play").hidden = state.source !== "video";
+  $("legend").replaceChildren(...recorder.labels.map((name, i) => {
+    const span = el("span", {}, name);
+    span.style.setProperty("--c", classColour(name, i));
+    return span;
+  }));
+  const summaries = recorder.summaries();
+  const empty = recorder.rows.filter((r) => r.track === null).length;
+  $("recording-status").textContent = `${recorder.framesAnalysed} frames analysed, ${empty} with no face found`
+    + (state.saved ? ` · saved as recording ${state.saved.id}` : "");
+  $("tracks").replaceChildren(...(summaries.length ? summaries.map((s) => trackCard(recorder, s, summaries)) : [el("p", { className: "muted" }, "No face was found in this recording.")]));
+  refreshDownloads();
+  drawTimelines();
+}
+
+function trackCard(recorder, s, all) {
+  const card = el("div", { className: "track" });
+  card.dataset.track = String(s.track);
+  const canvas = el("canvas", { title: "Click or drag to move the video there" });
+  canvas.dataset.track = String(s.track);
+  canvas.setAttribute("aria-label", `${s.name}: class probabilities over time`);
+  canvas.addEventListener("pointerdown", (e) => { canvas.setPointerCapture(e.pointerId); seekFromTimeline(e, canvas); });
+  canvas.addEventListener("pointermove", (e) => { if (e.buttons) seekFromTimeline(e, canvas); });
+  const summary = el("div", { className: "summary" });
+  const name = el("input", { className: "name", value: recorder.names[s.track] || "", placeholder: `Face ${s.track}`, title: "The participant's name or code" });
+  name.setAttribute("aria-label", `name of face ${s.track}`);
+  name.addEventListener("change", () => renameTrack(s.track, name.value.trim()));
+  const merge = el("select", { title: "This face is the same person as…" });
+  merge.append(el("option", { value: "" }, "merge into…"), ...all.filter((o) => o.track !== s.track).map((o) => el("option", { value: String(o.track) }, o.name)));
+  merge.disabled = all.length < 2;
+  merge.addEventListener("change", () => merge.value && mergeTrack(s.track, Number(merge.value)));
+  const remove = el("button", { type: "button", className: "danger", title: "Not a face: remove this track" }, "delete");
+  remove.addEventListener("click", () => deleteTrack(s.track));
+  const actions = el("div", { className: "actions" });
+  actions.append(name, merge, remove);
+  const table = el("table");
+  const top = argmax(s.share);
+  recorder.labels.forEach((label, i) => {
+    const row = el("tr");
+    row.append(el("td", {}, label), el("td", {}, `${(100 * s.share[i]).toFixed(0)} % of time`), el("td", { className: "muted" }, `mean ${(100 * s.mean[i]).toFixed(0)} %`));
+    if (i === top) row.className = "ok";
+    table.append(row);
+  });
+  summary.append(el("h3", {}, `${s.name}: ${s.first_s.toFixed(1)}–${s.last_s.toFixed(1)} s`), actions,
+    el("p", { className: "muted" }, `${s.frames} frames with this face, ${s.frames_missing} without it in between`), table);
+  card.append(canvas, summary);
+  return card;
+}
+
+async function trackCall(path, options) {
+  if (!state.saved) return true;
+  try {
+    await api(`/api/recordings/${state.saved.id}/tracks/${path}`, options);
+    return true;
+  } catch (err) {
+    toast(`Not changed on the server: ${err.message}`, "error");
+    return false;
+  }
+}
+
+async function renameTrack(track, name) {
+  if (!(await trackCall(`${track}/`, { method: "PATCH", json: { name } }))) return;
+  if (name) state.recording.names[track] = name;
+  else delete state.recording.names[track];
+  showRecording();
+}
+
+async function mergeTrack(track, into) {
+  const clash = state.recording.clash(track, into);
+  if (clash) {
+    toast(clash, "error");
+    showRecording();
+    return;
+  }
+  if (!(await trackCall(`${track}/merge/`, { method: "POST", json: { into } }))) return;
+  state.recording.merge(track, into);
+  showRecording();
+}
+
+async function deleteTrack(track) {
+  if (!confirm(`Delete ${state.recording.trackName(track)} and its ${state.recording.rows.filter((r) => r.track === track).length} results?`)) return;
+  if (!(await trackCall(`${track}/`, { method: "DELETE" }))) return;
+  state.recording.remove(track);
+  showRecording();
+}
+
+function refreshDownloads() {
+  const recorder = state.recording;
+  if (!recorder) return;
+  const stem = recorder.name.replace(/\.[^.]+$/, "") || "recording";
+  for (const [id, text, suffix] of [["download-frames", recorder.framesCsv({ raw: !$("filter").checked }), "frames"], ["download-tracks", recorder.tracksCsv(), "tracks"]]) {
+    const link = $(id);
+    if (link.href) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+    link.download = `${stem}.${suffix}.csv`;
+  }
+}
+
+async function saveSession() {
+  const recorder = state.recording;
+  if (!recorder) return;
+  const manifest = state.models.manifest;
+  $("save-session").disabled = true;
+  try {
+    const form = new FormData();
+    const fields = {
+      name: recorder.name, source: state.source === "video" ? "browser" : "camera", checksum: recorder.checksum || "",
+      duration_s: (recorder.duration || 0).toFixed(3), width: recorder.width, height: recorder.height,
+      frames_analysed: recorder.framesAnalysed, frames_without_face: recorder.rows.filter((r) => r.track === null).length,
+      keypoints_version: manifest.keypoints.id, emotion_version: manifest.emotion.id,
+    };
+    if (recorder.fps) fields.fps = recorder.fps;
+    Object.entries(fields).forEach(([k, v]) => form.append(k, String(v)));
+    form.append("results", new Blob([JSON.stringify(recorder.results())], { type: "application/json" }), "results.json");
+    const { data } = await api("/api/recordings/", { method: "POST", form });
+    state.saved = data;
+    toast(`Saved as recording ${data.id}: see the Recordings page.`, "ok");
+    showRecording();
+  } catch (err) {
+    toast(`Could not save the session: ${err.message}`, "error");
+  } finally {
+    $("save-session").disabled = false;
+  }
+}
+
+async function sendFrames() {
+  const recorder = state.recording;
+  if (!recorder || state.source !== "video") {
+    toast("Open the video file to send its frames (a webcam session keeps no pictures).", "error");
+    return;
+  }
+  const k = Math.max(1, Math.min(100, Number($("label-k").value) || 10));
+  $("send-frames").disabled = true;
+  let sent = 0;
+  try {
+    for (const track of recorder.tracks) {
+      const group = recorder.names[track] || `${recorder.name} · Face ${track}`;
+      for (const row of framesToLabel(recorder, track, k)) {
+        await new Promise((resolve) => { video.addEventListener("seeked", resolve, { once: true }); video.currentTime = (row.frame + 0.25) / recorder.rate; });
+        const last = await analyse(video, video.videoWidth, video.videoHeight);
+        const target = pointsBox(row.points);
+        const best = last.faces.map((f, i) => [iou(pointsBox(f.points), target), i]).sort((a, b) => b[0] - a[0])[0];
+        if (!best || best[0] < 0.3) continue;
+        const one = pick(last, best[1]);
+        const where = state.saved ? `recording ${state.saved.id}` : recorder.name;
+        await queueFaces(one, { name: `frame ${row.frame} at ${row.time_s.toFixed(2)} s of ${where}`, picture: await frameJpeg(), group });
+        sent += 1;
+      }
+    }
+    toast(`${sent} frame(s) are in the labeling queue.`, "ok");
+  } catch (err) {
+    toast(`Could not send the frames: ${err.message}`, "error");
+  } finally {
+    $("send-frames").disabled = false;
+  }
+}
+
+const pick = (last, i) => Object.fromEntries(Object.entries(last).map(([key, v]) => [key, Array.isArray(v) ? [v[i]] : v]));
+
+// --- the webcam as a session: its results only, the timeline drawn while it runs -----------------------------------
+
+function startRecording() {
+  const manifest = state.models.manifest;
+  state.liveRecorder = new Recorder({
+    name: state.name.replace(/\.png$/, ".webcam"), labels: manifest.emotion.labels, fps: null,
+    width: video.videoWidth, height: video.videoHeight, versions: [`v${manifest.keypoints.version}`, `v${manifest.emotion.version}`],
+  });
+  state.liveRecorder.t0 = performance.now();
+  state.liveRecorder.shown = 0;
+  state.recording = state.liveRecorder;
+  state.saved = null;
+  $("record").textContent = "Stop recording";
+  showRecording();
+}
+
+function recordLive() {
+  const recorder = state.liveRecorder;
+  const t = (performance.now() - recorder.t0) / 1000;
+  recorder.add(recorder.framesAnalysed, t, state.faces);
+  recorder.duration = t;
+  if (t - recorder.shown > 1) {
+    recorder.shown = t;
+    showRecording();
+  }
+}
+
+function stopRecording() {
+  const recorder = state.liveRecorder;
+  state.liveRecorder = null;
+  $("record").textContent = "Record session";
+  state.recording = recorder.finish();
+  showRecording();
 }
 
 async function main() {

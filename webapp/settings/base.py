@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "webapp.faces",
     "webapp.registry",
     "webapp.training",
+    "webapp.recordings",
     "webapp.pages",
 ]
 
@@ -191,7 +192,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"TaskEnum": "webapp.faces.models.Task.choices"},
+    "ENUM_NAME_OVERRIDES": {
+        "TaskEnum": "webapp.faces.models.Task.choices",
+        "RecordingSourceEnum": "webapp.recordings.models.RECORDING_SOURCES",
+        "RecordingStatusEnum": "webapp.recordings.models.RECORDING_STATUSES",
+        "FaceSourceEnum": "webapp.faces.store.models.FACE_SOURCES",
+        "TrainingRunStatusEnum": "webapp.training.models.RUN_STATUSES",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -236,6 +243,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 )
 CELERY_TASK_ROUTES = {"webapp.training.tasks.retrain": {"queue": "training"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Recorded video (webapp/recordings): a recording keeps at most this many per-frame results (a 2-hour session at 10
+# frames/s with 4 faces is 288,000), a worker analyses files of at most this length, within this time.
+RECORDING_MAX_ROWS = env.int("RECORDING_MAX_ROWS", default=300_000)
+RECORDING_MAX_SECONDS = env.int("RECORDING_MAX_SECONDS", default=4 * 3600)
+RECORDING_TIME_LIMIT = env.int("RECORDING_TIME_LIMIT", default=6 * 3600)
+# An uploaded video file's size limit (bytes); the browser analyses any size without uploading it.
+RECORDING_MAX_UPLOAD_BYTES = env.int("RECORDING_MAX_UPLOAD_BYTES", default=2 * 1024**3)
 
 # Retraining policy.
 TRAINING_MIN_FACES = env.int("TRAINING_MIN_FACES", default=20)  # labeled faces needed, train + validation

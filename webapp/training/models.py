@@ -62,3 +62,6 @@ class TrainingRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
+
+
+RUN_STATUSES = TrainingRun.Status.choices  # the OpenAPI enum TrainingRunStatusEnum (settings: ENUM_NAME_OVERRIDES)

@@ -8,6 +8,7 @@ its interpreters are shared.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -88,6 +89,19 @@ def analyze_photo(image, *, emotion: bool = False) -> tuple[list, float]:
             raise InferenceUnavailable("No emotion model is active: promote one on the Models page.")
         faces = analyzer.analyze(bounded)
     return faces, image.width / bounded.width
+
+
+@contextmanager
+def served_analyzer():
+    """The served pair's analyzer (ml.pipeline.Analyzer, both models), held while the caller uses it (a worker's
+    video, frame after frame), with the two versions it runs."""
+    from webapp.registry.selectors import active_version
+
+    with _lock:
+        analyzer, _ = _analyzer(emotion=True)
+        if analyzer is None or analyzer.emotion is None:
+            raise InferenceUnavailable("No keypoint or emotion model is active: promote one on the Models page.")
+        yield analyzer, (active_version(kind="keypoints"), active_version(kind="emotion"))
 
 
 def face_crops(image) -> list[tuple[np.ndarray, list[list[float]]]]:

@@ -73,3 +73,6 @@ UPLOADS_DATASET = "uploads"
 
 def dataset_of(source: str, source_name: str) -> str:
     return source_name if source == Face.Source.IMPORT else UPLOADS_DATASET
+
+
+FACE_SOURCES = Face.Source.choices  # the OpenAPI enum FaceSourceEnum (settings: ENUM_NAME_OVERRIDES)

@@ -1,0 +1,509 @@
+"""Recorded video: a file -> frames (streamed) -> the whole-picture path on each -> face tracks -> per-frame rows.
+
+The twin of static/js/video.js (the browser's path): the same tracker (``Tracker``), the same points filter
+(``OneEuro``), the same columns (``frames_header`` / ``tracks_header``); tests/ml/test_video.py and the browser tests
+check that both write the same files. Nothing here holds more than one decoded frame: a video of any length is
+analysed in the memory of one frame plus its rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ml import align
+from ml.schema import KEYPOINT_COLUMNS
+
+# frames are analysed at most this long on their longer side: a 4K file reads as 1280 px (faces stay many pixels high)
+MAX_SIDE = 1280
+DEFAULT_FPS = 10.0
+# a track not seen for this long has ended; a face found after it is a new track
+TRACK_GAP_S = 1.0
+# association: a face continues the track whose last box it overlaps most, when that overlap is at least this
+TRACK_MIN_IOU = 0.2
+# a track is kept only if the detector was this sure of it at least once: a pattern the detector finds once near its
+# threshold (0.5) and the faces then follow is not a person (no_face.mp4's title: 0.589; single_face.mp4's man:
+# 0.96-0.98; the astronaut's face 70 px high on a flat scene: 0.73)
+TRACK_CONFIRM_SCORE = 0.65
+# a recording's detector runs at least this often (seconds of video), whatever the analysis rate: between analysed
+# frames a face moves further at a low rate, and following alone lets a fast face slip out of its crop
+REDETECT_S = align.REDETECT_EVERY / 30
+
+
+class VideoError(ValueError):
+    """The file cannot be analysed as a video: the message says why, in words a person can act on."""
+
+
+# --- decoding ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    name: str
+    width: int  # as shown (rotation honoured), before MAX_SIDE
+    height: int
+    fps: float  # the file's average frame rate
+    duration_s: float
+    codec: str
+    rotation: int  # degrees the player turns the picture (phone videos)
+
+
+def _open(path: str | Path):
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path.name}: no such file.")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path.name} is empty (0 bytes): nothing to analyse.")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(
+            f"{path.name} is not a video this server can read ({getattr(exc, 'strerror', None) or exc})."
+        ) from exc
+    if not container.streams.video:
+        container.close()
+        kinds = "audio only" if container.streams.audio else "no video stream"
+        raise VideoError(f"{path.name} has no picture ({kinds}): open a video file.")
+    return container
+
+
+def probe(path: str | Path) -> VideoInfo:
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        else:
+            duration = 0.0
+        rotation = 0
+        try:
+            first = next(container.decode(stream))
+            rotation = int(getattr(first, "rotation", 0) or 0) % 360
+        except (StopIteration, Exception):
+            pass
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            width, height = height, width
+        return VideoInfo(Path(path).name, width, height, rate, duration, stream.codec_context.name, rotation)
+
+
+def _shown(frame, max_side: int):
+    """A decoded frame as the player shows it (rotation honoured), at most ``max_side`` px long, as a PIL image."""
+    from PIL import Image
+
+    rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+    scale = min(1.0, max_side / max(frame.width, frame.height))
+    image = frame.to_image(width=max(1, round(frame.width * scale)), height=max(1, round(frame.height * scale)))
+    # PyAV's rotation is the display matrix's angle, counter-clockwise: PIL's rotate turns counter-clockwise too
+    if rotation:
+        image = image.rotate(rotation, expand=True, resample=Image.Resampling.NEAREST)
+    return image, scale
+
+
+def frames(
+    path: str | Path,
+    *,
+    fps: float | None = DEFAULT_FPS,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    max_side: int = MAX_SIDE,
+) -> Iterator[tuple[int, float, object, float]]:
+    """(frame number in the file, time in s, PIL image at most ``max_side`` long, scale to the file's pixels) for
+    the frames to analyse: every frame (``fps`` None) or the first frame at or after each 1/fps step, between
+    ``start_s`` and ``end_s``. Decoded one at a time; variable frame rates are read by each frame's own time."""
+    import av
+
+    if fps is not None and not (0 < fps <= 240):
+        raise VideoError(f"The analysis rate must be between 0 and 240 frames/s, got {fps}.")
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if start_s > 0:
+            container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
+        step = None if fps is None else 1.0 / fps
+        next_t = start_s
+        number = -1
+        decoded = 0
+        try:
+            for frame in container.decode(stream):
+                decoded += 1
+                t = float(frame.time if frame.time is not None else 0.0)
+                number = round(t * float(stream.average_rate or 30)) if frame.time is not None else number + 1
+                if t < start_s - 1e-6:
+                    continue
+                if end_s is not None and t >= end_s - 1e-6:
+                    break
+                if step is not None:
+                    if t < next_t - 1e-6:
+                        continue
+                    next_t = start_s + (math.floor((t - start_s) / step + 1e-6) + 1) * step
+                image, scale = _shown(frame, max_side)
+                yield number, t, image, scale
+        except av.error.InvalidDataError as exc:
+            if not decoded:
+                raise VideoError(f"{Path(path).name}: no frame could be decoded ({exc.strerror or exc}).") from exc
+            # a truncated file: what was decoded stands; the rest is missing (the caller reports frames analysed)
+
+
+def checksum(path: str | Path) -> str:
+    """sha256 of the file, read in 1 MiB blocks: how a saved recording finds its local file again."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- the points filter ---------------------------------------------------------------------------------------------
+
+
+class OneEuro:
+    """The One Euro filter (Casiez, Roussel & Vogel, CHI 2012), on every coordinate of a face's points at once.
+
+    A still face: the cutoff stays at ``min_cutoff`` Hz and jitter is smoothed away; a moving face: the cutoff rises
+    with the speed (``beta``, per training-frame pixel per second), so the points keep up. Defaults chosen on
+    bench/video.py's still and moving clips.
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.x = self.dx = self.t = None
+
+    @staticmethod
+    def _alpha(cutoff, dt: float):
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, t: float, points: np.ndarray) -> np.ndarray:
+        points = np.asarray(points, np.float64)
+        if self.x is None or t <= self.t:
+            self.x, self.dx, self.t = points.copy(), np.zeros_like(points), t
+            return points.copy()
+        dt = t - self.t
+        # speed in training-frame pixels per second (align.frame_scale), so faces of any size are filtered alike
+        scale = float(align.frame_scale(points[None])[0]) if points.shape == (15, 2) else 1.0
+        dx = (points - self.x) / dt * scale
+        a_d = self._alpha(self.d_cutoff, dt)
+        self.dx = a_d * dx + (1 - a_d) * self.dx
+        cutoff = self.min_cutoff + self.beta * np.abs(self.dx)
+        a = self._alpha(cutoff, dt)
+        self.x = a * points + (1 - a) * self.x
+        self.t = t
+        return self.x.copy()
+
+
+# --- the tracker ---------------------------------------------------------------------------------------------------
+
+
+def iou(a, b) -> float:
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    w = min(ax0 + aw, bx0 + bw) - max(ax0, bx0)
+    h = min(ay0 + ah, by0 + bh) - max(ay0, by0)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def _points_box(points) -> tuple[float, float, float, float]:
+    p = np.asarray(points)
+    x0, y0 = p.min(axis=0)
+    x1, y1 = p.max(axis=0)
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
+@dataclass
+class _Live:
+    track: int
+    box: tuple[float, float, float, float]
+    last_t: float
+    filter: OneEuro
+
+
+class Tracker:
+    """Gives each face of each frame a track number that it keeps while it is followed.
+
+    A face continues the track whose last box (its points' bounds) it overlaps most (greedy, best overlap first, at
+    least TRACK_MIN_IOU); a track not matched for ``gap_s`` ends; a face that matches none starts a new track.
+    Numbers start at 1 and are never reused.
+    """
+
+    def __init__(self, *, gap_s: float = TRACK_GAP_S, min_iou: float = TRACK_MIN_IOU, smooth: bool = True):
+        self.gap_s, self.min_iou, self.smooth = gap_s, min_iou, smooth
+        self.live: list[_Live] = []
+        self.next = 1
+
+    def update(self, t: float, faces_points: list[np.ndarray]) -> list[tuple[int, np.ndarray]]:
+        """(track number, filtered points) for each face, in the order given."""
+        self.live = [lv for lv in self.live if t - lv.last_t <= self.gap_s + 1e-9]
+        boxes = [_points_box(p) for p in faces_points]
+        pairs = sorted(
+            ((iou(lv.box, box), i, j) for i, lv in enumerate(self.live) for j, box in enumerate(boxes)),
+            reverse=True,
+        )
+        taken_live, match = set(), {}
+        for overlap, i, j in pairs:
+            if overlap < self.min_iou:
+                break
+            if i in taken_live or j in match:
+                continue
+            taken_live.add(i)
+            match[j] = self.live[i]
+        out = []
+        for j, points in enumerate(faces_points):
+            lv = match.get(j)
+            if lv is None:
+                lv = _Live(self.next, boxes[j], t, OneEuro())
+                self.next += 1
+                self.live.append(lv)
+            lv.box, lv.last_t = boxes[j], t
+            out.append((lv.track, lv.filter(t, points) if self.smooth else np.asarray(points, np.float64)))
+        return out
+
+
+# --- one analysis --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FaceRow:
+    frame: int
+    time_s: float
+    track: int | None  # None: an analysed frame where no face was found
+    score: float = 0.0
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    points: np.ndarray | None = None  # (15, 2) filtered, in the file's pixels
+    raw_points: np.ndarray | None = None  # (15, 2) as the model placed them
+    probabilities: np.ndarray | None = None
+
+
+@dataclass
+class Analysis:
+    video: str
+    labels: list[str]
+    fps: float | None  # the analysis rate (None: every frame)
+    rows: list[FaceRow] = field(default_factory=list)  # faces, and one row per frame with none (track None)
+    frames_analysed: int = 0
+    width: int = 0
+    height: int = 0
+    duration_s: float = 0.0
+    keypoints_version: str = ""
+    emotion_version: str = ""
+
+
+def analyze(
+    path: str | Path,
+    analyzer,
+    *,
+    fps: float | None = DEFAULT_FPS,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    smooth: bool = True,
+    on_frame: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    versions: tuple[str, str] = ("", ""),
+) -> Analysis:
+    """The whole-picture path (ml.pipeline.Analyzer.analyze_frame: the detector every REDETECT_S seconds of video,
+    faces followed between) over the frames of ``path``, each face given its track. ``on_frame(time_s)`` after each
+    frame. Memory: one frame at a time."""
+    info = probe(path)
+    labels = list(analyzer.emotion.manifest["labels"]) if analyzer.emotion is not None else []
+    result = Analysis(info.name, labels, fps, width=info.width, height=info.height, duration_s=info.duration_s)
+    result.keypoints_version, result.emotion_version = versions
+    tracker = Tracker(smooth=smooth)
+    followed: list = []
+    detected_t = -math.inf
+    for number, t, image, scale in frames(path, fps=fps, start_s=start_s, end_s=end_s):
+        if should_stop is not None and should_stop():
+            break
+        detect = not followed or t - detected_t >= REDETECT_S - 1e-6
+        followed = analyzer.analyze_frame(image, followed, detect=detect)
+        if detect:
+            detected_t = t
+        result.frames_analysed += 1
+        if not followed:
+            result.rows.append(FaceRow(number, t, None))
+        for face, (track, points) in zip(followed, tracker.update(t, [f.points for f in followed]), strict=True):
+            result.rows.append(
+                FaceRow(
+                    number,
+                    t,
+                    track,
+                    float(face.score),
+                    tuple(v / scale for v in face.box),
+                    points / scale,
+                    np.asarray(face.points) / scale,
+                    None if face.probabilities is None else np.asarray(face.probabilities),
+                )
+            )
+        if on_frame is not None:
+            on_frame(t)
+    return confirmed(result)
+
+
+def confirmed(analysis: Analysis) -> Analysis:
+    """Only the tracks the detector was sure of once (TRACK_CONFIRM_SCORE), renumbered 1, 2, ... in order of first
+    appearance; a frame left without a face gets its empty row."""
+    best: dict[int, float] = {}
+    for r in analysis.rows:
+        if r.track is not None:
+            best[r.track] = max(best.get(r.track, 0.0), r.score)
+    kept = {t: n for n, t in enumerate(sorted(t for t, s in best.items() if s >= TRACK_CONFIRM_SCORE), start=1)}
+    rows, seen = [], set()
+    for r in analysis.rows:
+        if r.track is None or r.track in kept:
+            if r.track is not None:
+                r.track = kept[r.track]
+            rows.append(r)
+            seen.add(r.time_s)
+    for r in analysis.rows:
+        if r.time_s not in seen:
+            rows.append(FaceRow(r.frame, r.time_s, None))
+            seen.add(r.time_s)
+    rows.sort(key=lambda r: (r.time_s, r.track or 0))
+    analysis.rows = rows
+    return analysis
+
+
+# --- the two files -------------------------------------------------------------------------------------------------
+
+FRAME_COLUMNS = ["video", "frame", "time_s", "track", "detector_score", "box_x", "box_y", "box_w", "box_h"]
+
+
+def frames_header(labels: list[str]) -> list[str]:
+    return [*FRAME_COLUMNS, *KEYPOINT_COLUMNS, *labels, "emotion", "keypoints_version", "emotion_version"]
+
+
+def tracks_header(labels: list[str]) -> list[str]:
+    return [
+        "video",
+        "track",
+        "name",
+        "first_s",
+        "last_s",
+        "frames",
+        "frames_missing",
+        *(f"share_{c}" for c in labels),
+        *(f"mean_{c}" for c in labels),
+    ]
+
+
+def _num(v: float, digits: int = 2) -> str:
+    return f"{v:.{digits}f}"
+
+
+def frame_rows(analysis: Analysis, *, empty_frames: bool = False, raw: bool = False) -> Iterator[list]:
+    """The frames file's rows (header first). ``raw``: the model's points instead of the filtered ones."""
+    labels = analysis.labels
+    yield frames_header(labels)
+    for r in analysis.rows:
+        head = [analysis.video, r.frame, _num(r.time_s, 3)]
+        if r.track is None:
+            if empty_frames:
+                yield [
+                    *head,
+                    *[""] * (len(FRAME_COLUMNS) - 3 + len(KEYPOINT_COLUMNS) + len(labels) + 1),
+                    analysis.keypoints_version,
+                    analysis.emotion_version,
+                ]
+            continue
+        points = r.raw_points if raw else r.points
+        probs = r.probabilities
+        yield [
+            *head,
+            r.track,
+            _num(r.score, 3),
+            *(_num(v) for v in r.box),
+            *(_num(v) for v in points.reshape(-1)),
+            *((_num(float(p), 4) for p in probs) if probs is not None else [""] * len(labels)),
+            labels[int(np.argmax(probs))] if probs is not None and labels else "",
+            analysis.keypoints_version,
+            analysis.emotion_version,
+        ]
+
+
+@dataclass
+class TrackSummary:
+    track: int
+    name: str
+    first_s: float
+    last_s: float
+    frames: int
+    frames_missing: int  # analysed frames between its first and last where it was not found
+    share: list[float]  # of its frames, the fraction whose top class is each class
+    mean: list[float]  # mean probability of each class
+
+
+def summaries(analysis: Analysis, names: dict[int, str] | None = None) -> list[TrackSummary]:
+    names = names or {}
+    times = sorted({r.time_s for r in analysis.rows})
+    by_track: dict[int, list[FaceRow]] = {}
+    for r in analysis.rows:
+        if r.track is not None:
+            by_track.setdefault(r.track, []).append(r)
+    out = []
+    k = len(analysis.labels)
+    for track, rows in sorted(by_track.items()):
+        first, last = rows[0].time_s, rows[-1].time_s
+        span = sum(1 for t in times if first <= t <= last)
+        probs = np.array([r.probabilities for r in rows if r.probabilities is not None]).reshape(-1, k) if k else None
+        if probs is not None and len(probs):
+            share = np.bincount(probs.argmax(axis=1), minlength=k) / len(probs)
+            mean = probs.mean(axis=0)
+        else:
+            share = mean = np.zeros(k)
+        out.append(
+            TrackSummary(
+                track,
+                names.get(track, f"Face {track}"),
+                first,
+                last,
+                len(rows),
+                span - len(rows),
+                [float(v) for v in share],
+                [float(v) for v in mean],
+            )
+        )
+    return out
+
+
+def track_rows(analysis: Analysis, names: dict[int, str] | None = None) -> Iterator[list]:
+    yield tracks_header(analysis.labels)
+    for s in summaries(analysis, names):
+        yield [
+            analysis.video,
+            s.track,
+            s.name,
+            _num(s.first_s, 3),
+            _num(s.last_s, 3),
+            s.frames,
+            s.frames_missing,
+            *(_num(v, 4) for v in s.share),
+            *(_num(v, 4) for v in s.mean),
+        ]
+
+
+def write_csvs(
+    analysis: Analysis, out_dir: str | Path, *, empty_frames: bool = False, names: dict[int, str] | None = None
+) -> tuple[Path, Path]:
+    """``<video>.frames.csv`` and ``<video>.tracks.csv`` in ``out_dir`` (docs/video.md)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(analysis.video).stem
+    paths = out_dir / f"{stem}.frames.csv", out_dir / f"{stem}.tracks.csv"
+    for p, rows in zip(
+        paths, (frame_rows(analysis, empty_frames=empty_frames), track_rows(analysis, names)), strict=True
+    ):
+        with open(p, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    return paths
