@@ -1,11 +1,12 @@
 import { api, toast } from "./api.js";
 import { createAnalyzer, drawSkeleton, geometry, greyPng, uncertainty } from "./inference.js";
+import { Recorder, analyzeVideo, argmax, classColour, drawTimeline, fileChecksum, framesToLabel, iou, pointsBox, rowsAt } from "./video.js";
 
 const $ = (id) => document.getElementById(id);
 const view = $("view");
 const context = view.getContext("2d");
 const video = $("video");
-const state = { analyzer: null, models: null, source: null, live: false, last: null, busy: false, frame: null, zoom: null };
+const state = { analyzer: null, models: null, source: null, live: false, last: null, busy: false, frame: null, zoom: null, recording: null, liveRecorder: null };
 window.studio = state; // read by the browser tests and handy in the console
 
 function setStatus(text, kind = "muted") {
@@ -174,6 +175,7 @@ function zoomAt(event) {
 
 async function analyse(source, width, height, { video = false } = {}) {
   const { faces, ms } = await state.analyzer.analyze(source, { video });
+  state.faces = faces;
   if (state.zoom !== null && state.zoom >= faces.length) state.zoom = null;
   state.frame = { source, width, height, faces };
   draw();
@@ -203,6 +205,7 @@ async function loop() {
     state.busy = true;
     try {
       await analyse(video, video.videoWidth, video.videoHeight, { video: true });
+      if (state.liveRecorder) recordLive();
     } catch (err) {
       console.error(err);
       setStatus(`Could not analyse the frame: ${err.message}`, "error");
@@ -243,11 +246,14 @@ async function startCamera() {
   state.source = "camera";
   state.name = `camera-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-")}.png`;
   $("camera").textContent = "Stop webcam";
+  $("record").hidden = false;
   setStatus("Live", "ok");
   requestAnimationFrame(loop);
 }
 
 function stopCamera() {
+  if (state.liveRecorder) stopRecording();
+  $("record").hidden = true;
   state.live = false;
   video.srcObject?.getTracks().forEach((t) => t.stop());
   video.srcObject = null;
@@ -257,6 +263,8 @@ function stopCamera() {
 
 async function openPhoto(file) {
   if (!file) return;
+  if (isVideo(file)) return openVideo(file);
+  stopVideo();
   if (!/^image\/(jpeg|png|webp)$/.test(file.type)) {
     setStatus(`${file.name} is not a JPEG, PNG or WEBP image.`, "error");
     return;
@@ -719,6 +727,14 @@ async function main() {
   $("camera").addEventListener("click", startCamera);
   $("photo").addEventListener("change", (e) => openPhoto(e.target.files[0]));
   $("send")?.addEventListener("click", sendForLabeling);
+  $("video-file").addEventListener("change", (e) => openVideo(e.target.files[0]));
+  $("cancel").addEventListener("click", () => state.abort?.abort());
+  $("record").addEventListener("click", () => (state.liveRecorder ? stopRecording() : startRecording()));
+  $("play").addEventListener("click", togglePlay);
+  $("smooth").addEventListener("change", () => drawTimelines());
+  $("filter").addEventListener("change", () => { drawPlayback(); refreshDownloads(); });
+  $("save-session")?.addEventListener("click", saveSession);
+  $("send-frames")?.addEventListener("click", sendFrames);
   $("unzoom").addEventListener("click", () => setZoom(null));
   view.addEventListener("click", zoomAt);
   const drop = $("drop");

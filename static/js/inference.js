@@ -199,6 +199,14 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
     });
   }
 
+  function carryBox(box, before, after) {
+    const k = (after.width + after.height) / Math.max(1e-6, before.width + before.height);
+    const cx = after.x + after.width / 2 + (box.x + box.width / 2 - before.x - before.width / 2) * k;
+    const cy = after.y + after.height / 2 + (box.y + box.height / 2 - before.y - before.height / 2) * k;
+    const width = box.width * k, height = box.height * k;
+    return { x: cx - width / 2, y: cy - height / 2, width, height, score: box.score };
+  }
+
   function boxOf(points) {
     const xs = points.map((p) => p[0]);
     const ys = points.map((p) => p[1]);
@@ -208,14 +216,16 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
   }
 
   // analyze(source, {video: true}) reuses the previous frame's faces and runs the detector only every
-  // pipeline.redetect_every frames (or when no face is being followed).
-  async function analyze(source, { video = false } = {}) {
+  // pipeline.redetect_every frames (or when no face is being followed); `detect` decides instead (a recording's
+  // schedule, in seconds of video).
+  async function analyze(source, { video = false, detect: wanted } = {}) {
     const t0 = performance.now();
     const ms = { detect: 0, keypoints: 0, emotion: 0 };
     const { width, height } = sourceSize(source);
     let seeds = [];
     let boxes = [];
-    const detect = !video || !tracks.length || framesSinceDetection + 1 >= pipeline.redetect_every;
+    let seedPoints = [];
+    const detect = !video || !tracks.length || (wanted ?? framesSinceDetection + 1 >= pipeline.redetect_every);
     if (detect) {
       const found = await detectFaces(source, detector);
       ms.detect = performance.now() - t0;
@@ -232,15 +242,18 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
       framesSinceDetection += 1;
       seeds = tracks.map((t) => geometry.matrixFromPoints(t.points, indices, kpFraming));
       boxes = tracks.map((t) => t.box);
+      seedPoints = tracks.map((t) => t.points);
     }
     // A followed face's seed is last frame's alignment: one pass refines it (each frame is another step).
     const aligned = align(source, seeds, ms, detect ? pipeline.detector.align_steps : pipeline.follow_align_steps);
-    const faces = finish(source, aligned, boxes, ms).filter((face) => {
+    const all = finish(source, aligned, boxes, ms);
+    // a followed face's box: its last detector box carried along with its points (ml.pipeline.carry_box)
+    if (!detect) all.forEach((f, i) => { f.box = carryBox(boxes[i], boxOf(seedPoints[i]), boxOf(f.points)); });
+    const faces = all.filter((face) => {
       // A followed face that left the picture (or collapsed) is dropped; the detector finds it again.
       const b = boxOf(face.points);
       return b.width > 2 && b.x + b.width > 0 && b.y + b.height > 0 && b.x < width && b.y < height;
     });
-    if (!detect) faces.forEach((f) => { f.box = boxOf(f.points); }); // a followed face's box: where its points are
     tracks = video ? faces.map((f) => ({ points: f.points, box: f.box })) : [];
     const n = Math.max(1, faces.length);
     return { faces, detected: detect, ms: { ...ms, keypoints: ms.keypoints / n, emotion: ms.emotion / n, frame: performance.now() - t0 } };

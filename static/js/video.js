@@ -307,12 +307,16 @@ export async function analyzeVideo(analyzer, video, { name, fps = DEFAULT_FPS, o
   recorder.duration = video.duration;
   const schedule = frameSchedule(video.duration, rate, fps);
   analyzer.reset();
+  // the detector at least every REDETECT_S seconds of video, whatever the rate (ml.video.REDETECT_S)
+  const redetectS = manifest.pipeline.redetect_every / 30;
+  let detectedT = -Infinity;
   for (let i = 0; i < schedule.length; i++) {
     if (signal?.aborted) break;
     const k = schedule[i];
     await seek(video, (k + 0.25) / rate);
     const t = k / rate;
-    const { faces } = await analyzer.analyze(video, { video: true });
+    const { faces, detected } = await analyzer.analyze(video, { video: true, detect: t - detectedT >= redetectS - 1e-6 });
+    if (detected) detectedT = t;
     const rows = recorder.add(k, t, faces);
     onFrame?.(i, schedule.length, rows, t);
     if (i % 4 === 3) await new Promise((r) => setTimeout(r, 0));

@@ -1,0 +1,120 @@
+"""A video opened on the demo page, analysed in Chromium: tracks, the timeline, the frames file the page offers (the
+same as the server's path writes for the same clip), a saved session, and the files a browser cannot read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.conf import settings
+
+from ml import video as mlvideo
+from ml.schema import KEYPOINT_COLUMNS
+from tests import factories, videos
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _wait_ready(page):
+    page.wait_for_function("window.studio && window.studio.ready === true", timeout=60_000)
+
+
+def _open(page, path):
+    page.set_input_files("#video-file", str(path))
+    page.wait_for_function("window.studio.recording && document.getElementById('analysing').hidden", timeout=120_000)
+
+
+def _server_analysis(path):
+    from ml.pipeline import Analyzer, LoadedModel
+    from webapp.registry.selectors import active_version, version_dir
+
+    analyzer = Analyzer(
+        *(LoadedModel.from_dir(version_dir(active_version(kind=k)), runtime="litert") for k in ("keypoints", "emotion"))
+    )
+    return mlvideo.analyze(path, analyzer, fps=10)
+
+
+def test_a_video_is_analysed_in_the_browser_as_the_server_analyses_it(open_page, tmp_path):
+    clip = videos.write_clip(
+        tmp_path / "participant.mp4", [videos.face_portrait()], videos.moving(speed=40, side=260), seconds=3.0, noise=4
+    )
+    user = factories.user("labeler")
+    page = open_page("/", user=user)
+    _wait_ready(page)
+    _open(page, clip)
+    assert "1 face track(s)" in page.locator("#status").inner_text()
+    assert page.locator("#tracks .track canvas").count() == 1
+    with page.expect_download() as download:
+        page.click("#download-frames")
+    assert download.value.suggested_filename == "participant.frames.csv"
+    browser = pd.read_csv(download.value.path())
+    labels = page.evaluate("window.studio.models.manifest.emotion.labels")
+    assert list(browser.columns) == mlvideo.frames_header(labels)
+    assert len(browser) == 30 and set(browser.track) == {1} and browser.frame.tolist() == list(range(0, 90, 3))
+    # the server's path on the same file: the same frames, tracks, points and classes
+    server = pd.read_csv(mlvideo.write_csvs(_server_analysis(clip), tmp_path / "server")[0])
+    assert server.frame.tolist() == browser.frame.tolist() and set(server.track) == {1}
+    b = browser[list(KEYPOINT_COLUMNS)].to_numpy().reshape(-1, 15, 2)
+    s = server[list(KEYPOINT_COLUMNS)].to_numpy().reshape(-1, 15, 2)
+    scale = 38 / np.linalg.norm(s[:, 13:15].mean(1) - s[:, 0:2].mean(1), axis=1)
+    assert np.median(np.linalg.norm(b - s, axis=2).mean(1) * scale) < 1.0  # Kaggle-frame px
+    assert np.median(np.abs(browser[labels].to_numpy() - server[labels].to_numpy())) < 0.05
+    with page.expect_download() as download:
+        page.click("#download-tracks")
+    tracks = pd.read_csv(download.value.path())
+    assert list(tracks.columns) == mlvideo.tracks_header(labels) and tracks.frames.tolist() == [30]
+    # a click on the timeline moves the video there; the name given is the participant's
+    timeline = page.locator("#tracks canvas")
+    timeline.click(position={"x": timeline.bounding_box()["width"] * 0.5, "y": 60})
+    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 1.5) < 0.1")
+    page.fill("#tracks input.name", "P07")
+    page.press("#tracks input.name", "Enter")
+    page.wait_for_function("document.querySelector('#tracks h3').textContent.startsWith('P07')")
+    page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "video.png"), full_page=True)
+    page.click("#save-session")
+    page.wait_for_function("window.studio.saved && window.studio.saved.id")
+    from webapp.recordings.models import Recording
+
+    (saved,) = Recording.objects.all()
+    assert saved.source == "browser" and saved.created_by == user and saved.frames.count() == 30
+    assert [t.name for t in saved.tracks.all()] == ["P07"] and saved.checksum == mlvideo.checksum(clip)
+
+
+def test_on_a_phone_the_timeline_sits_under_the_video(open_page, tmp_path):
+    clip = videos.write_clip(tmp_path / "phone.webm", [videos.face_portrait()], videos.still(), seconds=1.5)
+    page = open_page("/", width=390)
+    _wait_ready(page)
+    _open(page, clip)
+    canvas = page.locator("#tracks canvas").bounding_box()
+    assert canvas["width"] <= 390 and canvas["width"] > 250
+    page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "video-phone.png"), full_page=True)
+
+
+def test_files_a_browser_cannot_analyse_are_told_plainly(open_page, tmp_path):
+    page = open_page("/")
+    _wait_ready(page)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    page.set_input_files("#video-file", str(empty))
+    page.wait_for_function("document.getElementById('status').textContent.includes('empty (0 bytes)')")
+    junk = tmp_path / "notes.mp4"
+    junk.write_bytes(b"not a video\n" * 100)
+    page.set_input_files("#video-file", str(junk))
+    page.wait_for_function("document.getElementById('status').textContent.includes('cannot decode notes.mp4')")
+    hevc = videos.write_clip(tmp_path / "phone.mov", [videos.face_portrait()], videos.still(), seconds=0.5, codec="hevc")
+    page.set_input_files("#video-file", str(hevc))
+    page.wait_for_function(
+        "document.getElementById('status').textContent.includes('phone.mov') && "
+        "document.getElementById('status').className === 'error'"
+    )
+    assert "HEVC" in page.locator("#status").inner_text() or "no picture" in page.locator("#status").inner_text()
+    assert page.evaluate("window.studio.recording") is None
+
+
+def test_no_face_in_the_video_says_so(open_page, tmp_path):
+    clip = videos.write_clip(tmp_path / "sky.webm", [], lambda t: [], seconds=1.0)
+    page = open_page("/")
+    _wait_ready(page)
+    _open(page, clip)
+    assert "no face found in this video" in page.locator("#status").inner_text()
+    assert "No face was found" in page.locator("#tracks").inner_text()
