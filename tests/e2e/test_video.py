@@ -101,7 +101,9 @@ def test_files_a_browser_cannot_analyse_are_told_plainly(open_page, tmp_path):
     junk.write_bytes(b"not a video\n" * 100)
     page.set_input_files("#video-file", str(junk))
     page.wait_for_function("document.getElementById('status').textContent.includes('cannot decode notes.mp4')")
-    hevc = videos.write_clip(tmp_path / "phone.mov", [videos.face_portrait()], videos.still(), seconds=0.5, codec="hevc")
+    hevc = videos.write_clip(
+        tmp_path / "phone.mov", [videos.face_portrait()], videos.still(), seconds=0.5, codec="hevc"
+    )
     page.set_input_files("#video-file", str(hevc))
     page.wait_for_function(
         "document.getElementById('status').textContent.includes('phone.mov') && "
