@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import io
 import math
-import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,11 @@ from ml.schema import (
     label_key,
 )
 
-csv.field_size_limit(sys.maxsize)  # one FER row holds 2,304 numbers, a keypoints row 9,216
+# The longest real line is a keypoints row: 9,216 pixel values (at most 36,863 characters) and 30 coordinates. A line
+# is read at most this long, so one endless line (60 KB of gzip unpacked to hundreds of MB) costs a megabyte, not
+# the line: the file is refused at that line.
+MAX_LINE_CHARS = 1 << 20
+csv.field_size_limit(MAX_LINE_CHARS)
 
 
 class DatasetError(ValueError):
@@ -135,6 +138,19 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
 
 
+def _bounded_lines(f: io.TextIOBase, path: Path) -> Iterator[str]:
+    """The file's lines for csv.reader, each read at most MAX_LINE_CHARS long; a longer one is a DatasetError."""
+    number = 0
+    while line := f.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise DatasetError(
+                f"{path}: line {number} is longer than {MAX_LINE_CHARS:,} characters; the longest real row (a 96x96 "
+                "face's pixels) takes under 40,000: not a face file"
+            )
+        yield line
+
+
 def count_lines(path: str | Path, limit: int | None = None) -> int:
     """Lines in a CSV (plain or gzipped), for a progress bar and the web import's cap. Counting stops once past
     ``limit``: a small .gz of a gigabyte of newlines is refused after ``limit`` lines, not after decompressing it all.
@@ -197,7 +213,7 @@ def _rows(path: Path, required: tuple[str, ...], expected: str) -> Iterator[tupl
         raise DatasetError(f"{path}: no such file")
     try:
         with _open_text(path) as f:
-            reader = csv.reader(f)
+            reader = csv.reader(_bounded_lines(f, path))
             try:
                 header = [h.strip() for h in next(reader)]
             except StopIteration:
@@ -409,7 +425,7 @@ TASK_OF_FORMAT = {"kaggle-keypoints": "keypoints", "fer2013": "emotion", "icml":
 def sniff_format(path: str | Path) -> str:
     """Tell the format from the header (and, for emotion files, from the column order)."""
     with _open_text(Path(path)) as f:
-        header = [h.strip() for h in next(csv.reader(f), [])]
+        header = [h.strip() for h in next(csv.reader(_bounded_lines(f, Path(path))), [])]
     if set(KEYPOINT_COLUMNS) <= set(header):
         return "kaggle-keypoints"
     if header[:3] == ["emotion", "pixels", "Usage"]:

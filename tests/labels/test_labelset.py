@@ -103,3 +103,16 @@ def test_the_command_serves_the_version_of_a_preset(capsys, tiny_exports, settin
     assert baseline_register() == []  # registered once
     call_command("labelset", "emotion", "--preset", "seed-five", "--serve")
     assert active_version(kind="emotion").number == 2 and "serving emotion v2" in capsys.readouterr().out
+
+
+def test_a_million_names_are_refused_by_their_count_before_any_name_is_read(client_for):
+    from webapp.labels import services
+
+    names = [f"c{i}" for i in range(1_000_000)]
+    response = client_for("staff").put("/api/labelsets/emotion/", {"labels": names}, format="json")
+    assert response.status_code == 400 and "no more than 50" in response.json()["detail"]
+    with pytest.raises(Exception, match="2 to 50 classes, got 1000000"):
+        services.labelset_change(labels=names)
+    # the duplicate check is a set now: 50 names with two alike are told at once
+    with pytest.raises(Exception, match="c1 named twice"):
+        services.labelset_change(labels=["c1", *[f"c{i}" for i in range(1, 49)]])

@@ -177,3 +177,24 @@ def test_a_fer_row_with_an_unknown_usage_is_a_bad_row_not_a_silent_import(tmp_pa
     data = read_faces(csvs.write(tmp_path / "f.csv", csvs.FER_HEADER, rows))
     assert len(data) == 2 and [e.line for e in data.errors] == [2]
     assert "Usage 'Nowhere' is not one of Training, PublicTest, PrivateTest" in data.errors[0].reason
+
+
+def test_one_endless_line_in_a_small_gzip_is_refused_at_that_line_without_reading_it_whole(tmp_path):
+    import gzip
+    import resource
+
+    from ml.datasets import DatasetError, read_fer2013_csv
+
+    bomb = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as f:  # 300 MB of one pixels field, about 300 KB of gzip
+        f.write(b"emotion,pixels,Usage\n0,")
+        block = b"1 " * (1 << 20)
+        for _ in range(150):
+            f.write(block)
+        f.write(b",Training\n")
+    assert bomb.stat().st_size < 2_000_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DatasetError, match="line 2 is longer than"):
+        read_fer2013_csv(bomb)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100, grown_mb  # the whole line would be 300 MB of text (1.2 GB as str)

@@ -38,14 +38,24 @@ def _output(task: str) -> dict:
     }
 
 
+class BoundedListField(serializers.ListField):
+    """A ListField that checks its length before it validates each item: the limit holds before the work."""
+
+    def to_internal_value(self, data):
+        if self.max_length is not None and hasattr(data, "__len__") and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
 class LabelSetApi(APIView):
     def get_permissions(self):
         return [AllowAny()] if self.request.method in SAFE_METHODS else [IsStaff()]
 
     @extend_schema_serializer(component_name="LabelSetInput")
     class InputSerializer(Input):
-        labels = serializers.ListField(
+        labels = BoundedListField(
             child=serializers.CharField(max_length=40),
+            max_length=services.MAX_CLASSES,
             required=False,
             help_text="the whole set in display order: a new name adds a class, a missing one retires it",
         )

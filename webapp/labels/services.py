@@ -33,12 +33,14 @@ def labelset_change(*, task: str = "emotion", labels: Sequence[str], author=None
     stored labels keep their key, and naming it again brings it back."""
     if task != Task.EMOTION:
         raise ValidationError({"task": [f"only the emotion task has a label set, not {task!r}"]})
+    # the size first, before any work that grows with it (a million names once held a worker for hours)
+    if not isinstance(labels, str) and isinstance(labels, Sequence) and not 2 <= len(labels) <= MAX_CLASSES:
+        raise ValidationError({"labels": [f"a label set has 2 to {MAX_CLASSES} classes, got {len(labels)}"]})
     keys = _keys(labels)
-    twice = sorted({k for k in keys if keys.count(k) > 1})
+    seen: set[str] = set()
+    twice = sorted({k for k in keys if k in seen or seen.add(k)})
     if twice:
         raise ValidationError({"labels": [f"{', '.join(twice)} named twice"]})
-    if not 2 <= len(keys) <= MAX_CLASSES:
-        raise ValidationError({"labels": [f"a label set has 2 to {MAX_CLASSES} classes, got {len(keys)}"]})
     if tuple(keys) == label_set(task=task).labels:
         return label_set(task=task).change or LabelSetChange(task=task, labels=keys)  # nothing changes: no row
     return LabelSetChange.objects.create(task=task, labels=keys, author=author, note=note[:200])
