@@ -197,9 +197,16 @@ def test_an_export_leaves_nothing_behind(client_for, tmp_path, capsys, monkeypat
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     response = client_for("staff").get(f"/api/datasets/export/{fmt}/")
-    assert response.status_code == 200 and len(b"".join(response.streaming_content)) > 100
+    body = b"".join(response.streaming_content)
+    assert response.status_code == 200 and len(body) > 100
     response.close()
     assert list(scratch.iterdir()) == []
+    if fmt == "coco-keypoints":  # the zip holds the JSON and the images, never itself (it once grew to fill a disk)
+        import io
+        import zipfile
+
+        names = zipfile.ZipFile(io.BytesIO(body)).namelist()
+        assert "coco-keypoints.json" in names and not [n for n in names if n.endswith(".zip")], names
 
 
 def _fer_file(tmp_path):

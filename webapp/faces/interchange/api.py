@@ -175,13 +175,15 @@ class DatasetExportApi(APIView):
         # Written in a directory removed at once; what is sent is an unlinked temporary file (gone when closed).
         download = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it after sending
         with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-            tmp = Path(tmp)
+            content = Path(tmp) / "content"  # the archive is written beside what it packs, never inside it
+            content.mkdir()
             name = f"{fmt}.json" if fmt in ("coco-keypoints", "label-studio") else f"{fmt}.csv"
-            WRITERS[fmt](tmp / name, only=only)
+            WRITERS[fmt](content / name, only=only)
             if fmt == "coco-keypoints":  # the JSON and its images, as one download
-                result, name = Path(shutil.make_archive(str(tmp / "coco-keypoints"), "zip", tmp)), "coco-keypoints.zip"
+                archive = shutil.make_archive(str(Path(tmp) / "coco-keypoints"), "zip", content)
+                result, name = Path(archive), "coco-keypoints.zip"
             else:
-                result = tmp / name
+                result = content / name
             with result.open("rb") as f:
                 shutil.copyfileobj(f, download, 1024 * 1024)
         download.seek(0)
