@@ -351,3 +351,16 @@ def test_numbers_beyond_any_float_are_a_400(client_for, shelf):
     assert response.status_code == 400
     response = _send(staff, [factories.png(7)], _picture(), [[[huge, 0], [1, 1], [2, 2], [3, 3]]])
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/api/faces/", "/api/faces/facets/"])
+def test_a_control_character_in_any_filter_is_a_400_naming_it(client_for, path):
+    """On PostgreSQL (make pytest-postgres runs this folder there too) a NUL in a text filter was a 500."""
+    from webapp.faces.labeling.browse import FILTERS
+
+    labeler = client_for("labeler")
+    for name in FILTERS:
+        for bad in ("a\x00b", "line\nbreak", "\x1b[31m"):
+            response = labeler.get(path, {name: bad})
+            assert response.status_code == 400, (name, bad, response.status_code)
+            assert response.json()["detail"].startswith(f"{name}: holds a control character"), response.json()

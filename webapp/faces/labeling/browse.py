@@ -200,7 +200,11 @@ def browse_parse(params) -> Browse:
     for name in FILTERS:
         value = params.get(name)
         if value not in (None, ""):
-            conditions[name] = _q(name, str(value))
+            value = str(value)
+            # NUL (PostgreSQL refuses it in text: a 500) and the other control characters are in no name or search
+            if any(ord(c) < 32 or ord(c) == 127 for c in value):
+                raise _bad(name, "holds a control character (such as NUL); send plain text")
+            conditions[name] = _q(name, value)
     ordering = str(params.get("ordering") or "-id")
     key = ordering.removeprefix("-")
     if key not in ORDERINGS:
