@@ -1,12 +1,14 @@
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import Throttled, ValidationError
 
-from webapp.common.throttling import ScopedRateThrottle
+from webapp.common.signin import signin_failed, signin_succeeded, signin_wait
 from webapp.faces.interchange import api as datasets
 from webapp.faces.interchange.labelstudio import api as label_studio
 from webapp.faces.labeling import api as labeling
@@ -19,11 +21,39 @@ from webapp.training import api as training
 
 
 class TokenObtainApi(ObtainAuthToken):
-    """DRF's token view; sign-in attempts are throttled per client address (THROTTLE_LOGIN)."""
+    """DRF's token view; failed sign-ins are limited per client address (THROTTLE_LOGIN, webapp.common.signin)."""
 
     parser_classes = PARSERS
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "login"
+
+    def post(self, request, *args, **kwargs):
+        if wait := signin_wait(request):
+            raise Throttled(wait, "Request was throttled: too many failed sign-ins from this address.")
+        try:
+            response = super().post(request, *args, **kwargs)
+        except ValidationError:
+            signin_failed(request)
+            raise
+        signin_succeeded(request)
+        return response
+
+
+class SigninView(LoginView):
+    """The session sign-in form (where /admin/login/ leads), limited as the token view is."""
+
+    def post(self, request, *args, **kwargs):
+        if wait := signin_wait(request):
+            response = self.render_to_response(self.get_context_data(throttled_wait=wait), status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        signin_failed(self.request)
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        signin_succeeded(self.request)
+        return super().form_valid(form)
 
 
 api = [
@@ -97,6 +127,7 @@ urlpatterns = [
     path("model-files/<str:kind>/<str:name>/<path:path>", registry.model_file, name="model-file"),
     path("admin/login/", RedirectView.as_view(url="/accounts/login/", query_string=True)),
     path("admin/", admin.site.urls),
+    path("accounts/login/", SigninView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("webapp.pages.urls")),
 ]

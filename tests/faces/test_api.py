@@ -424,6 +424,29 @@ def test_guessing_passwords_for_a_token_is_throttled(settings):
     assert client.post("/api/auth/token/", {"username": "target", "password": "pw"}).status_code == 200
 
 
+def test_the_session_sign_in_form_is_limited_as_the_token_is_and_a_right_password_clears_the_count(client):
+    from django.core.cache import cache
+
+    cache.clear()
+    factories.user("labeler", "target")
+    wrong = [
+        client.post("/accounts/login/", {"username": "target", "password": f"guess{i}"}).status_code for i in range(12)
+    ]
+    assert wrong[:10] == [200] * 10 and wrong[10:] == [429, 429]  # the form again, then refused
+    refused = client.post("/accounts/login/", {"username": "target", "password": "pw"})
+    assert refused.status_code == 429 and "Too many failed sign-ins" in refused.content.decode()
+    assert int(refused["Retry-After"]) > 0
+    cache.clear()
+    api = APIClient()
+    for _ in range(3):  # an office behind one address: nine mistakes and a right password, again and again
+        for i in range(9):
+            assert client.post("/accounts/login/", {"username": "target", "password": f"x{i}"}).status_code == 200
+        assert client.post("/accounts/login/", {"username": "target", "password": "pw"}).status_code == 302
+        for i in range(9):
+            assert api.post("/api/auth/token/", {"username": "target", "password": f"x{i}"}).status_code == 400
+        assert api.post("/api/auth/token/", {"username": "target", "password": "pw"}).status_code == 200
+
+
 def test_a_new_x_forwarded_for_on_each_try_does_not_escape_the_sign_in_limit(settings):
     """X-Forwarded-For is believed only from TRUSTED_PROXIES (none by default): a client rotating it is still one
     address; behind a trusted proxy the address is the hop before it."""
