@@ -120,3 +120,29 @@ def test_no_face_in_the_video_says_so(open_page, tmp_path):
     _open(page, clip)
     assert "no face found in this video" in page.locator("#status").inner_text()
     assert "No face was found" in page.locator("#tracks").inner_text()
+
+
+def test_the_recordings_page_lists_sessions_with_their_files_and_refuses_a_non_video(open_page, tmp_path):
+    from webapp.recordings.models import Recording
+    from webapp.recordings.services import recording_from_analysis
+    from webapp.registry.selectors import active_version
+
+    clip = videos.write_clip(tmp_path / "p03.mp4", [videos.face_portrait()], videos.still(), seconds=1.0)
+    staff = factories.user("staff")
+    versions = (active_version(kind="keypoints"), active_version(kind="emotion"))
+    saved = recording_from_analysis(
+        _server_analysis(clip), author=staff, source=Recording.Source.SERVER, checksum="", versions=versions
+    )
+    page = open_page("/recordings/", user=staff)
+    page.wait_for_selector(f"tr[data-recording='{saved.pk}']")
+    assert "Face 1 (10)" in page.locator(f"tr[data-recording='{saved.pk}']").inner_text()
+    with page.expect_download() as download:
+        page.click(f"tr[data-recording='{saved.pk}'] a:text('frames.csv')")
+    assert len(pd.read_csv(download.value.path())) == 10
+    junk = tmp_path / "notes.mp4"
+    junk.write_bytes(b"not a video\n" * 50)
+    page.set_input_files("#video", str(junk))
+    page.click("#upload-button")
+    page.wait_for_function("document.getElementById('toast').textContent.includes('is not a video')")
+    open_page.expect_error.append("400 (Bad Request)")
+    assert Recording.objects.count() == 1

@@ -9,4 +9,5 @@ urlpatterns = [
     path("import/", views.import_page, name="import"),
     path("faces/", views.faces_page, name="faces"),
     path("faces/<int:face_id>/", views.face_page, name="face"),
+    path("recordings/", views.recordings_page, name="recordings"),
 ]

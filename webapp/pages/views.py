@@ -25,6 +25,14 @@ def label(request):
 
 @login_required
 @ensure_csrf_cookie
+def recordings_page(request):
+    if not is_labeler(request.user):
+        return forbidden(request, "Labelers only.")
+    return render(request, "recordings.html")
+
+
+@login_required
+@ensure_csrf_cookie
 def models_page(request):
     if not request.user.is_staff:
         return forbidden(request, "Staff only.")

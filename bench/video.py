@@ -1,0 +1,93 @@
+"""Recorded video on the server's path: frames per second per worker process, memory, and the points filter.
+
+    .venv/bin/python bench/video.py [--seconds 120] [--fps 10]
+
+Makes its clips from the test helpers (tests/videos.py: the astronaut's portrait, still with camera noise, and
+moving at 80 px/s), then prints, for the shipped baseline models on LiteRT (what a worker runs):
+- analysis speed: frames per second, and times real time, at the asked rate and for every frame;
+- the process's peak memory (ru_maxrss) after a clip of ``--seconds`` (decoded one frame at a time);
+- still points: frame-to-frame RMS movement of the raw and the filtered points (training-frame px);
+- moving points: the filtered points' median distance from the raw ones (how far the filter trails).
+Real clips: pass them with --clip FILE (no ground truth; only speed and tracks are printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ml import video as mlvideo  # noqa: E402
+from ml.pipeline import Analyzer, LoadedModel  # noqa: E402
+from tests import videos  # noqa: E402
+
+BASELINE = Path(__file__).resolve().parents[1] / "models" / "baseline"
+
+
+def _scale(points: np.ndarray) -> float:
+    return 38 / np.linalg.norm(points[13:15].mean(0) - points[0:2].mean(0))
+
+
+def _timed(analyzer, path, fps):
+    started = time.perf_counter()
+    analysis = mlvideo.analyze(path, analyzer, fps=fps)
+    return analysis, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=120.0, help="length of the long clip (memory, speed)")
+    parser.add_argument("--fps", type=float, default=10.0)
+    parser.add_argument("--clip", action="append", default=[], help="a real clip to time as well")
+    args = parser.parse_args()
+    analyzer = Analyzer(
+        LoadedModel.from_dir(BASELINE / "keypoints", runtime="litert"),
+        LoadedModel.from_dir(BASELINE / "emotion", runtime="litert"),
+    )
+    face = videos.face_portrait()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        still = videos.write_clip(tmp / "still.mp4", [face], videos.still(), seconds=5, noise=6)
+        moving = videos.write_clip(
+            tmp / "moving.mp4", [face], videos.moving(speed=80, side=300), seconds=5, size=(960, 540)
+        )
+        long = videos.write_clip(
+            tmp / "long.mp4", [face], lambda t: [(200 + 60 * np.sin(t / 2), 40, 260)], seconds=args.seconds
+        )
+        print(f"clips made from the astronaut portrait (tests/videos.py); models: {BASELINE} on LiteRT")
+        for path in [long, *map(Path, args.clip)]:
+            for fps in (args.fps, None):
+                analysis, seconds = _timed(analyzer, path, fps)
+                info = mlvideo.probe(path)
+                tracks = len({r.track for r in analysis.rows if r.track is not None})
+                rate = "every frame" if fps is None else f"{fps:g} frames/s"
+                print(
+                    f"{path.name} ({info.width}x{info.height}, {info.fps:g} fps, {info.duration_s:.1f} s) at {rate}: "
+                    f"{analysis.frames_analysed} frames in {seconds:.1f} s = {analysis.frames_analysed / seconds:.1f} "
+                    f"frames/s, {info.duration_s / seconds:.2f}x real time, {tracks} track(s)"
+                )
+        print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        for name, path in (("still", still), ("moving", moving)):
+            analysis = mlvideo.analyze(path, analyzer, fps=None)
+            rows = [r for r in analysis.rows if r.track == 1]
+            raw = np.array([r.raw_points for r in rows])
+            filtered = np.array([r.points for r in rows])
+            scale = np.array([_scale(p) for p in raw])[:, None, None]
+            if name == "still":
+                move = lambda p: np.sqrt(np.mean((np.diff(p, axis=0) * scale[1:]) ** 2))  # noqa: E731
+                print(f"still face (camera noise 6 grey levels), frame-to-frame RMS: raw {move(raw):.3f} px, "
+                      f"filtered {move(filtered):.3f} px (training frame)")  # fmt: skip
+            else:
+                trail = np.median(np.linalg.norm((filtered - raw) * scale, axis=2).mean(1))
+                print(f"moving face (80 px/s): the filtered points trail the raw ones by {trail:.3f} px (median)")
+
+
+if __name__ == "__main__":
+    main()
