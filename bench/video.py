@@ -24,15 +24,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml import video as mlvideo  # noqa: E402
-from ml.pipeline import Analyzer, LoadedModel  # noqa: E402
-from tests import videos  # noqa: E402
+from ml import video as mlvideo
+from ml.pipeline import Analyzer, LoadedModel
+from tests import videos
 
 BASELINE = Path(__file__).resolve().parents[1] / "models" / "baseline"
 
 
 def _scale(points: np.ndarray) -> float:
     return 38 / np.linalg.norm(points[13:15].mean(0) - points[0:2].mean(0))
+
+
+def _jitter(points: np.ndarray, scale: np.ndarray) -> float:
+    """Frame-to-frame RMS movement in training-frame px."""
+    return float(np.sqrt(np.mean((np.diff(points, axis=0) * scale[1:]) ** 2)))
 
 
 def _timed(analyzer, path, fps):
@@ -81,9 +86,10 @@ def main() -> None:
             filtered = np.array([r.points for r in rows])
             scale = np.array([_scale(p) for p in raw])[:, None, None]
             if name == "still":
-                move = lambda p: np.sqrt(np.mean((np.diff(p, axis=0) * scale[1:]) ** 2))  # noqa: E731
-                print(f"still face (camera noise 6 grey levels), frame-to-frame RMS: raw {move(raw):.3f} px, "
-                      f"filtered {move(filtered):.3f} px (training frame)")  # fmt: skip
+                print(
+                    f"still face (camera noise 6 grey levels), frame-to-frame RMS: raw {_jitter(raw, scale):.3f} px, "
+                    f"filtered {_jitter(filtered, scale):.3f} px (training frame)"
+                )
             else:
                 trail = np.median(np.linalg.norm((filtered - raw) * scale, axis=2).mean(1))
                 print(f"moving face (80 px/s): the filtered points trail the raw ones by {trail:.3f} px (median)")
