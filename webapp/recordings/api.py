@@ -292,6 +292,15 @@ class RecordingExportApi(APIView):
         return response
 
 
+def _on_track(recording_id: int, field: str, service, **kwargs):
+    """A track operation on a recording that exists; its refusal is a 400 on ``field``."""
+    recording = get_object_or_404(Recording, pk=recording_id)
+    try:
+        return service(recording=recording, **kwargs)
+    except services.RecordingError as exc:
+        raise ValidationError({field: [str(exc)]}) from None
+
+
 class TrackApi(APIView):
     permission_classes = [IsLabeler]
 
@@ -303,20 +312,12 @@ class TrackApi(APIView):
     def patch(self, request, recording_id: int, number: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        recording = get_object_or_404(Recording, pk=recording_id)
-        try:
-            track = services.track_rename(recording=recording, number=number, name=data.validated_data["name"])
-        except services.RecordingError as exc:
-            raise ValidationError({"number": [str(exc)]}) from None
+        track = _on_track(recording_id, "number", services.track_rename, number=number, **data.validated_data)
         return Response(TrackOutput(track).data)
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, recording_id: int, number: int):
-        recording = get_object_or_404(Recording, pk=recording_id)
-        try:
-            services.track_delete(recording=recording, number=number)
-        except services.RecordingError as exc:
-            raise ValidationError({"number": [str(exc)]}) from None
+        _on_track(recording_id, "number", services.track_delete, number=number)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -331,9 +332,5 @@ class TrackMergeApi(APIView):
     def post(self, request, recording_id: int, number: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        recording = get_object_or_404(Recording, pk=recording_id)
-        try:
-            track = services.track_merge(recording=recording, number=number, into=data.validated_data["into"])
-        except services.RecordingError as exc:
-            raise ValidationError({"into": [str(exc)]}) from None
+        track = _on_track(recording_id, "into", services.track_merge, number=number, **data.validated_data)
         return Response(TrackOutput(track).data)
