@@ -120,6 +120,63 @@ def test_a_whole_photo_with_two_labeled_faces_stores_two_crops_cut_from_the_huma
         assert annotation.created_at.isoformat().startswith("2026-11-30T10:00:00")
 
 
+def test_a_future_date_in_the_file_is_clamped_so_a_later_correction_is_the_label(client_for, shipped_models):
+    from django.utils import timezone
+
+    from webapp.faces.labeling.services import annotation_submit
+
+    crop = _uri(Image.fromarray(np.full((96, 96), 128, np.uint8)))
+    tasks = [_task(crop, [ls.emotion_result("happiness", 0)], {"email": "ada@lab.example"})]
+    tasks[0]["annotations"][0]["created_at"] = "9999-12-31T23:59:59Z"
+    before = timezone.now()
+    report = _import(client_for("staff"), tasks)
+    assert report["errors"] == [] and report["created"] == 1
+    (face,) = Face.objects.all()
+    (imported,) = face.annotations.all()
+    assert before <= imported.created_at <= timezone.now()  # the import's time, not the year 9999
+    annotation_submit(face=face, author=factories.user("labeler"), emotion="sad")
+    assert current_labels(task="emotion")[face.pk] == "sad"  # the labeler's later correction is the label
+    # a time in the past is kept as the file says it, read as UTC when it names no zone
+    tasks[0]["annotations"][0]["created_at"] = "2025-02-03T04:05:06"
+    tasks[0]["data"]["image"] = _uri(Image.fromarray(np.full((96, 96), 90, np.uint8)))
+    _import(client_for("staff"), tasks)
+    newest = Annotation.objects.exclude(face=face).get()
+    assert newest.created_at.isoformat() == "2025-02-03T04:05:06+00:00"
+
+
+def test_an_annotator_is_credited_to_an_existing_user_only_by_that_users_e_mail(client_for, shipped_models, staff):
+    ada = factories.user("labeler", name="ada")
+    ada.email = "Ada@Lab.example"
+    ada.save()
+    staff.email = "boss@lab.example"
+    staff.save()
+    crop = lambda value: _uri(Image.fromarray(np.full((96, 96), value, np.uint8)))  # noqa: E731
+    tasks = [
+        _task(crop(100), [ls.emotion_result("happiness", 0)], {"email": "ada@lab.example"}, task_id=1),
+        # a name in the file is anyone's: the staff user's username credits nothing to the staff user
+        _task(crop(110), [ls.emotion_result("sad", 0)], {"email": staff.username}, task_id=2),
+        _task(crop(120), [ls.emotion_result("anger", 0)], {"email": "new@lab.example"}, task_id=3),
+    ]
+    report = _import(client_for("staff"), tasks)
+    assert report["errors"] == [] and report["created"] == 3
+    by_emotion = {a.emotion: a.author for a in Annotation.objects.select_related("author")}
+    assert by_emotion["happiness"] == ada
+    assert by_emotion["sad"] != staff and by_emotion["sad"].username == f"label-studio:{staff.username}"
+    assert by_emotion["anger"].email == "new@lab.example" and by_emotion["anger"].username == "label-studio:new@lab.example"
+    for account in (by_emotion["sad"], by_emotion["anger"]):
+        assert not account.is_active and not account.has_usable_password()
+    assert report["annotators"] == {
+        "ada@lab.example": {"user": "ada", "existed": True},
+        staff.username: {"user": f"label-studio:{staff.username}", "existed": False},
+        "new@lab.example": {"user": "label-studio:new@lab.example", "existed": False},
+    }
+    assert "credited by e-mail to existing accounts: ada@lab.example -> ada" in report["summary"]
+    assert "label-studio:new@lab.example" in report["summary"]
+    # our export names the made account by its e-mail (or username): imported again, it maps back to the same one
+    report = _import(client_for("staff"), tasks)
+    assert report["created"] == 0 and Annotation.objects.count() == 3
+
+
 def test_every_bad_task_is_reported_by_id_and_stores_nothing_while_good_ones_land(client_for, shipped_models):
     crop = _uri(Image.fromarray(np.full((96, 96), 128, np.uint8)))
     full = ls.keypoint_results(np.array(factories.points_array(0)), 96, 96)

@@ -57,6 +57,11 @@ class DatasetImportApi(APIView):
                     "excluded": serializers.IntegerField(),
                     "relabeled": serializers.IntegerField(allow_null=True, help_text="null unless relabel"),
                     "classes_added": serializers.ListField(child=serializers.CharField()),
+                    "annotators": serializers.DictField(
+                        child=serializers.DictField(),
+                        help_text="Label Studio: each annotator the file names -> {user, existed}: the account its "
+                        "labels are credited to; existed: a user with that e-mail (else made for the import, inactive)",
+                    ),
                     "errors": serializers.ListField(child=serializers.CharField()),
                     "summary": serializers.CharField(),
                 },
@@ -107,6 +112,7 @@ def _report_body(report, name: str, path: Path | None = None) -> dict:
         "excluded": report.excluded,
         "relabeled": report.relabeled,
         "classes_added": report.classes_added,
+        "annotators": {name: {"user": user, "existed": existed} for name, (user, existed) in report.annotators.items()},
         "errors": [str(e) for e in report.errors],
         "summary": report.summary().replace(str(path), name) if path else report.summary(),
     }

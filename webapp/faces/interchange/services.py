@@ -33,6 +33,9 @@ class ImportReport:
     relabeled: int | None = None  # with relabel: faces already present whose imported label this file corrected
     errors: list = field(default_factory=list)
     classes_added: list[str] = field(default_factory=list)  # with add_classes: the file's classes the set gained
+    # Label Studio: each annotator the file names -> the account its labels are credited to, and whether that account
+    # existed (found by its e-mail) or was made for the import (it cannot sign in)
+    annotators: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
     def summary(self) -> str:
         corrected = "" if self.relabeled is None else f", {self.relabeled} imported labels corrected"
@@ -42,6 +45,16 @@ class ImportReport:
             f"{'tasks' if self.format == 'label-studio' else 'rows'} skipped, "
             f"{self.excluded} left out"
             + (f"; classes added to the label set: {', '.join(self.classes_added)}" if self.classes_added else "")
+            + self._annotators()
+        )
+
+    def _annotators(self) -> str:
+        found = [f"{name} -> {user}" for name, (user, existed) in self.annotators.items() if existed]
+        made = [user for user, existed in self.annotators.values() if not existed]
+        return (f"; labels credited by e-mail to existing accounts: {', '.join(found)}" if found else "") + (
+            f"; accounts made for annotators no user has the e-mail of (they cannot sign in): {', '.join(made)}"
+            if made
+            else ""
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
@@ -94,8 +94,12 @@ def annotation_submit(
     skip: bool = False,
     prediction: Prediction | None = None,
     origin: str = Annotation.Origin.HUMAN,
+    created_at: datetime | None = None,
 ) -> Annotation:
     """Add a correction. Never updates an earlier row: the face's current label is its newest human row.
+
+    ``created_at``: when the label was given elsewhere (an import keeps the time its file says); never later than now,
+    so a file's future date cannot keep its label the newest over every later correction.
 
     A labeler's save on a face another labeler holds (a live lease for a task the save touches) raises FaceHeld:
     the queue promised that labeler the face, and two people labeling one face blind to each other is work lost.
@@ -134,6 +138,9 @@ def annotation_submit(
             origin=origin,
             prediction=prediction,
         )
+        if created_at is not None:  # auto_now_add sets the field on create: the given time is written after it
+            annotation.created_at = min(created_at, annotation.created_at)
+            Annotation.objects.filter(pk=annotation.pk).update(created_at=annotation.created_at)
         if origin in (Annotation.Origin.HUMAN, Annotation.Origin.REVIEW):
             changed = {
                 "keypoints": clean_points is not None or skip,

@@ -33,10 +33,15 @@ from webapp.faces.store.services import frame_write, split_for
 FORMAT = "label-studio"
 
 
-def _user(author: str, fallback, emails: dict):
-    """The account an annotation's author maps to: the user with that e-mail or name, else a new inactive account of
-    that name (it keeps the label's provenance and cannot sign in); the importer when the export names nobody. A
-    Label Studio user id is first turned into its e-mail by asking LABEL_STUDIO_URL (once per id, in ``emails``)."""
+IMPORTED_USER = "label-studio:"  # the name of an account made for an annotator no user has the e-mail of
+
+
+def _user(author: str, fallback, emails: dict, report: ImportReport):
+    """The account an annotation's author maps to. Only an e-mail maps to an existing user, the one with that e-mail
+    (a name in the file never does: it could be anyone's); every other author gets an inactive account of its own,
+    ``label-studio:<author>`` (it keeps the label's provenance and cannot sign in); the importer when the export names
+    nobody. A Label Studio user id is first turned into its e-mail by asking LABEL_STUDIO_URL (once per id, in
+    ``emails``). Each mapping is said in the report."""
     if not author:
         return fallback
     if author.startswith(ls.LS_USER):
@@ -45,18 +50,24 @@ def _user(author: str, fallback, emails: dict):
             emails[user_id] = ls.annotator_email(user_id)
         author = emails[user_id] or author
     User = get_user_model()
-    found = User.objects.filter(email__iexact=author).order_by("pk").first() if "@" in author else None
-    found = found or User.objects.filter(username=author[:150]).first()
-    if found is not None:
-        return found
-    try:
-        with transaction.atomic():
-            user = User(username=author[:150], email=author if "@" in author else "", is_active=False)
-            user.set_unusable_password()
-            user.save()
+    if "@" in author:
+        found = User.objects.filter(email__iexact=author).exclude(username__startswith=IMPORTED_USER)
+        if (user := found.order_by("-is_active", "pk").first()) is not None:
+            report.annotators[author] = (user.get_username(), True)
             return user
-    except IntegrityError:
-        return User.objects.get(username=author[:150])
+    # our own export names such an account by its username: it maps back to itself
+    username = (author if author.startswith(IMPORTED_USER) else f"{IMPORTED_USER}{author}")[:150]
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        try:
+            with transaction.atomic():
+                user = User(username=username, email=author if "@" in author else "", is_active=False)
+                user.set_unusable_password()
+                user.save()
+        except IntegrityError:  # made by a concurrent import
+            user = User.objects.get(username=username)
+    report.annotators[author] = (username, False)
+    return user
 
 
 def _same_label_exists(face: Face, author, points, emotion) -> bool:
@@ -123,12 +134,13 @@ def faces_import_label_studio(
                         points = points_json(label.points) if label.points is not None else None
                         if points is None and label.emotion is None:
                             continue
-                        who = _user(label.author, author, emails)
+                        who = _user(label.author, author, emails, report)
                         if _same_label_exists(row, who, points, label.emotion):
                             continue
-                        annotation = annotation_submit(face=row, author=who, points=points, emotion=label.emotion)
-                        if label.created_at is not None:  # the time it was labeled in Label Studio
-                            Annotation.objects.filter(pk=annotation.pk).update(created_at=label.created_at)
+                        # the time it was labeled in Label Studio (never later than now: see annotation_submit)
+                        annotation_submit(
+                            face=row, author=who, points=points, emotion=label.emotion, created_at=label.created_at
+                        )
                         report.labels += 1
         except Exception as exc:  # FaceHeld, a write error: this task stores nothing
             report.errors.append(f"task {task.id}: {exc}")
