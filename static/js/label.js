@@ -23,6 +23,7 @@ const state = {
   undo: [], redo: [], skipped: [], predictionIds: {}, saving: false,
   // what the labeler confirmed on this face: a save stores only these tasks (an untouched guess is not a label)
   confirmed: { keypoints: false, emotion: false },
+  saved: { keypoints: false, emotion: false }, // the face starts from a label already saved (going back)
   lease: null, leaseTimer: null, done: 0, history: [], hover: null, names: false,
 };
 window.studio = state;
@@ -99,7 +100,9 @@ function render() {
     $("selected").textContent = `${manifest.keypoint_names[state.selected].replaceAll("_", " ")}: (${x.toFixed(1)}, ${y.toFixed(1)})${visible ? "" : " hidden"}`;
   }
   document.querySelectorAll("#emotions button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.emotion === state.emotion)));
-  const says = (task, name) => `${name}: ${state.confirmed[task] ? "confirmed" : "not confirmed (the model's guess)"}`;
+  // a label a person saved, shown untouched, is neither the model's guess nor a new confirmation
+  const says = (task, name) => `${name}: ${state.confirmed[task] ? "confirmed"
+    : state.saved[task] ? "saved earlier (the current label; change it to save again)" : "not confirmed (the model's guess)"}`;
   $("confirmed").textContent = state.face ? `${says("keypoints", "Points")} · ${says("emotion", "Emotion")}` : "";
   updateButtons();
 }
@@ -247,6 +250,7 @@ async function show(face, lease, where, { current = false, review = null } = {})
     others: byLabeler.filter(([, v]) => Array.isArray(v)).map(([, v]) => v.map((p) => [p.x, p.y])),
     face, image, undo: [], redo: [], selected: 0, predictionIds: {}, prediction,
     confirmed: { keypoints: false, emotion: false },
+    saved: { keypoints: !review && starts("keypoints"), emotion: !review && starts("emotion") },
     points: review && task === "keypoints" && review.consensus ? review.consensus.map((p) => [p.x, p.y, p.visible]) : startPoints,
     view: Object.assign(view, { zoom: 1, x: 0, y: 0 }),
     emotion: (starts("emotion") || review) && labelsNow.emotion != null ? labelsNow.emotion : guess,

@@ -158,6 +158,11 @@ def test_back_names_and_the_shortcut_overlay(open_page, labeler, faces):
         page.evaluate("window.studio.emotion") == page.evaluate("window.studio.classes[2]")
         and "going back" in page.locator("#face-info").inner_text()
     )
+    # the label shown is the one saved, not the model's guess (it said "not confirmed (the model's guess)")
+    status = page.locator("#confirmed").inner_text()
+    assert "Emotion: saved earlier" in status and "Points: saved earlier" in status, status
+    page.keyboard.press("4")  # a change is a confirmation again
+    assert "Emotion: confirmed" in page.locator("#confirmed").inner_text()
     from webapp.faces.models import Lease
 
     assert Lease.objects.filter(face_id=first, holder=labeler).exists()

@@ -37,11 +37,43 @@ def test_annotation_submit_permissions(client_for, role, expected):
 @pytest.mark.parametrize(("role", "expected"), [("anonymous", 403), ("outsider", 403), ("labeler", 201)])
 def test_upload_and_prediction_permissions(client_for, role, expected):
     client = client_for(role)
-    assert _upload(client, factories.png(1)).status_code == expected
-    face = factories.face()
-    version = _version()
+    uploaded = _upload(client, factories.png(1))
+    assert uploaded.status_code == expected
+    # the labeler's own upload (the demo's path) with the served version; the others a face of nobody's
+    face = Face.objects.get(pk=uploaded.json()["faces"][0]["id"]) if expected == 201 else factories.face()
+    version = _served()
     body = {"version": version.pk, "probabilities": factories.probabilities(), "uncertainty": 0.4}
     assert client.post(f"/api/faces/{face.pk}/predictions/", body, format="json").status_code == expected
+
+
+def test_a_labeler_records_only_the_served_versions_prediction_of_a_face_it_holds_or_added(client_for, labeler):
+
+    from webapp.faces.labeling.services import face_take
+
+    client = APIClient()
+    client.force_authenticate(labeler)
+    served, other = _served(), _version()
+    face = factories.face()
+    url = f"/api/faces/{face.pk}/predictions/"
+    body = {"version": served.pk, "probabilities": factories.probabilities(), "uncertainty": 0.4}
+    refused = client.post(url, body, format="json")  # not held, not added: another's face
+    assert refused.status_code == 403 and "neither held by you nor added by you" in refused.json()["detail"]
+    face_take(face=face, task="emotion", user=labeler)
+    assert client.post(url, body, format="json").status_code == 201  # the label page's call
+    stale = client.post(url, {**body, "version": other.pk}, format="json")
+    assert stale.status_code == 400 and "is not the served emotion version (v1)" in stale.json()["detail"]
+    # the bounds hold for everyone: staff may name any version, not any figure
+    staff = client_for("staff")
+    assert staff.post(url, {**body, "version": other.pk}, format="json").status_code == 201
+    for who in (client, staff):
+        for bad in (1.5, -0.1):
+            answer = who.post(url, {**body, "uncertainty": bad}, format="json")
+            assert answer.status_code == 400 and "uncertainty is in [0, 1]" in answer.json()["detail"]
+        wrong_kind = who.post(url, {**body, "task": "keypoints"}, format="json")
+        assert wrong_kind.status_code == 400 and "predicts emotion, not keypoints" in wrong_kind.json()["detail"]
+    points = staff.post(url, {"version": _version("keypoints").pk, "points": _points(), "uncertainty": 200}, format="json")
+    assert points.status_code == 400 and "in [0, 135.76]" in points.json()["detail"]
+    assert Prediction.objects.filter(face=face).count() == 2 and face.predictions.first().author.is_staff
 
 
 @pytest.mark.parametrize("role", ["anonymous", "outsider"])
@@ -235,13 +267,23 @@ def _version(kind: str = "emotion"):
     return factories.version(kind)
 
 
+def _served(kind: str = "emotion"):
+    """A version of ``kind`` promoted: the one the pages serve."""
+    from webapp.registry.services import version_promote
+
+    version = factories.version(kind)
+    version_promote(version=version)
+    return version
+
+
 def test_queue_serves_unlabeled_faces_first_then_the_most_uncertain(client_for, settings):
     client = client_for("labeler")
     faces = [factories.face() for _ in range(4)]
     version = _version("emotion")
+    staff = client_for("staff")  # staff record any version's predictions on any face
     for face, uncertainty in zip(faces, [0.1, 0.9, 0.5, 0.7], strict=True):
         body = {"version": version.pk, "probabilities": factories.probabilities(), "uncertainty": uncertainty}
-        assert client.post(f"/api/faces/{face.pk}/predictions/", body, format="json").status_code == 201
+        assert staff.post(f"/api/faces/{face.pk}/predictions/", body, format="json").status_code == 201
     client.post(f"/api/faces/{faces[1].pk}/annotations/", {"emotion": "sad"}, format="json")  # labeled by a person
 
     order = []
@@ -265,7 +307,7 @@ def test_queue_serves_unlabeled_faces_first_then_the_most_uncertain(client_for, 
 
 
 def test_prediction_validation(client_for):
-    client = client_for("labeler")
+    client = client_for("staff")
     face = factories.face()
     emotion, keypoints = _version("emotion"), _version("keypoints")
     url = f"/api/faces/{face.pk}/predictions/"
@@ -560,7 +602,6 @@ def test_a_field_an_operation_does_not_take_is_a_400_naming_it_and_nothing_happe
 
 
 def test_a_skip_with_a_label_is_refused_and_a_bad_body_is_a_400_before_a_lease_409():
-    from rest_framework.test import APIClient
 
     from webapp.faces.labeling.services import queue_take
 

@@ -3,6 +3,7 @@ operation: validate, call a service, serialize."""
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -19,13 +20,14 @@ from rest_framework.views import APIView
 from webapp.common.models import Task
 from webapp.common.throttling import ScopedRateThrottle
 from webapp.faces.labeling import browse, selectors, services
-from webapp.faces.labeling.models import Annotation, Prediction
+from webapp.faces.labeling.models import Annotation, Lease, Prediction
 from webapp.faces.store.api import FaceOutput
 from webapp.faces.store.models import UPLOADS_DATASET, Face
 from webapp.pages.errors import Conflict, ErrorOutput
 from webapp.pages.permissions import IsStaff
 from webapp.pages.serializers import Input, ModelOutput
 from webapp.registry.models import ModelVersion
+from webapp.registry.selectors import active_version
 
 # what FaceOutput shows as a face's labels and their sources
 LABELS = {"labels_of": selectors.face_labels_and_sources}
@@ -285,10 +287,16 @@ class PredictionRecordApi(APIView):
 
     @extend_schema_serializer(component_name="PredictionRecordInput")
     class InputSerializer(Input):
-        version = serializers.IntegerField(help_text="id of the model version that made the prediction")
+        version = serializers.IntegerField(
+            help_text="id of the model version that made the prediction: the served one of its kind (staff: any)"
+        )
+        task = serializers.ChoiceField(choices=Task.choices, required=False, help_text="if sent, the version's kind")
         points = serializers.JSONField(required=False)
         probabilities = serializers.JSONField(required=False)
-        uncertainty = serializers.FloatField(help_text="higher = less sure; orders the labeling queue")
+        uncertainty = serializers.FloatField(
+            help_text="higher = less sure; orders the labeling queue. emotion: 1 - the top probability, in [0, 1]; "
+            "keypoints: px of the 96 frame, at most its diagonal"
+        )
 
     @extend_schema(responses=PredictionOutput(many=True))
     def get(self, request, face_id: int):
@@ -306,6 +314,8 @@ class PredictionRecordApi(APIView):
         version = ModelVersion.objects.filter(pk=values["version"]).first()
         if version is None:
             raise serializers.ValidationError({"version": [f"no model version {values['version']}"]})
+        if not request.user.is_staff:  # a labeler's page records what the served models say of the faces it shows
+            _check_browser_prediction(request.user, face, version)
         prediction = services.prediction_record(
             face=face,
             version=version,
@@ -313,8 +323,24 @@ class PredictionRecordApi(APIView):
             points=values.get("points"),
             probabilities=values.get("probabilities"),
             uncertainty=values["uncertainty"],
+            task=values.get("task"),
         )
         return Response(PredictionOutput(prediction).data, status=status.HTTP_201_CREATED)
+
+
+def _check_browser_prediction(user, face: Face, version: ModelVersion) -> None:
+    """A labeler records a prediction as the app's pages do, and only so (the guess everyone sees and the queue's
+    order come from it): of the served version of its kind, on a face the labeler holds (the label page) or added
+    (an upload). Staff may record any version's, on any face."""
+    served = active_version(kind=version.kind)
+    if served is None or served.pk != version.pk:
+        now = f"v{served.number}" if served else "none"
+        raise serializers.ValidationError(
+            {"version": [f"{version.kind} v{version.number} is not the served {version.kind} version ({now})"]}
+        )
+    held = Lease.objects.filter(face=face, holder=user, expires_at__gt=timezone.now()).exists()
+    if not held and face.created_by_id != user.pk:
+        raise PermissionDenied(f"face {face.pk} is neither held by you nor added by you: its predictions are not yours")
 
 
 class LeaseOutput(serializers.Serializer):

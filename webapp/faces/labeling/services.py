@@ -305,10 +305,20 @@ def disagree(task: str, by_labeler: dict[str, object]) -> bool:
     )
 
 
+UNCERTAINTY_MAX = {Task.EMOTION: 1.0, Task.KEYPOINTS: round(math.hypot(IMAGE_SIZE, IMAGE_SIZE), 2)}
+
+
 def prediction_record(
-    *, face: Face, version, author, points=None, probabilities=None, uncertainty: float
+    *, face: Face, version, author, points=None, probabilities=None, uncertainty: float, task: str | None = None
 ) -> Prediction:
-    """Store what the active model said in the browser; its uncertainty orders the labeling queue."""
+    """Store what a model said in the browser; its uncertainty orders the labeling queue.
+
+    ``task``, when sent, must be the version's kind. The uncertainty is bounded as the browser measures it: an emotion
+    prediction's is 1 - its top probability, in [0, 1]; a keypoints one's the mean distance (px of the 96 frame)
+    between the points and those of the mirrored face, at most the frame's diagonal. Who may record one for which
+    version and face is the API's rule (``PredictionRecordApi``)."""
+    if task is not None and task != version.kind:
+        raise ValidationError({"task": [f"version {version.pk} predicts {version.kind}, not {task}"]})
     task = version.kind
     if task == Task.KEYPOINTS:
         if points is None:
@@ -326,6 +336,10 @@ def prediction_record(
             raise ValidationError({"probabilities": ["probabilities must be >= 0 and sum to 1"]})
         probabilities, points = values, None
     uncertainty = _number(uncertainty, "uncertainty", field="uncertainty")
+    if not 0 <= uncertainty <= UNCERTAINTY_MAX[task]:
+        raise ValidationError(
+            {"uncertainty": [f"a {task} prediction's uncertainty is in [0, {UNCERTAINTY_MAX[task]:g}], got {uncertainty}"]}
+        )
     with transaction.atomic():
         prediction = Prediction.objects.create(
             face=face,
