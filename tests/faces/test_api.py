@@ -71,7 +71,8 @@ def test_a_labeler_records_only_the_served_versions_prediction_of_a_face_it_hold
             assert answer.status_code == 400 and "uncertainty is in [0, 1]" in answer.json()["detail"]
         wrong_kind = who.post(url, {**body, "task": "keypoints"}, format="json")
         assert wrong_kind.status_code == 400 and "predicts emotion, not keypoints" in wrong_kind.json()["detail"]
-    points = staff.post(url, {"version": _version("keypoints").pk, "points": _points(), "uncertainty": 200}, format="json")
+    keypoints = {"version": _version("keypoints").pk, "points": _points(), "uncertainty": 200}
+    points = staff.post(url, keypoints, format="json")
     assert points.status_code == 400 and "in [0, 135.76]" in points.json()["detail"]
     assert Prediction.objects.filter(face=face).count() == 2 and face.predictions.first().author.is_staff
 

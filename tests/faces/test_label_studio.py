@@ -162,7 +162,8 @@ def test_an_annotator_is_credited_to_an_existing_user_only_by_that_users_e_mail(
     by_emotion = {a.emotion: a.author for a in Annotation.objects.select_related("author")}
     assert by_emotion["happiness"] == ada
     assert by_emotion["sad"] != staff and by_emotion["sad"].username == f"label-studio:{staff.username}"
-    assert by_emotion["anger"].email == "new@lab.example" and by_emotion["anger"].username == "label-studio:new@lab.example"
+    made = by_emotion["anger"]
+    assert made.email == "new@lab.example" and made.username == "label-studio:new@lab.example"
     for account in (by_emotion["sad"], by_emotion["anger"]):
         assert not account.is_active and not account.has_usable_password()
     assert report["annotators"] == {

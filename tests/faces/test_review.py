@@ -128,3 +128,52 @@ def test_a_tie_between_two_labelers_is_no_label_until_a_reviewer_decides(client_
     assert review["face"]["id"] == face.pk and review["consensus"] is None  # nothing pre-selected
     annotation_submit(face=face, author=factories.user("staff"), emotion="happiness", origin="review")
     assert current_labels(task="emotion")[face.pk] == "happiness"
+
+
+def test_labeling_blind_no_labeler_reads_anothers_label_or_name_until_the_face_is_settled(client_for):
+    from rest_framework.test import APIClient
+
+    def client(user):
+        c = APIClient()
+        c.force_authenticate(user)
+        return c
+
+    ann, bob, carl = (factories.user("labeler", name=name) for name in ("ann", "bob", "carl"))
+    boss = client_for("staff")
+    face, untouched = factories.face(), factories.face()
+    _save(client(ann), face, emotion="sad")
+
+    def reads(who) -> dict:
+        c = client(who) if not isinstance(who, APIClient) else who
+        detail = c.get(f"/api/faces/{face.pk}/").json()
+        listed = lambda q: [f["id"] for f in c.get(f"/api/faces/?{q}").json()["results"]]  # noqa: E731
+        return {
+            "label": detail["labels"]["emotion"],
+            "source": detail["label_sources"]["emotion"],
+            "history": [(a["author"], a["emotion"]) for a in c.get(f"/api/faces/{face.pk}/annotations/").json()],
+            "by_ann": listed("labeler=ann"),
+            "sad": listed("emotion=sad"),
+            "all": listed(""),
+            "sad_count": c.get("/api/faces/facets/").json()["emotion"].get("sad", 0),
+        }
+
+    hidden = reads(bob)  # ann's label is not bob's to read: not by the face, its history, a filter or a count
+    assert hidden == {
+        "label": None,
+        "source": None,
+        "history": [],
+        "by_ann": [],
+        "sad": [],
+        "all": [untouched.pk],
+        "sad_count": 0,
+    }
+    assert reads(carl) == hidden
+    own = reads(ann)  # her own label, as she gave it
+    assert own["label"] == "sad" and own["history"] == [("ann", "sad")] and own["by_ann"] == [face.pk]
+    seen = reads(boss)  # staff review: they see every label and name
+    assert seen["history"] == [("ann", "sad")] and seen["by_ann"] == [face.pk] and seen["sad_count"] == 1
+
+    _save(client(bob), face, emotion="sad")  # two labelers agree: the face is settled, and open to all
+    settled = reads(carl)
+    assert settled["label"] == "sad" and settled["source"] == "labelers" and settled["by_ann"] == [face.pk]
+    assert sorted(settled["history"]) == [("ann", "sad"), ("bob", "sad")] and settled["sad_count"] == 1

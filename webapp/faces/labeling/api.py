@@ -164,7 +164,7 @@ class FaceListApi(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        return browse.face_browse(self.request.query_params)
+        return browse.face_browse(self.request.query_params, viewer=self.request.user)
 
     def get_serializer(self, *args, **kwargs):
         if args and isinstance(args[0], list):
@@ -186,14 +186,19 @@ class FaceFacetsApi(APIView):
         ),
     )
     def get(self, request):
-        return Response(browse.face_facets(request.query_params))
+        return Response(browse.face_facets(request.query_params, viewer=request.user))
 
 
 class FaceDetailApi(APIView):
     @extend_schema(responses=LabeledFaceOutput)
     def get(self, request, face_id: int):
         face = get_object_or_404(Face.objects.select_related("summary"), pk=face_id)
-        return Response(LabeledFaceOutput(face, context=LABELS).data)
+        data = LabeledFaceOutput(face, context=LABELS).data
+        if hidden := selectors.blind_tasks(request.user, face):  # labeling blind: what others said stays unsaid
+            for task in hidden:
+                data["labels"][task] = data["label_sources"][task] = None
+            data.update(disputed=False, emotion_suspicion=None, emotion_suggestion="", keypoints_suspicion=None)
+        return Response(data)
 
 
 class AnnotationApi(ListAPIView):
@@ -207,7 +212,8 @@ class AnnotationApi(ListAPIView):
         return [ScopedRateThrottle()] if self.request.method == "POST" else []
 
     def get_queryset(self):
-        return selectors.annotation_history(face=get_object_or_404(Face, pk=self.kwargs["face_id"]))
+        face = get_object_or_404(Face, pk=self.kwargs["face_id"])
+        return selectors.annotation_history(face=face, viewer=self.request.user)
 
     @extend_schema_serializer(component_name="AnnotationSubmitInput")
     class InputSerializer(Input):

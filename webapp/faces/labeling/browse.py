@@ -16,6 +16,7 @@ from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from webapp.faces.labeling.models import Annotation
+from webapp.faces.labeling.selectors import blind_hidden
 from webapp.faces.store.models import UPLOADS_DATASET, Face
 
 STATES = {
@@ -184,18 +185,19 @@ class Browse:
 
     conditions: dict[str, Q]
     ordering: tuple[str, ...]
+    hidden: Q | None = None  # faces the viewer may not see (blind labeling: ``selectors.blind_hidden``)
 
     def faces(self, *, without: str | None = None) -> QuerySet[Face]:
-        qs = Face.objects.all()
+        qs = Face.objects.all() if self.hidden is None else Face.objects.exclude(self.hidden)
         for name, condition in self.conditions.items():
             if name != without:
                 qs = qs.filter(condition)
         return qs
 
 
-def browse_parse(params) -> Browse:
+def browse_parse(params, viewer=None) -> Browse:
     """Read the filters and ``ordering`` from query parameters (a QueryDict or a dict); unknown ones are ignored (the
-    pagination's ``limit`` and ``offset`` ride along)."""
+    pagination's ``limit`` and ``offset`` ride along). ``viewer``: the faces are those that user may see."""
     conditions = {}
     for name in FILTERS:
         value = params.get(name)
@@ -214,11 +216,12 @@ def browse_parse(params) -> Browse:
     column = ORDERINGS[key]
     # nulls last either way, so "most uncertain first" does not start with the faces nobody predicted
     by = F(column).desc(nulls_last=True) if descending else F(column).asc(nulls_last=True)
-    return Browse(conditions, (by, "-id" if descending else "id"))
+    hidden = blind_hidden(viewer) if viewer is not None else None
+    return Browse(conditions, (by, "-id" if descending else "id"), hidden)
 
 
-def face_browse(params) -> QuerySet[Face]:
-    browse = browse_parse(params)
+def face_browse(params, viewer=None) -> QuerySet[Face]:
+    browse = browse_parse(params, viewer)
     return browse.faces().select_related("summary").order_by(*browse.ordering)
 
 
@@ -252,12 +255,12 @@ def _counted(qs: QuerySet[Face]) -> dict[str, dict[str, int]]:
     }
 
 
-def face_facets(params) -> dict[str, dict[str, int]]:
+def face_facets(params, viewer=None) -> dict[str, dict[str, int]]:
     """filter -> value -> how many faces it would show, with every other filter applied (the page's counts).
 
     The facets no filter is set on share one query (all filters applied); a facet whose own filter is set is counted
     without it, one query each: with a few filters set, a handful of grouped queries in all."""
-    browse = browse_parse(params)
+    browse = browse_parse(params, viewer)
     facets = _counted(browse.faces())
     for name in FACETS:
         if name in browse.conditions:

@@ -27,8 +27,56 @@ def labels_q(task: str) -> Q:
     return Q(**{f"{LABEL_FIELD[task]}__isnull": False}) | Q(skip=True)
 
 
-def annotation_history(*, face: Face) -> QuerySet[Annotation]:
-    return face.annotations.select_related("author").order_by("-created_at", "-id")
+def annotation_history(*, face: Face, viewer=None) -> QuerySet[Annotation]:
+    """The face's annotations, newest first; a blind ``viewer`` (``labels_blind``) is not shown another person's labels
+    of a task the face has not settled."""
+    rows = face.annotations.select_related("author").order_by("-created_at", "-id")
+    if viewer is not None:
+        rows = rows.exclude(_by_others(viewer, blind_tasks(viewer, face)))
+    return rows
+
+
+# --- blind labeling: with LABELS_PER_FACE >= 2 no labeler reads another's label until the face is settled ----------
+
+
+def labels_blind(user) -> bool:
+    """``user`` labels blind: several labelers per face, and not staff (staff review, and see everything)."""
+    return settings.LABELS_PER_FACE >= 2 and not user.is_staff
+
+
+def face_settled(face: Face, task: str) -> bool:
+    """The face has its label of ``task``: enough labelers agreed, or a reviewer decided (``services._progress``)."""
+    return getattr(face, f"human_{task}") and not getattr(face, f"review_{task}")
+
+
+def _by_others(viewer, tasks) -> Q:
+    """Annotations of people other than ``viewer`` (labelers' and reviewers') that say something of ``tasks``."""
+    if not tasks:
+        return Q(pk__in=[])
+    says = Q()
+    for task in tasks:
+        says |= labels_q(task)
+    return Q(origin__in=[Annotation.Origin.HUMAN, Annotation.Origin.REVIEW]) & says & ~Q(author=viewer)
+
+
+def blind_hidden(viewer) -> Q:
+    """The faces a blind ``viewer`` does not see in lists: another person labeled a task the face has not settled
+    (the list's labels, filters and counts would tell that label). Q() for everyone else."""
+    if not labels_blind(viewer):
+        return Q(pk__in=[])
+    hidden = Q(pk__in=[])
+    for task in Task.values:
+        others = Annotation.objects.filter(_by_others(viewer, [task])).values("face_id")
+        hidden |= Q(pk__in=others) & (Q(**{f"human_{task}": False}) | Q(**{f"review_{task}": True}))
+    return hidden
+
+
+def blind_tasks(viewer, face: Face) -> list[str]:
+    """The tasks of ``face`` whose labels ``viewer`` may not read: those the face has not settled, where it is hidden
+    from that viewer (``blind_hidden``); none for everyone who does not label blind."""
+    if not labels_blind(viewer) or not Face.objects.filter(pk=face.pk).filter(blind_hidden(viewer)).exists():
+        return []
+    return [task for task in Task.values if not face_settled(face, task)]
 
 
 def labels_by_labeler(*, face: Face, task: str) -> dict[str, object]:

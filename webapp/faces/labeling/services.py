@@ -337,9 +337,8 @@ def prediction_record(
         probabilities, points = values, None
     uncertainty = _number(uncertainty, "uncertainty", field="uncertainty")
     if not 0 <= uncertainty <= UNCERTAINTY_MAX[task]:
-        raise ValidationError(
-            {"uncertainty": [f"a {task} prediction's uncertainty is in [0, {UNCERTAINTY_MAX[task]:g}], got {uncertainty}"]}
-        )
+        bounds = f"[0, {UNCERTAINTY_MAX[task]:g}]"
+        raise ValidationError({"uncertainty": [f"a {task} prediction's uncertainty is in {bounds}, got {uncertainty}"]})
     with transaction.atomic():
         prediction = Prediction.objects.create(
             face=face,
