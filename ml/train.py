@@ -37,7 +37,7 @@ ProgressFn = Callable[[int, dict], None]
 class TrainResult:
     task: str
     model: keras.Model
-    history: dict[str, list[float]]
+    history: dict[str, list[float | None]]  # per epoch; a loss that diverged (NaN, inf) is None: JSON has neither
     metrics: dict  # evaluation of the best weights on the validation set
     config: dict
     seconds: float
@@ -215,7 +215,7 @@ def train(
     return TrainResult(
         task=task,
         model=model,
-        history={k: [float(v) for v in vs] for k, vs in history.items()},
+        history={k: [float(v) if math.isfinite(v) else None for v in vs] for k, vs in history.items()},
         metrics=metrics,
         config=asdict(config),
         seconds=time.monotonic() - started,
