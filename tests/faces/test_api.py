@@ -307,6 +307,21 @@ def test_queue_serves_unlabeled_faces_first_then_the_most_uncertain(client_for, 
     assert client.get("/api/queue/next/?task=age").status_code == 400
 
 
+def test_the_queue_never_serves_a_face_staff_excluded_nor_counts_it(client_for, staff, settings):
+    from webapp.faces.labeling.services import faces_bulk
+
+    settings.QUEUE_COUNT_SECONDS = 0
+    client = client_for("labeler")
+    kept, excluded = factories.face(), factories.face()
+    faces_bulk(action="exclude", face_ids=[excluded.pk], author=staff)
+    served = client.get("/api/queue/next/?task=emotion").json()
+    assert served["face"]["id"] == kept.pk and served["remaining"] == 1
+    nothing = client.get(f"/api/queue/next/?task=emotion&exclude={kept.pk}").json()
+    assert nothing["face"] is None  # the excluded face is not served after the others either
+    faces_bulk(action="include", face_ids=[excluded.pk], author=staff)  # taken back in: served again
+    assert client.get(f"/api/queue/next/?task=emotion&exclude={kept.pk}").json()["face"]["id"] == excluded.pk
+
+
 def test_prediction_validation(client_for):
     client = client_for("staff")
     face = factories.face()

@@ -46,3 +46,29 @@ def test_the_plan_says_when_a_retrain_would_fail_at_once(staff_client, dirs):
     body = staff_client.get("/api/training-runs/plan/?kind=keypoints").json()
     assert body["blocked"].startswith("Not enough labeled keypoints faces to train: 7 (")
     assert staff_client.get("/api/training-runs/plan/?kind=emotion").json()["blocked"].startswith("Not enough")
+
+
+def test_the_plan_checks_the_reference_dataset_as_the_run_does_and_says_how_to_fix_it(staff_client, dirs):
+    """A new user's finding: the first 2,000 lines of FER2013 (all Training rows), then a later chunk: the plan said a
+    retrain was possible and the run failed 25 s later on the reference file's 0 validation faces."""
+    from webapp.faces.interchange.services import faces_import
+    from webapp.registry.services import baseline_register
+    from webapp.training.services import run_execute
+
+    baseline_register()  # a served emotion version: the retrain fine-tunes it, the users' faces beside a reference
+    first = [csvs.fer_row([0, 1, 3, 4, 5][i % 5], 300 + i) for i in range(30)]  # all Training
+    faces_import(path=csvs.write(dirs / "fer_2000.csv", csvs.FER_HEADER, first), fmt="fer2013")
+    later = [csvs.fer_row([0, 1, 3, 4, 5][i % 5], 400 + i, "PublicTest" if i % 2 else "Training") for i in range(12)]
+    faces_import(path=csvs.write(dirs / "fer_later.csv", csvs.FER_HEADER, later), fmt="fer2013")
+    plan = staff_client.get("/api/training-runs/plan/?kind=emotion").json()
+    assert plan["reference"] == "fer_2000.csv"
+    assert plan["blocked"].startswith("The reference dataset fer_2000.csv needs training and validation faces (30 / 0)")
+    assert "TRAINING_REFERENCE_DATASET" in plan["blocked"] and "PublicTest" in plan["blocked"]
+    # the run stops on the same words, at its first step
+    run = TrainingRun.objects.create(kind="emotion")
+    run_execute(run.pk)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and plan["blocked"] in run.error
+    # from scratch there is no reference to replay: nothing blocks it
+    scratch = staff_client.get("/api/training-runs/plan/?kind=emotion&from_scratch=true").json()
+    assert scratch["blocked"] is None

@@ -319,13 +319,23 @@ def _user_faces(counts: dict) -> int:
     return sum(n for name, n in counts.get("datasets", {}).items() if name != counts.get("reference"))
 
 
-def plan_blocked(kind: str, counts: dict) -> str | None:
-    """Why a retrain of ``kind`` would fail at once on these faces (the worker's first check), or None."""
+def plan_blocked(kind: str, counts: dict, *, fine_tune: bool) -> str | None:
+    """Why a retrain of ``kind`` would fail at once on these faces, or None: the one check the Models page's plan and
+    the worker's first step both make. ``fine_tune``: the run starts from the served version (the users' own faces
+    then train beside a replay of the reference dataset, which is also what the candidate is checked against)."""
     if counts.get("faces", 0) < settings.TRAINING_MIN_FACES or not counts.get("train") or not counts.get("val"):
         return (
             f"Not enough labeled {kind} faces to train: {counts.get('faces', 0)} ({counts.get('train', 0)} train / "
             f"{counts.get('val', 0)} validation); at least {settings.TRAINING_MIN_FACES} with some in each split are "
             "needed. Import or label more faces."
+        )
+    train, val = counts.get("reference_train", 0), counts.get("reference_val", 0)
+    if fine_tune and _user_faces(counts) and (not train or not val):
+        return (
+            f"The reference dataset {counts.get('reference')} needs training and validation faces ({train} / {val}) "
+            "to replay and to check against. Import rows of it in both splits (FER2013's Usage column: Training, "
+            "PublicTest or PrivateTest; the whole file has both), or name a dataset that has both in "
+            "TRAINING_REFERENCE_DATASET."
         )
     return None
 
@@ -366,7 +376,7 @@ def run_plan(*, kind: str, from_scratch: bool, counts: dict | None = None) -> di
     seconds = estimate_seconds(kind, n_train, config, per_face_epoch)
     domain_run = fine_tune and user_faces > 0
     return {
-        "blocked": plan_blocked(kind, counts),
+        "blocked": plan_blocked(kind, counts, fine_tune=fine_tune),
         "kind": kind,
         "mode": "fine-tune" if fine_tune else "from scratch",
         "recipe": "domain" if domain_run else "fine-tuning" if fine_tune else "from-scratch",
@@ -522,8 +532,6 @@ def run_execute(run_id: int) -> None:
         data = training_set(task=run.kind)
         counts = data.counts()
         say(f"training set: {counts['train']} train, {counts['val']} validation faces, {counts['human_labels']} human")
-        if blocked := plan_blocked(run.kind, counts):
-            raise ValidationError(blocked)
         as_face_data = lambda mask: FaceData(  # noqa: E731
             format="db",
             images=data.images[mask],
@@ -532,6 +540,8 @@ def run_execute(run_id: int) -> None:
             label_names=data.label_names,
         )
         parent = active_version(kind=run.kind)
+        if blocked := plan_blocked(run.kind, counts, fine_tune=parent is not None and not run.from_scratch):
+            raise ValidationError(blocked)
         parent_dir = version_dir(parent) if parent else None
         parent_manifest = read_manifest(parent_dir) if parent else {}
         # the served version's classes, where they are not the label set's: its head is regrown to the set
@@ -557,11 +567,6 @@ def run_execute(run_id: int) -> None:
         user = (data.datasets != counts["reference"]) if initial is not None else np.zeros(len(data.face_ids), bool)
         reference = ~user
         train_data, val_data = as_face_data(reference & ~data.is_val), as_face_data(reference & data.is_val)
-        if user.any() and (not len(train_data) or not len(val_data)):
-            raise ValidationError(
-                f"The reference dataset {counts['reference']} needs training and validation faces "
-                f"({len(train_data)} / {len(val_data)}) to replay and to check against."
-            )
         if run.job == TrainingRun.Job.LABEL_CHECK:
             _label_check(run, say, data, user, as_face_data, train_data, initial, parent, parent_labels)
             return

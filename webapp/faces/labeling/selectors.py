@@ -240,10 +240,13 @@ def reference_dataset(datasets: np.ndarray) -> str | None:
 def _counts(faces: int, is_val: np.ndarray, human_labels: int, datasets: np.ndarray, groups: np.ndarray) -> dict:
     names, sizes = np.unique(datasets, return_counts=True)
     reference = reference_dataset(datasets)
+    in_reference = datasets == reference
     return {
         "faces": faces,
         "train": int((~is_val).sum()),
         "val": int(is_val.sum()),
+        "reference_train": int((in_reference & ~is_val).sum()),
+        "reference_val": int((in_reference & is_val).sum()),
         "human_labels": human_labels,
         "reference": reference,
         "datasets": {str(name): int(size) for name, size in zip(names, sizes, strict=True)},
@@ -307,7 +310,8 @@ def training_set(*, task: str) -> TrainingSet:
 
 
 def queue_head(*, task: str, user, exclude: list[int] | None = None) -> Face | None:
-    """The first face in queue order that no other labeler holds a live lease on: faces that still need labels first
+    """The first face in queue order that no other labeler holds a live lease on and staff did not exclude: faces that
+    still need labels first
     (with LABELS_PER_FACE >= 2, only those this labeler has not labeled and no reviewer waits on), then those staff
     put first, then the most uncertain, then the oldest (the ``queue_<task>`` index).
 
@@ -320,6 +324,8 @@ def queue_head(*, task: str, user, exclude: list[int] | None = None) -> Face | N
         'NOT EXISTS (SELECT 1 FROM "faces_lease" l WHERE l."face_id" = f."id" AND l."task" = %s'
         ' AND l."expires_at" > %s AND l."holder_id" <> %s)'
     ]
+    # staff left it out of training (the Faces page's "exclude"): a label of it would train nothing
+    where.append('NOT EXISTS (SELECT 1 FROM "faces_facesummary" s WHERE s."face_id" = f."id" AND s."excluded")')
     params: list = [task, now, user.pk]
     if exclude:
         where.append(f'f."id" NOT IN ({", ".join(["%s"] * len(exclude))})')
@@ -348,8 +354,8 @@ def review_next(*, task: str, exclude: list[int] | None = None) -> Face | None:
 
 
 def queue_remaining(*, task: str) -> tuple[int, bool]:
-    """How many faces have no human label for ``task``, counted up to QUEUE_COUNT_LIMIT: (count, whether there are
-    more than that). Counting stops at the limit, so a request costs the same at 30k faces as at 3M.
+    """How many faces have no human label for ``task`` (excluded ones aside), counted up to QUEUE_COUNT_LIMIT: (count,
+    whether there are more than that). Counting stops at the limit, so a request costs the same at 30k faces as at 3M.
 
     The figure is kept in the cache (shared by every process in production) for QUEUE_COUNT_SECONDS: it is what the
     label page shows, and counting 10,000 rows on every "next face" was most of PostgreSQL's work under the labeling
@@ -361,7 +367,8 @@ def queue_remaining(*, task: str) -> tuple[int, bool]:
     if count is None:
         with connection.cursor() as cursor:
             cursor.execute(
-                f'SELECT COUNT(*) FROM (SELECT 1 FROM "faces_face" WHERE NOT "human_{Task(task)}" LIMIT %s) AS head',
+                f'SELECT COUNT(*) FROM (SELECT 1 FROM "faces_face" f WHERE NOT f."human_{Task(task)}" AND NOT EXISTS'
+                ' (SELECT 1 FROM "faces_facesummary" s WHERE s."face_id" = f."id" AND s."excluded") LIMIT %s) AS head',
                 [limit + 1],
             )
             count = cursor.fetchone()[0]
