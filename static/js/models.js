@@ -8,10 +8,20 @@ window.studio = state;
 const fmt = (v, digits = 3) => (v == null ? "–" : Number(v).toFixed(digits));
 const when = (iso) => new Date(iso).toLocaleString();
 
+// An emotion version that predicts other classes than the label set: its figures are on its own classes, not
+// comparable with a version of the set's (a five-class 0.78 beside a seven-class 0.62 invited a wrong promotion).
+function otherClasses(version) {
+  if (version.kind !== "emotion" || !version.labels || !labelSet.labels.length) return null;
+  const same = version.labels.length === labelSet.labels.length && version.labels.every((l) => labelSet.labels.includes(l));
+  return same ? null : version.labels;
+}
+
 function metricText(version) {
   const m = version.metrics || {};
   if (version.kind === "keypoints") return m.rmse_px != null ? `RMSE ${fmt(m.rmse_px, 2)} px · PCK ${fmt(m.pck, 3)}` : "–";
-  return m.accuracy != null ? `acc ${fmt(m.accuracy)} · F1 ${fmt(m.macro_f1)}` : "–";
+  const other = otherClasses(version);
+  const on = other ? ` <span class="badge warn" title="measured on its own classes: ${esc(other.join(", "))}">on its ${other.length} classes, not the label set's ${labelSet.labels.length}</span>` : "";
+  return m.accuracy != null ? `acc ${fmt(m.accuracy)} · F1 ${fmt(m.macro_f1)}${on}` : "–";
 }
 
 // Candidate and active scored on the same validation faces in the run that made the candidate: like with like.
@@ -230,7 +240,9 @@ async function promote(id, number, kind) {
   const version = state.versions.find((v) => String(v.id) === String(id));
   const c = version?.metrics?.comparison;
   const figures = c ? `\n\n${c.decision || ""}` : "";
-  if (!confirm(`Serve ${kind} v${number} to every user from now on?${figures}`)) return;
+  const other = version && otherClasses(version);
+  const classes = other ? `\n\nv${number} predicts ${other.length} classes (${other.join(", ")}), not the label set's ${labelSet.labels.length} (${labelSet.labels.join(", ")}): its accuracy is on its own classes and cannot be compared with a version of the set's, and faces of the other classes will read as one of its ${other.length}.` : "";
+  if (!confirm(`Serve ${kind} v${number} to every user from now on?${figures}${classes}`)) return;
   try {
     await api(`/api/models/${id}/promote/`, { method: "POST" });
     toast(`${kind} v${number} is now active.`, "ok");
@@ -324,6 +336,7 @@ async function saveLabelSet(json, what) {
     renderLabelSet();
     toast(`Label set: ${what}. A retrain teaches the model the set as it is now.`, "ok");
     showPlan("emotion");
+    loadVersions(); // which versions predict other classes than the set changed with it
   } catch (err) {
     toast(err.message, "error");
     loadLabelSet();
@@ -373,9 +386,10 @@ async function loadAgreement() {
 
 async function main() {
   try {
+    // the label set first: a version of other classes is marked against it
+    await loadLabelSet().catch((err) => toast(`Could not load the label set: ${err.message}`, "error"));
     await loadVersions();
     loadAgreement().catch((err) => toast(`Could not load the agreement figures: ${err.message}`, "error"));
-    loadLabelSet().catch((err) => toast(`Could not load the label set: ${err.message}`, "error"));
     document.querySelectorAll(".card[data-kind]").forEach((c) => showPlan(c.dataset.kind));
     const { data } = await api("/api/training-runs/?limit=10");
     (data.results || []).filter((r) => ["pending", "running"].includes(r.status)).forEach((r) => follow(r.id));

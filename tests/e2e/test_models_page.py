@@ -66,6 +66,31 @@ def test_a_labeler_gets_403(open_page, transactional_db):
     assert "Staff only." in page.content()
 
 
+def test_a_version_of_other_classes_says_its_figures_are_on_them_before_a_promotion(open_page, staff):
+    """A new user's finding: the shipped five-class version showed "acc 0.779" and a Promote button beside the served
+    seven-class 0.616, scored on other classes."""
+    from webapp.labels.selectors import label_set
+    from webapp.registry.selectors import active_version, version_labels
+
+    classes = label_set(task="emotion").labels
+    other = next(
+        v for v in ModelVersion.objects.filter(kind="emotion") if tuple(version_labels(v)) != tuple(classes)
+    )  # the seed's preset, shipped beside the served version
+    n = len(version_labels(other))
+    page = open_page("/models/", user=staff)
+    page.wait_for_function("window.studio && window.studio.ready", timeout=30_000)
+    row = page.locator(f'.card[data-kind="emotion"] tr[data-id="{other.pk}"]')
+    assert f"on its {n} classes, not the label set's {len(classes)}" in row.inner_text()
+    served = active_version(kind="emotion")
+    assert "classes, not the label set" not in page.locator(f'tr[data-id="{served.pk}"]').inner_text()
+    said = []
+    page.once("dialog", lambda dialog: (said.append(dialog.message), dialog.dismiss()))
+    row.locator("button.promote").click()
+    page.wait_for_function("true")
+    assert said and f"predicts {n} classes" in said[0] and "cannot be compared" in said[0], said
+    assert active_version(kind="emotion") == served  # dismissed: nothing changed
+
+
 HOSTILE = '<img src=x onerror="window.__xss = (window.__xss || 0) + 1">'
 
 

@@ -28,6 +28,10 @@ class VersionOutput(ModelOutput):
     rolls_back_to = serializers.SerializerMethodField(
         help_text="on the active version: the number a rollback would serve, null if there is none"
     )
+    labels = serializers.SerializerMethodField(
+        help_text="emotion: the classes the version predicts, in its output order (its metrics are on these); "
+        "keypoints: null"
+    )
 
     class Meta:
         model = ModelVersion
@@ -45,6 +49,7 @@ class VersionOutput(ModelOutput):
             "created_by",
             "model_url",
             "rolls_back_to",
+            "labels",
         ]
 
     def get_rolls_back_to(self, obj) -> int | None:
@@ -58,6 +63,9 @@ class VersionOutput(ModelOutput):
         if active is None:
             active = set(ActiveVersion.objects.values_list("version_id", flat=True))
         return obj.pk in active
+
+    def get_labels(self, obj) -> list[str] | None:
+        return list(selectors.version_labels(obj)) if obj.kind == "emotion" else None
 
     def get_model_url(self, obj) -> str:
         return selectors.version_manifest(obj)["model_url"]
