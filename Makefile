@@ -30,6 +30,10 @@ build/detector/model.json: $(BIN)/.installed node_modules/.installed ml/detect.p
 /usr/bin/chromium:
 	apt-get update -qq && apt-get install -y -qq chromium
 
+# the buffering proxy in front of gunicorn (manage.py proxy_config); the production tests run it
+/usr/sbin/nginx:
+	apt-get update -qq && apt-get install -y -qq nginx-light
+
 deps: $(BIN)/.installed node_modules/.installed build/detector/model.json
 
 setup: deps
@@ -57,7 +61,7 @@ checks: deps
 	  CACHE_URL=redis://127.0.0.1:6379/1 DJANGO_SETTINGS_MODULE=webapp.settings.production $(BIN)/python manage.py check --deploy --fail-level WARNING
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
-pytest: deps /usr/bin/chromium
+pytest: deps /usr/bin/chromium /usr/sbin/nginx
 	$(BIN)/pytest --ignore=tests/interop
 
 # The API tests once more against PostgreSQL (pytest-django creates and drops test_emotion_ai).

@@ -11,8 +11,14 @@ Benchmarks).
 import multiprocessing
 import os
 
+from webapp import limits
+
 bind = os.environ.get("BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
 worker_class = "gthread"
 threads = 1
 keepalive = 10  # seconds: longer than a labeler's pause between two requests, so their connection is kept
+# A request's budget (webapp/limits.py), the proxy's read timeout too. Slow clients never reach a worker here: the
+# proxy in front (manage.py proxy_config) buffers every request whole first.
+timeout = int(limits.REQUEST_SECONDS)
+graceful_timeout = int(limits.REQUEST_SECONDS)

@@ -248,3 +248,106 @@ def test_the_upload_throttle_holds_across_the_web_processes(production):
         except urllib.error.HTTPError as exc:
             statuses.append(exc.code)
     assert statuses.count(201) + statuses.count(200) == 30 and statuses.count(429) == 10, statuses
+
+
+@pytest.fixture(scope="module")
+def proxied(production):
+    """nginx in front of the production instance, configured by ``manage.py proxy_config`` (a 2 s header budget here,
+    so that the test waits 2 s, not the default 10)."""
+    nginx = "/usr/sbin/nginx"
+    assert Path(nginx).exists(), "nginx is missing: `make pytest` installs Debian's nginx-light"
+    port = _port()
+    env = {**production.env, "REQUEST_HEADER_SECONDS": "2"}
+    conf = production.var / "nginx.conf"
+    listen, upstream = f"127.0.0.1:{port}", production.env["BIND"]
+    user = ["--user", "root"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "proxy_config",
+            "--listen",
+            listen,
+            "--upstream",
+            upstream,
+            "--out",
+            str(conf),
+            *user,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    text = conf.read_text()
+    front = subprocess.Popen(
+        [nginx, "-c", str(conf), "-p", str(production.var / "nginx"), "-g", "daemon off;"],
+        stdout=(production.var / "nginx.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/models/active/", timeout=5)
+            break
+        except OSError:
+            if front.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((production.var / "nginx.log").read_text()[-3000:]) from None
+            time.sleep(0.2)
+    yield SimpleNamespace(url=url, port=port, conf=text)
+    front.terminate()
+    front.wait(timeout=30)
+
+
+def test_the_proxy_cuts_a_dripping_client_while_every_gunicorn_worker_stays_free(production, proxied):
+    """Slowloris: more dripping connections than gunicorn has workers. Through the proxy, the other requests answer
+    at once and the slow ones are cut at the header budget; straight to gunicorn, they would hold every worker
+    (bench/slowloris.py measures both)."""
+    workers = int(production.env["WEB_CONCURRENCY"])
+    slow = []
+    for _ in range(workers * 3):
+        sock = socket.create_connection(("127.0.0.1", proxied.port), timeout=10)
+        sock.sendall(b"GET /api/models/active/ HTTP/1.1\r\nHost: localhost\r\n")  # and never the blank line
+        slow.append(sock)
+    started = time.monotonic()
+    for _ in range(5):  # the others are served meanwhile, quickly
+        with urllib.request.urlopen(f"{proxied.url}/api/models/active/", timeout=5) as response:
+            assert response.status == 200
+    assert time.monotonic() - started < 5
+    for sock in slow:  # a header line a second keeps each alive no longer than the header budget (2 s here)
+        cut_at = None
+        while cut_at is None and time.monotonic() - started < 10:
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+                sock.settimeout(1.0)
+                if sock.recv(1024) == b"":
+                    cut_at = time.monotonic() - started
+            except TimeoutError:
+                continue
+            except OSError:
+                cut_at = time.monotonic() - started
+        assert cut_at is not None and cut_at < 6, f"a slow client held on for {time.monotonic() - started:.1f} s"
+        sock.close()
+
+
+def test_the_proxys_limits_are_the_apps_own(production, proxied):
+    """One place for each limit: the proxy's body size is the app's largest upload, its timeouts webapp/limits.py."""
+    from django.conf import settings
+
+    from webapp import limits
+
+    sizes = [int(m) for m in re.findall(r"client_max_body_size (\d+)m;", proxied.conf)]
+    largest = max(
+        settings.IMPORT_MAX_BYTES, settings.LABEL_STUDIO_IMPORT_MAX_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    )
+    assert 0 <= sizes[0] * 1024**2 - largest < 1024**2  # the app's largest, rounded up to a MiB
+    assert 0 <= sizes[1] * 1024**2 - settings.RECORDING_MAX_UPLOAD_BYTES < 1024**2  # the video upload's own
+    assert "client_header_timeout 2s;" in proxied.conf
+    assert f"proxy_read_timeout {limits.REQUEST_SECONDS:g}s;" in proxied.conf
+    # a body over the limit is refused by the proxy before gunicorn reads a byte of it
+    too_long = {"Content-Length": str(sizes[0] * 2**20 + 1)}
+    request = urllib.request.Request(f"{proxied.url}/api/faces/upload/", data=b"x", method="POST", headers=too_long)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 413

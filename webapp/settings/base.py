@@ -4,6 +4,8 @@ from pathlib import Path
 
 import environ
 
+from webapp import limits
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -143,6 +145,8 @@ UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
 # An import over the web holds its rows in memory (~18 MB per 1,000 rows): larger files go through the command line.
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=60_000)
+# a CSV uploaded to the Import page, as sent (a .gz counts compressed): 60,000 FER2013 rows are ~590 MB uncompressed
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=1024**3)
 UPLOAD_MAX_ASPECT = env_float("UPLOAD_MAX_ASPECT", 8.0)  # longer side / shorter side: a strip holds no face
 # Whole photos are brought down to this longer side before detection: the cost of finding faces stays bounded whatever
 # the upload (a 40-megapixel photo in a few hundred ms), and the stored 96x96 crops lose nothing a face needs.
@@ -155,7 +159,13 @@ LABEL_STUDIO_URL = env.str("LABEL_STUDIO_URL", default="")
 LABEL_STUDIO_API_KEY = env.str("LABEL_STUDIO_API_KEY", default="")
 LABEL_STUDIO_TIMEOUT = env_float("LABEL_STUDIO_TIMEOUT", 10.0)  # one image, start to end (an import's each task)
 # all the images of one request (a predict of many tasks), start to end: a dripping server holds no worker past it
-LABEL_STUDIO_REQUEST_SECONDS = env_float("LABEL_STUDIO_REQUEST_SECONDS", 30.0)
+LABEL_STUDIO_REQUEST_SECONDS = env_float("LABEL_STUDIO_REQUEST_SECONDS", limits.OUTGOING_SECONDS)
+if max(LABEL_STUDIO_REQUEST_SECONDS, LABEL_STUDIO_TIMEOUT) >= limits.REQUEST_SECONDS:
+    raise environ.ImproperlyConfigured(
+        f"LABEL_STUDIO_REQUEST_SECONDS ({LABEL_STUDIO_REQUEST_SECONDS:g}) and LABEL_STUDIO_TIMEOUT "
+        f"({LABEL_STUDIO_TIMEOUT:g}) must be shorter than a request's budget, REQUEST_TIMEOUT_SECONDS "
+        f"({limits.REQUEST_SECONDS:g}; webapp/limits.py)"
+    )
 LABEL_STUDIO_RETRAIN = env.bool("LABEL_STUDIO_RETRAIN", default=False)
 # A Label Studio JSON export uploaded over the web is parsed whole: larger ones go through `manage.py import_faces`
 LABEL_STUDIO_IMPORT_MAX_BYTES = env.int("LABEL_STUDIO_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)

@@ -72,6 +72,12 @@ class DatasetImportApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
+        if upload.size > settings.IMPORT_MAX_BYTES:  # the proxy's body limit is this too (manage.py proxy_config)
+            raise TooLarge(
+                f"{upload.name} is {upload.size:,} bytes; an import over the web takes at most "
+                f"{settings.IMPORT_MAX_BYTES:,} (IMPORT_MAX_BYTES). Compress it (.gz), split it, or import it on the "
+                "server with `manage.py import_faces`."
+            )
         if data.validated_data["format"] == "label-studio":
             report = _label_studio_import(upload, request.user)
             return Response(_report_body(report, upload.name), status=status.HTTP_201_CREATED)
