@@ -17,29 +17,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from webapp.common.broker import BrokerUnavailable, broker_check
 from webapp.registry.models import Promotion
 from webapp.training.models import TrainingRun
 
 log = logging.getLogger(__name__)
 Status = TrainingRun.Status
 LOG_TAIL = 60  # lines of log kept on the row
-
-
-class BrokerUnavailable(Exception):
-    pass
-
-
-def broker_check() -> None:
-    """Raise BrokerUnavailable unless the Celery broker answers now."""
-    from webapp.celery import app
-
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=0, timeout=2)
-    except Exception as exc:  # kombu raises many transport-specific errors
-        raise BrokerUnavailable(
-            f"the task queue ({app.conf.broker_url.split('://')[0]}) is not reachable: {exc}"
-        ) from exc
 
 
 def runs_reap_stale() -> int:

@@ -63,6 +63,7 @@ class DatasetImportApi(APIView):
                         "labels are credited to; existed: a user with that e-mail (else made for the import, inactive)",
                     ),
                     "errors": serializers.ListField(child=serializers.CharField()),
+                    "guesses": serializers.CharField(help_text="the served model's guesses of the new faces"),
                     "summary": serializers.CharField(),
                 },
             ),
@@ -120,6 +121,7 @@ def _report_body(report, name: str, path: Path | None = None) -> dict:
         "classes_added": report.classes_added,
         "annotators": {name: {"user": user, "existed": existed} for name, (user, existed) in report.annotators.items()},
         "errors": [str(e) for e in report.errors],
+        "guesses": report.guesses,
         "summary": report.summary().replace(str(path), name) if path else report.summary(),
     }
 

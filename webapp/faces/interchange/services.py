@@ -15,6 +15,7 @@ from ml.datasets import checksum
 from webapp.common.models import Task
 from webapp.faces.labeling.models import Annotation
 from webapp.faces.labeling.services import summaries_refresh
+from webapp.faces.labeling.tasks import guess_later
 from webapp.faces.store.models import Face
 from webapp.faces.store.services import frame_write
 
@@ -36,6 +37,7 @@ class ImportReport:
     # Label Studio: each annotator the file names -> the account its labels are credited to, and whether that account
     # existed (found by its e-mail) or was made for the import (it cannot sign in)
     annotators: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    guesses: str = ""  # what happens to the served model's guesses of the new faces (labeling.tasks.guess_later)
 
     def summary(self) -> str:
         corrected = "" if self.relabeled is None else f", {self.relabeled} imported labels corrected"
@@ -46,6 +48,7 @@ class ImportReport:
             f"{self.excluded} left out"
             + (f"; classes added to the label set: {', '.join(self.classes_added)}" if self.classes_added else "")
             + self._annotators()
+            + (f"; {self.guesses}" if self.guesses else "")
         )
 
     def _annotators(self) -> str:
@@ -158,6 +161,8 @@ def faces_import(
             on_write(done)
     if relabel and report.relabeled is None:
         report.relabeled = 0
+    if report.created:  # faces no browser has shown: the served model's guess of each, made by a worker
+        report.guesses = guess_later()
     return report
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -353,6 +354,48 @@ def prediction_record(
         if task == Task.EMOTION:
             summaries_refresh(face_ids=[face.pk])
     return prediction
+
+
+def guesses_record(*, chunk: int = 256) -> int:
+    """The served emotion model's guess of every face that has none from it yet (an import's faces, which no browser
+    has shown): read on the server through the same alignment as a photo's faces (``store.detection.predict_faces``,
+    LiteRT), stored as predictions of that version with their uncertainty (1 - the top probability), so the Faces
+    page's guess filters and "label differs from guess" work after an import. Idempotent; returns how many it wrote.
+    Nothing when no pair of models can run (the reason is the server's: ``InferenceUnavailable``)."""
+    from webapp.faces.store.detection import predict_faces
+    from webapp.faces.store.images import read_frame
+    from webapp.registry.selectors import active_version
+
+    version = active_version(kind=Task.EMOTION)
+    if version is None:
+        return 0
+    written = 0
+    while True:
+        faces = list(Face.objects.exclude(predictions__version=version).filter(image__gt="").order_by("id")[:chunk])
+        if not faces:
+            return written
+        media = Path(settings.MEDIA_ROOT)
+        results, _ = predict_faces([read_frame(media / face.image) for face in faces])
+        if any(result is None for result in results):
+            return written  # the models cannot run here now: nothing half-written
+        rows = [
+            Prediction(
+                face=face,
+                version=version,
+                task=Task.EMOTION,
+                probabilities=[float(p) for p in probabilities],
+                uncertainty=1.0 - float(np.max(probabilities)),
+            )
+            for face, (_, probabilities) in zip(faces, results, strict=True)
+        ]
+        with transaction.atomic():
+            Prediction.objects.bulk_create(rows)
+            for row in rows:
+                Face.objects.filter(pk=row.face_id, emotion_uncertainty__isnull=True).update(
+                    emotion_uncertainty=row.uncertainty
+                )
+            summaries_refresh(face_ids=[face.pk for face in faces])
+        written += len(rows)
 
 
 # --- the Faces page's summary ----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from webapp.faces.interchange.services import ImportReport, points_json
 from webapp.faces.labeling.models import Annotation
 from webapp.faces.labeling.selectors import current_labels, excluded_ids
 from webapp.faces.labeling.services import annotation_submit, validate_points
+from webapp.faces.labeling.tasks import guess_later
 from webapp.faces.store.images import read_frame
 from webapp.faces.store.models import Face
 from webapp.faces.store.services import frame_write, split_for
@@ -144,6 +145,8 @@ def faces_import_label_studio(
                         report.labels += 1
         except Exception as exc:  # FaceHeld, a write error: this task stores nothing
             report.errors.append(f"task {task.id}: {exc}")
+    if report.created:  # faces no browser has shown: the served model's guess of each, made by a worker
+        report.guesses = guess_later()
     return report
 
 
