@@ -309,13 +309,14 @@ def analyze(
     start_s: float = 0.0,
     end_s: float | None = None,
     smooth: bool = True,
-    on_frame: Callable[[float], None] | None = None,
+    on_frame: Callable[[float, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     versions: tuple[str, str] = ("", ""),
 ) -> Analysis:
     """The whole-picture path (ml.pipeline.Analyzer.analyze_frame: the detector every REDETECT_S seconds of video,
-    faces followed between) over the frames of ``path``, each face given its track. ``on_frame(time_s)`` after each
-    frame. Memory: one frame at a time."""
+    faces followed between) over the frames of ``path``, each face given its track. ``on_frame(time_s,
+    duration_s)`` after each frame (the video's length, probed once here, for a progress figure). Memory: one frame
+    at a time."""
     info = probe(path)
     labels = list(analyzer.emotion.manifest["labels"]) if analyzer.emotion is not None else []
     result = Analysis(info.name, labels, fps, width=info.width, height=info.height, duration_s=info.duration_s)
@@ -347,7 +348,7 @@ def analyze(
                 )
             )
         if on_frame is not None:
-            on_frame(t)
+            on_frame(t, info.duration_s)
     return confirmed(result)
 
 

@@ -168,9 +168,10 @@ export class Recorder {
   }
 
   remove(track) {
-    const times = new Set(this.rows.filter((r) => r.track === track).map((r) => r.time_s));
+    // a frame left with no face keeps its own number (a variable-rate video's frames are not time x rate)
+    const frames = new Map(this.rows.filter((r) => r.track === track).map((r) => [r.time_s, r.frame]));
     this.rows = this.rows.filter((r) => r.track !== track);
-    for (const t of times) if (!this.rows.some((r) => r.time_s === t)) this.rows.push({ frame: Math.round(t * (this.fps || 30)), time_s: t, track: null });
+    for (const [t, frame] of frames) if (!this.rows.some((r) => r.time_s === t)) this.rows.push({ frame, time_s: t, track: null });
     this.rows.sort((a, b) => a.time_s - b.time_s || (a.track ?? 0) - (b.track ?? 0));
     delete this.names[track];
   }

@@ -146,3 +146,23 @@ def test_the_recordings_page_lists_sessions_with_their_files_and_refuses_a_non_v
     page.wait_for_function("document.getElementById('toast').textContent.includes('is not a video')")
     open_page.expect_error.append("400 (Bad Request)")
     assert Recording.objects.count() == 1
+
+
+def test_deleting_a_track_leaves_its_frames_with_their_own_numbers(open_page):
+    """A variable-rate video: frame 7 at 0.2 s (not 0.2 x the rate). Deleting the only face of a frame leaves that
+    frame as an empty row with its own number (it was recomputed from the rate)."""
+    page = open_page("/")
+    _wait_ready(page)
+    rows = page.evaluate(
+        """async () => {
+        const { Recorder } = await import('/static/js/video.js');
+        const r = new Recorder({ name: 'v', labels: ['a', 'b'], fps: 30, width: 96, height: 96, versions: ['', ''] });
+        r.rows = [
+          { frame: 7, time_s: 0.2, track: 1 }, { frame: 7, time_s: 0.2, track: 2 },
+          { frame: 11, time_s: 0.5, track: 1 },
+        ];
+        r.remove(1);
+        return r.rows.map((x) => [x.frame, x.time_s, x.track]);
+    }"""
+    )
+    assert rows == [[7, 0.2, 2], [11, 0.5, None]]

@@ -277,12 +277,11 @@ def recording_analyze(recording_id: int) -> None:
     if not claimed or recording is None or recording.tracks.exists():
         return
     last = [0.0]
-    total = max(1e-6, mlvideo.probe(recording.video.path).duration_s)
 
-    def on_frame(t: float) -> None:
+    def on_frame(t: float, duration_s: float) -> None:
         if time.monotonic() - last[0] > 1.0:
             last[0] = time.monotonic()
-            Recording.objects.filter(pk=recording_id).update(progress=min(0.99, t / total))
+            Recording.objects.filter(pk=recording_id).update(progress=min(0.99, t / max(1e-6, duration_s)))
 
     try:
         with served_analyzer() as (analyzer, versions):

@@ -76,8 +76,8 @@ class _Progress:
     def __init__(self, stream, name: str):
         self.stream, self.name, self.count = stream, name, 0
 
-    def __call__(self, t: float) -> None:
+    def __call__(self, t: float, duration_s: float) -> None:
         self.count += 1
         if self.count % 25 == 0:
-            self.stream.write(f"\r{self.name}: {t:.1f} s, {self.count} frames", ending="")
+            self.stream.write(f"\r{self.name}: {t:.1f} of {duration_s:.1f} s, {self.count} frames", ending="")
             self.stream.flush()
