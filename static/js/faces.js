@@ -181,6 +181,8 @@ async function act(action) {
   if (whole) body.filter = Object.fromEntries(params()); else body.ids = [...selected];
   if (body.filter) delete body.filter.ordering; // the order does not change which faces a filter shows
   const words = { review: "sent for review", exclude: "excluded from training", include: "included again", queue_first: "put first in the queue" };
+  // a whole filter can be thousands of faces: said before it is done (a picked few are in sight already)
+  if (whole && !confirm(`All ${total.toLocaleString()} faces of this filter will be ${words[action]}. Go on?`)) return;
   try {
     const { data } = await api("/api/faces/bulk/", { method: "POST", json: body });
     toast(`${data.changed} of ${data.selected} faces ${words[action]}.`, "ok");

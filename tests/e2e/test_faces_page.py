@@ -181,6 +181,13 @@ def test_bulk_actions_on_picked_faces_and_on_a_whole_filter(open_page, staff, sh
     page.wait_for_function("document.querySelectorAll('.tile').length === 2")
     page.check("#whole-filter")
     assert page.locator("#selected").inner_text() == "all 2 faces of this filter"
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))  # asked first; No: nothing
+    page.click("button[data-action=include]")
+    page.wait_for_function("true")
+    assert asked == ["All 2 faces of this filter will be included again. Go on?"]
+    assert FaceSummary.objects.filter(excluded=True).count() == 2
+    page.once("dialog", lambda dialog: dialog.accept())
     page.click("button[data-action=include]")
     page.wait_for_function("document.getElementById('toast').textContent.includes('2 of 2 faces included again')")
     assert not FaceSummary.objects.filter(excluded=True).exists()
