@@ -72,3 +72,19 @@ def test_the_plan_checks_the_reference_dataset_as_the_run_does_and_says_how_to_f
     # from scratch there is no reference to replay: nothing blocks it
     scratch = staff_client.get("/api/training-runs/plan/?kind=emotion&from_scratch=true").json()
     assert scratch["blocked"] is None
+
+
+def test_a_run_the_reaper_marked_failed_never_ends_succeeded(labeled_faces):
+    """The worker's final writes go through one guard: a run marked failed while its worker was silent stays failed
+    when that worker comes back and finishes (4 of the final writes had no guard on the current status)."""
+    from webapp.training.services import _finish
+
+    run = TrainingRun.objects.create(kind="emotion", status=TrainingRun.Status.RUNNING)
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.FAILED, error="the worker stopped")
+    assert _finish(run.pk, TrainingRun.Status.SUCCEEDED, decision="late") is False
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and run.decision == "" and run.error == "the worker stopped"
+    running = TrainingRun.objects.create(kind="emotion", status=TrainingRun.Status.RUNNING)
+    assert _finish(running.pk, TrainingRun.Status.SUCCEEDED, decision="done") is True
+    running.refresh_from_db()
+    assert running.status == TrainingRun.Status.SUCCEEDED and running.finished_at is not None

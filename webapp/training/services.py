@@ -26,6 +26,16 @@ Status = TrainingRun.Status
 LOG_TAIL = 60  # lines of log kept on the row
 
 
+def _finish(run_id: int, status: str, **fields) -> bool:
+    """A running run's final status, written only while it is still running: a status never goes back (a run the
+    reaper marked failed while its worker was silent stays failed). Returns whether it was written."""
+    return bool(
+        TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
+            status=status, finished_at=timezone.now(), **fields
+        )
+    )
+
+
 def runs_reap_stale() -> int:
     """Mark runs whose worker stopped beating as failed: a killed worker never reports back itself."""
     limit = timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT)
@@ -440,9 +450,7 @@ def _label_check(run, say, data, user, as_face_data, reference_train, initial, p
         parent_labels=parent_labels,
     )
     if result.stopped:
-        TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
-            status=Status.CANCELLED, finished_at=timezone.now()
-        )
+        _finish(run.pk, Status.CANCELLED)
         say("stopped: no label was scored")
         return
     if run.kind == "emotion":
@@ -474,9 +482,9 @@ def _label_check(run, say, data, user, as_face_data, reference_train, initial, p
             f"{KEYPOINT_SUSPECT_PX:g} px on average from where models that never saw their person put them; the Faces "
             "page orders them by that distance"
         )
-    TrainingRun.objects.filter(pk=run.pk).update(
-        status=Status.SUCCEEDED,
-        finished_at=timezone.now(),
+    _finish(
+        run.pk,
+        Status.SUCCEEDED,
         decision=decision,
         metrics={
             "label_check": {
@@ -618,15 +626,11 @@ def run_execute(run_id: int) -> None:
             decision = (
                 f"nothing registered: no epoch beat {parent} on validation loss, so the fine-tune kept its weights"
             )
-            TrainingRun.objects.filter(pk=run.pk).update(
-                status=Status.SUCCEEDED, finished_at=timezone.now(), decision=decision, history=result.history
-            )
+            _finish(run.pk, Status.SUCCEEDED, decision=decision, history=result.history)
             say(decision)
             return
         if stopped:
-            if TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
-                status=Status.CANCELLED, finished_at=timezone.now()
-            ):
+            if _finish(run.pk, Status.CANCELLED):
                 say("cancelled: stopped after the current epoch; no version registered")
             else:
                 say("stopped: the run was marked failed while this worker did not answer; no version registered")
@@ -749,25 +753,26 @@ def run_execute(run_id: int) -> None:
             note=f"training run {run.pk}",
         )
         staging = None
-        if promote:
-            version_promote(version=version, author=run.requested_by, action=Promotion.Action.AUTO, reason=decision)
-        TrainingRun.objects.filter(pk=run.pk).update(
-            status=Status.SUCCEEDED,
-            finished_at=timezone.now(),
+        # the run's status first, then the promotion: a run marked failed meanwhile promotes nothing
+        if not _finish(
+            run.pk,
+            Status.SUCCEEDED,
             version=version,
             promoted=promote,
             decision=decision,
             metrics=report,
             history=history,
-        )
+        ):
+            say(f"registered {version}, not promoted: the run was marked failed while this worker did not answer")
+            return
+        if promote:
+            version_promote(version=version, author=run.requested_by, action=Promotion.Action.AUTO, reason=decision)
         say(f"registered {version}; {decision}")
     except Exception as exc:
         message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, ValidationError):
             log.exception("training run %s failed", run.pk)
-        TrainingRun.objects.filter(pk=run.pk).update(
-            status=Status.FAILED, finished_at=timezone.now(), error=message[:4000]
-        )
+        _finish(run.pk, Status.FAILED, error=message[:4000])
         detail = "" if isinstance(exc, ValidationError) else "\n" + traceback.format_exc(limit=3)
         say(f"failed: {message}{detail}")
     finally:
