@@ -23,6 +23,23 @@ def instance_env(out: Path, redis_db: int) -> dict[str, str]:
     }
 
 
+def production_env(out: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a production web role (gunicorn, webapp.settings.production) whose SQLite database and
+    files live under ``out``, listening on 127.0.0.1:``port``, the local Redis db 13 as its cache."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "webapp.settings.production",
+        "SECRET_KEY": "bench-" + "k" * 50,
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "CACHE_URL": "redis://127.0.0.1:6379/13",
+        "SECURE_SSL_REDIRECT": "false",
+        "VAR_DIR": str(out),
+        "DATABASE_URL": f"sqlite:///{out}/db.sqlite3",
+        "BIND": f"127.0.0.1:{port}",
+        **extra,
+    }
+
+
 def labeling_env(out: Path, redis_db: int) -> dict[str, str]:
     """``instance_env`` for a benchmark that uploads and labels through the API as fast as it can: the per-user
     throttles are for people, and would only measure themselves."""

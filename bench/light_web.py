@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -25,6 +24,8 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+
+from instance import production_env
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "light_web"
@@ -87,20 +88,7 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "webapp.settings.production",
-        "SECRET_KEY": "bench-" + "k" * 50,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "CACHE_URL": "redis://127.0.0.1:6379/13",
-        "SECURE_SSL_REDIRECT": "false",
-        "VAR_DIR": str(OUT),
-        "DATABASE_URL": f"sqlite:///{OUT}/db.sqlite3",
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "1",
-        "THROTTLE_UPLOADS": "100000/minute",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = production_env(OUT, port, WEB_CONCURRENCY="1", THROTTLE_UPLOADS="100000/minute", LOG_LEVEL="WARNING")
     for command in (["migrate", "-v0"], ["bootstrap"]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, capture_output=True)
     server = subprocess.Popen(

@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from instance import production_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -86,18 +88,7 @@ def main() -> None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     var = Path(tempfile.mkdtemp(prefix="slowloris-"))
     web, proxy = _port(), _port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "webapp.settings.production",
-        "SECRET_KEY": "bench-" + "k" * 50,
-        "ALLOWED_HOSTS": "localhost,127.0.0.1",
-        "CACHE_URL": "redis://127.0.0.1:6379/13",
-        "SECURE_SSL_REDIRECT": "false",
-        "VAR_DIR": str(var),
-        "DATABASE_URL": f"sqlite:///{var}/db.sqlite3",
-        "BIND": f"127.0.0.1:{web}",
-        "TRUSTED_PROXIES": "127.0.0.1",
-    }
+    env = production_env(var, web, TRUSTED_PROXIES="127.0.0.1")
     manage = [sys.executable, str(ROOT / "manage.py")]
     for command in (["migrate", "-v0"], ["bootstrap"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run([*manage, *command], cwd=ROOT, env=env, check=True, capture_output=True)

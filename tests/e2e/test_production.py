@@ -56,6 +56,19 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_serving(url: str, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
+    """Until ``url`` answers; the process's log if it died or never answered."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/models/active/", timeout=5)
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(log.read_text()[-3000:]) from None
+            time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
 def production(tmp_path_factory):
     """A production instance of its own: SQLite and files in a temporary folder, the local Redis as its cache."""
@@ -87,15 +100,7 @@ def production(tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     url = f"http://localhost:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/models/active/", timeout=5)
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((var / "gunicorn.log").read_text()[-3000:]) from None
-            time.sleep(0.3)
+    _wait_serving(url, server, var / "gunicorn.log")
     yield SimpleNamespace(url=url, pid=server.pid, var=var, env=env)
     server.terminate()
     server.wait(timeout=30)
@@ -286,15 +291,7 @@ def proxied(production):
         stderr=subprocess.STDOUT,
     )
     url = f"http://localhost:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/models/active/", timeout=5)
-            break
-        except OSError:
-            if front.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((production.var / "nginx.log").read_text()[-3000:]) from None
-            time.sleep(0.2)
+    _wait_serving(url, front, production.var / "nginx.log")
     yield SimpleNamespace(url=url, port=port, conf=text)
     front.terminate()
     front.wait(timeout=30)
