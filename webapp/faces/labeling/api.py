@@ -337,7 +337,7 @@ class PredictionRecordApi(APIView):
 def _check_browser_prediction(user, face: Face, version: ModelVersion) -> None:
     """A labeler records a prediction as the app's pages do, and only so (the guess everyone sees and the queue's
     order come from it): of the served version of its kind, on a face the labeler holds (the label page) or added
-    (an upload). Staff may record any version's, on any face."""
+    (an upload), or has just labeled. Staff may record any version's, on any face."""
     served = active_version(kind=version.kind)
     if served is None or served.pk != version.pk:
         now = f"v{served.number}" if served else "none"
@@ -345,8 +345,12 @@ def _check_browser_prediction(user, face: Face, version: ModelVersion) -> None:
             {"version": [f"{version.kind} v{version.number} is not the served {version.kind} version ({now})"]}
         )
     held = Lease.objects.filter(face=face, holder=user, expires_at__gt=timezone.now()).exists()
-    if not held and face.created_by_id != user.pk:
-        raise PermissionDenied(f"face {face.pk} is neither held by you nor added by you: its predictions are not yours")
+    # the label page records as it shows a face, and a quick save can release the lease before that call lands
+    labeled = Annotation.objects.filter(face=face, author=user).exists()
+    if not (held or labeled or face.created_by_id == user.pk):
+        raise PermissionDenied(
+            f"face {face.pk} is not held, labeled or added by you: its predictions are not yours to record"
+        )
 
 
 class LeaseOutput(serializers.Serializer):
