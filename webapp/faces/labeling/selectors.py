@@ -61,7 +61,7 @@ def _by_others(viewer, tasks) -> Q:
 
 def blind_hidden(viewer) -> Q:
     """The faces a blind ``viewer`` does not see in lists: another person labeled a task the face has not settled
-    (the list's labels, filters and counts would tell that label). Q() for everyone else."""
+    (the list's labels, filters and counts would tell that label). A condition no face meets for everyone else."""
     if not labels_blind(viewer):
         return Q(pk__in=[])
     hidden = Q(pk__in=[])
@@ -309,6 +309,10 @@ def training_set(*, task: str) -> TrainingSet:
     )
 
 
+# the queue's faces (``f``) leave out those staff excluded from training: a label of one would train nothing
+_NOT_EXCLUDED = 'NOT EXISTS (SELECT 1 FROM "faces_facesummary" s WHERE s."face_id" = f."id" AND s."excluded")'
+
+
 def queue_head(*, task: str, user, exclude: list[int] | None = None) -> Face | None:
     """The first face in queue order that no other labeler holds a live lease on and staff did not exclude: faces that
     still need labels first
@@ -324,8 +328,7 @@ def queue_head(*, task: str, user, exclude: list[int] | None = None) -> Face | N
         'NOT EXISTS (SELECT 1 FROM "faces_lease" l WHERE l."face_id" = f."id" AND l."task" = %s'
         ' AND l."expires_at" > %s AND l."holder_id" <> %s)'
     ]
-    # staff left it out of training (the Faces page's "exclude"): a label of it would train nothing
-    where.append('NOT EXISTS (SELECT 1 FROM "faces_facesummary" s WHERE s."face_id" = f."id" AND s."excluded")')
+    where.append(_NOT_EXCLUDED)
     params: list = [task, now, user.pk]
     if exclude:
         where.append(f'f."id" NOT IN ({", ".join(["%s"] * len(exclude))})')
@@ -367,8 +370,8 @@ def queue_remaining(*, task: str) -> tuple[int, bool]:
     if count is None:
         with connection.cursor() as cursor:
             cursor.execute(
-                f'SELECT COUNT(*) FROM (SELECT 1 FROM "faces_face" f WHERE NOT f."human_{Task(task)}" AND NOT EXISTS'
-                ' (SELECT 1 FROM "faces_facesummary" s WHERE s."face_id" = f."id" AND s."excluded") LIMIT %s) AS head',
+                f'SELECT COUNT(*) FROM (SELECT 1 FROM "faces_face" f WHERE NOT f."human_{Task(task)}"'
+                f" AND {_NOT_EXCLUDED} LIMIT %s) AS head",
                 [limit + 1],
             )
             count = cursor.fetchone()[0]
