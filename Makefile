@@ -9,7 +9,8 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/emotion_ai
 LS_VENV := .venv-label-studio
 LABEL_STUDIO_VERSION := 1.23.2
 
-.PHONY: run test setup deps lint checks pytest pytest-postgres fuzz interop worker web clean lock label-studio-lock
+.PHONY: run test setup deps lint checks pytest pytest-postgres fuzz interop worker web clean lock label-studio-lock \
+	compose-check
 
 # requirements.txt names what the project uses; requirements/project.lock pins everything that pulls (a new venv
 # installs exactly what CI tested, not whatever the index holds that day).
@@ -98,6 +99,15 @@ interop: deps $(LS_VENV)/.installed
 	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio $(BIN)/pytest tests/interop
 
 test: lint checks pytest pytest-postgres fuzz interop
+
+# Docker's engine, compose and debootstrap from Debian (compose-check); dockerd is started by .ci/run or by hand.
+/usr/bin/docker-compose:
+	apt-get update -qq && apt-get install -y -qq docker.io docker-compose debootstrap
+
+# The compose stack built from source and run here (host networking, loopback ports 18080/18000/16379/15432), a smoke
+# test through its proxy (docker/compose_check.py), then removed. Needs a running dockerd.
+compose-check: deps /usr/bin/chromium /usr/bin/docker-compose
+	$(BIN)/python docker/compose_check.py
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) node_modules var build

@@ -79,16 +79,17 @@ class Worker:
                 raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 30) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=timeout)
 
     def stop(self) -> None:
-        """A warm shutdown; a worker that has not left after 30 s (kombu's SQLite transport, on a busy machine, was
-        seen not to) is killed, so that no worker outlives its test and holds the next test's database open."""
+        """A warm shutdown; a worker that has not left after 10 s (kombu's SQLite transport was seen never to: every
+        such test waited the whole 30 s this used to allow) is killed, so that no worker outlives its test and holds
+        the next test's database open."""
         try:
-            self.kill(signal.SIGTERM)
+            self.kill(signal.SIGTERM, timeout=10)
         except subprocess.TimeoutExpired:
             self.kill()
 

@@ -116,7 +116,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# The image keeps its own (STATIC_ROOT=/app/staticfiles): under VAR_DIR, a volume made by an older image would keep
+# serving that image's files after an upgrade.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 # The browser's face detector, built from an npm package by `python -m ml detector` (make deps does it).
 DETECTOR_DIR = Path(env.str("DETECTOR_DIR", default=str(BASE_DIR / "build" / "detector")))
 # From node_modules, the folders the pages (and the benchmarks' face-api) load: collectstatic hashes and compresses
