@@ -312,11 +312,12 @@ def analyze(
     on_frame: Callable[[float, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     versions: tuple[str, str] = ("", ""),
+    confirm: bool = True,
 ) -> Analysis:
     """The whole-picture path (ml.pipeline.Analyzer.analyze_frame: the detector every REDETECT_S seconds of video,
     faces followed between) over the frames of ``path``, each face given its track. ``on_frame(time_s,
     duration_s)`` after each frame (the video's length, probed once here, for a progress figure). Memory: one frame
-    at a time."""
+    at a time. ``confirm=False``: every track as the tracker numbered it (a segment's, before ``join``)."""
     info = probe(path)
     labels = list(analyzer.emotion.manifest["labels"]) if analyzer.emotion is not None else []
     result = Analysis(info.name, labels, fps, width=info.width, height=info.height, duration_s=info.duration_s)
@@ -349,7 +350,7 @@ def analyze(
             )
         if on_frame is not None:
             on_frame(t, info.duration_s)
-    return confirmed(result)
+    return confirmed(result) if confirm else result
 
 
 def confirmed(analysis: Analysis) -> Analysis:
@@ -374,6 +375,168 @@ def confirmed(analysis: Analysis) -> Analysis:
     rows.sort(key=lambda r: (r.time_s, r.track or 0))
     analysis.rows = rows
     return analysis
+
+
+# --- a long video in segments (several workers share one file) -------------------------------------------------------
+
+# A segment starts this long before its share of the video: its tracker and points filter warm up on frames the
+# segment before it also analysed, and the tracks of the two are matched on those frames (``join``).
+SEGMENT_OVERLAP_S = 2.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    start_s: float  # its share of the video begins here (rows from here on are its own)
+    end_s: float | None  # and ends here (None: the end of the file)
+
+    @property
+    def analyse_from(self) -> float:
+        return max(0.0, self.start_s - SEGMENT_OVERLAP_S) if self.index else 0.0
+
+
+def segments(duration_s: float, fps: float | None, length_s: float) -> list[Segment]:
+    """The video cut into shares of about ``length_s`` seconds; every boundary on the analysis rate's grid (so a
+    segment samples the very frames one pass would) and a last share no shorter than half a segment."""
+    if length_s <= 0 or duration_s <= length_s * 1.5:
+        return [Segment(0, 0.0, None)]
+    step = 1.0 / fps if fps else 1.0 / 30
+    length = max(step, round(length_s / step) * step)
+    count = max(1, math.floor(duration_s / length + 0.5))
+    bounds = [round(k * length, 6) for k in range(count)]
+    return [Segment(k, b, bounds[k + 1] if k + 1 < count else None) for k, b in enumerate(bounds)]
+
+
+def analyze_segment(path: str | Path, analyzer, segment: Segment, **options) -> Analysis:
+    """One segment's analysis, unconfirmed, including its warm-up frames (``join`` keeps what is its own)."""
+    return analyze(path, analyzer, start_s=segment.analyse_from, end_s=segment.end_s, confirm=False, **options)
+
+
+def join(parts: list[tuple[Segment, Analysis]]) -> Analysis:
+    """The segments' analyses as one, as if one pass had read the file: each segment keeps its own share's rows;
+    a track of a segment continues the track of the segment before it that it overlaps most (mean overlap of their
+    boxes on the warm-up frames both analysed, at least TRACK_MIN_IOU, greedy); then ``confirmed``."""
+    parts = sorted(parts, key=lambda p: p[0].index)
+    if not parts:
+        raise ValueError("no segment to join")
+    first = parts[0][1]
+    out = Analysis(
+        first.video,
+        first.labels,
+        first.fps,
+        width=first.width,
+        height=first.height,
+        duration_s=first.duration_s,
+        keypoints_version=first.keypoints_version,
+        emotion_version=first.emotion_version,
+    )
+    next_id = 1
+    previous: list[FaceRow] = []  # the segment before's rows, renumbered, its warm-up window included
+    for segment, analysis in parts:
+        mapping: dict[int, int] = {}
+        if previous:
+            window = [r for r in analysis.rows if r.track is not None and r.time_s < segment.start_s - 1e-6]
+            theirs: dict[tuple[int, float], FaceRow] = {
+                (r.track, round(r.time_s, 4)): r for r in previous if r.track is not None
+            }
+            overlaps: dict[tuple[int, int], list[float]] = {}
+            for r in window:
+                for (track, t), other in theirs.items():
+                    if t == round(r.time_s, 4):
+                        overlaps.setdefault((track, r.track), []).append(iou(other.box, r.box))
+            ranked = sorted(((float(np.mean(v)), a, b) for (a, b), v in overlaps.items()), reverse=True)
+            taken = set()
+            for score, a, b in ranked:
+                if score < TRACK_MIN_IOU:
+                    break
+                if a in taken or b in mapping:
+                    continue
+                taken.add(a)
+                mapping[b] = a
+        own = [r for r in analysis.rows if r.time_s >= segment.start_s - 1e-6]
+        renumbered = []
+        for r in analysis.rows:
+            if r.track is not None and r.track not in mapping:
+                mapping[r.track] = next_id
+                next_id += 1
+            renumbered.append(r)
+        for r in renumbered:
+            if r.track is not None:
+                r.track = mapping[r.track]
+        out.rows.extend(own)
+        out.frames_analysed += len({r.time_s for r in own})
+        previous = renumbered
+    return confirmed(out)
+
+
+def save_part(analysis: Analysis, path: str | Path) -> None:
+    """A segment's analysis as one .npz (arrays only, no pickles), for the worker that joins the segments."""
+    rows = analysis.rows
+    k = len(analysis.labels)
+
+    def stack(get, shape):
+        return np.array([get(r) if r.track is not None else np.zeros(shape) for r in rows], np.float64).reshape(
+            (len(rows), *shape)
+        )
+
+    np.savez_compressed(
+        path,
+        meta=np.array(
+            [
+                analysis.video,
+                "\x1f".join(analysis.labels),
+                "" if analysis.fps is None else repr(analysis.fps),
+                str(analysis.width),
+                str(analysis.height),
+                repr(analysis.duration_s),
+                analysis.keypoints_version,
+                analysis.emotion_version,
+                str(analysis.frames_analysed),
+            ]
+        ),
+        frame=np.array([r.frame for r in rows], np.int64),
+        time=np.array([r.time_s for r in rows], np.float64),
+        track=np.array([-1 if r.track is None else r.track for r in rows], np.int64),
+        score=np.array([r.score for r in rows], np.float64),
+        box=stack(lambda r: r.box, (4,)),
+        points=stack(lambda r: r.points, (len(KEYPOINT_COLUMNS) // 2, 2)),
+        raw=stack(lambda r: r.raw_points, (len(KEYPOINT_COLUMNS) // 2, 2)),
+        probabilities=stack(lambda r: r.probabilities if r.probabilities is not None else np.zeros(k), (k,)),
+    )
+
+
+def load_part(path: str | Path) -> Analysis:
+    with np.load(path, allow_pickle=False) as data:
+        video, labels, fps, width, height, duration, kv, ev, analysed = (str(v) for v in data["meta"])
+        out = Analysis(
+            video,
+            labels.split("\x1f") if labels else [],
+            float(fps) if fps else None,
+            frames_analysed=int(analysed),
+            width=int(width),
+            height=int(height),
+            duration_s=float(duration),
+            keypoints_version=kv,
+            emotion_version=ev,
+        )
+        for i, track in enumerate(data["track"]):
+            frame, t = int(data["frame"][i]), float(data["time"][i])
+            if track < 0:
+                out.rows.append(FaceRow(frame, t, None))
+                continue
+            out.rows.append(
+                FaceRow(
+                    frame,
+                    t,
+                    int(track),
+                    float(data["score"][i]),
+                    tuple(float(v) for v in data["box"][i]),
+                    data["points"][i].copy(),
+                    data["raw"][i].copy(),
+                    data["probabilities"][i].copy(),
+                )
+            )
+    return out
 
 
 # --- the two files -------------------------------------------------------------------------------------------------

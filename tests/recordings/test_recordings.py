@@ -206,3 +206,41 @@ def test_a_staff_upload_is_analysed_by_a_worker(served, tmp_path, start_worker, 
     assert rec.frames_analysed == 15 and rec.tracks.count() == 1 and rec.frames.count() == 15
     points = np.array(rec.frames.order_by("time_s").values_list("points", flat=True)[0])
     assert points.shape == (15, 2) and rec.keypoints_version_id == served["keypoints"].pk
+
+
+def test_a_long_upload_is_cut_into_shares_that_two_workers_analyse_and_join(
+    served, settings, tmp_path, start_worker, redis_broker, transactional_db
+):
+    """RECORDING_SEGMENT_SECONDS 1.5: a 6-s clip of two people crossing is four shares; two workers take them at once,
+    the last to finish joins them: the same tracks and frames one pass over the file gives, no part file left."""
+    from rest_framework.test import APIClient
+
+    from ml.pipeline import Analyzer, LoadedModel
+    from webapp.recordings.models import Recording
+
+    settings.RECORDING_SEGMENT_SECONDS = 1.5
+    faces = [videos.face_portrait(), videos.face_portrait().transpose(0)]
+    clip = videos.write_clip(tmp_path / "long.mp4", faces, videos.crossing(6.0), seconds=6.0, size=(1280, 720))
+    staff = APIClient()
+    staff.force_authenticate(factories.user("staff"))
+    workers = [start_worker(), start_worker()]
+    response = staff.post("/api/recordings/upload/", {"video": clip.open("rb"), "fps": 10}, format="multipart")
+    assert response.status_code == 202, response.content
+    deadline = time.monotonic() + 180
+    while (rec := Recording.objects.get()).status not in ("succeeded", "failed") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert rec.status == "succeeded", rec.error
+    assert rec.segment_s == 1.5
+    took = [w.log.read_text().count("analyze_segment") for w in workers]
+    assert all(took), took  # both workers analysed shares
+
+    baseline = settings.BASE_DIR / "models" / "baseline"
+    analyzer = Analyzer(
+        LoadedModel.from_dir(baseline / "keypoints", runtime="litert"),
+        LoadedModel.from_dir(baseline / "emotion", runtime="litert"),
+    )
+    one_pass = mlvideo.analyze(clip, analyzer, fps=10)
+    stored = list(rec.frames.order_by("time_s", "track__number").values_list("frame", "track__number"))
+    assert stored == [(r.frame, r.track) for r in one_pass.rows if r.track is not None]
+    assert rec.frames_analysed == one_pass.frames_analysed == 60 and rec.tracks.count() == 2
+    assert not (settings.MEDIA_ROOT / "recordings" / "parts" / str(rec.pk)).exists()

@@ -17,6 +17,7 @@ class Recording(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
         RUNNING = "running"
+        JOINING = "joining"  # a long file's segments are all analysed; one worker joins their tracks
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
@@ -28,6 +29,9 @@ class Recording(models.Model):
     error = models.TextField(blank=True)
     duration_s = models.FloatField(default=0.0)
     fps = models.FloatField(null=True, blank=True, help_text="the analysis rate; null: every frame")
+    segment_s = models.FloatField(
+        null=True, blank=True, help_text="a worker's share of a long file, in seconds; null: one worker reads it all"
+    )
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
     frames_analysed = models.PositiveIntegerField(default=0)

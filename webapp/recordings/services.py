@@ -236,8 +236,10 @@ def _track(recording: Recording, number: int) -> Track:
 
 
 def recording_request(*, author, upload, fps: float | None, keep_video: bool = True) -> Recording:
-    """A staff upload: the file is stored, a row says pending, and a worker analyses it (tasks.analyze)."""
-    from webapp.recordings.tasks import analyze
+    """A staff upload: the file is stored, a row says pending, and workers analyse it: one task for a short file
+    (tasks.analyze), one per share of a long one (tasks.analyze_segment, RECORDING_SEGMENT_SECONDS), which any
+    number of workers take at once."""
+    from webapp.recordings.tasks import analyze, analyze_segment
 
     recording = Recording.objects.create(
         name=upload.name[:255],
@@ -260,8 +262,14 @@ def recording_request(*, author, upload, fps: float | None, keep_video: bool = T
         recording.delete()
         raise
     recording.checksum = mlvideo.checksum(recording.video.path)
-    recording.save(update_fields=["checksum"])
-    transaction.on_commit(lambda: analyze.delay(recording.pk))
+    recording.duration_s = info.duration_s
+    shares = mlvideo.segments(info.duration_s, fps, settings.RECORDING_SEGMENT_SECONDS)
+    recording.segment_s = settings.RECORDING_SEGMENT_SECONDS if len(shares) > 1 else None
+    recording.save(update_fields=["checksum", "duration_s", "segment_s"])
+    if len(shares) == 1:
+        transaction.on_commit(lambda: analyze.delay(recording.pk))
+    else:
+        transaction.on_commit(lambda: [analyze_segment.delay(recording.pk, s.index) for s in shares])
     return recording
 
 
@@ -303,3 +311,122 @@ def recording_analyze(recording_id: int) -> None:
         )
     except (mlvideo.VideoError, InferenceUnavailable, RecordingError) as exc:
         Recording.objects.filter(pk=recording_id).update(status=Recording.Status.FAILED, error=str(exc), progress=0.0)
+
+
+def _parts_dir(recording: Recording):
+    return settings.MEDIA_ROOT / "recordings" / "parts" / str(recording.pk)
+
+
+def _shares(recording: Recording) -> list[mlvideo.Segment]:
+    return mlvideo.segments(recording.duration_s, recording.fps, recording.segment_s or 0)
+
+
+def _failed(recording_id: int, error: str) -> None:
+    Recording.objects.filter(
+        pk=recording_id, status__in=[Recording.Status.PENDING, Recording.Status.RUNNING, Recording.Status.JOINING]
+    ).update(status=Recording.Status.FAILED, error=error, progress=0.0)
+
+
+def recording_analyze_segment(recording_id: int, index: int) -> None:
+    """The worker's part for one share of a long file: the served models over that share (and the warm-up before
+    it), written as a part file on the storage every worker shares; the worker whose part is the last one joins
+    them into the recording's tracks (ml.video.join). A recording that failed meanwhile stops every share."""
+    from webapp.faces.store.detection import InferenceUnavailable, served_analyzer
+
+    Recording.objects.filter(pk=recording_id, status=Recording.Status.PENDING).update(status=Recording.Status.RUNNING)
+    recording = Recording.objects.filter(pk=recording_id, status=Recording.Status.RUNNING).first()
+    if recording is None:
+        return
+    shares = _shares(recording)
+    if not 0 <= index < len(shares):
+        return
+    folder = _parts_dir(recording)
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / f"{index}.npz"
+    last = [time.monotonic(), False]
+
+    def on_frame(t: float, duration_s: float) -> None:
+        if time.monotonic() - last[0] > 1.0:
+            last[0] = time.monotonic()
+            done = len(_written(folder))
+            share = shares[index]
+            own = ((share.end_s or duration_s) - share.analyse_from) or 1.0
+            fraction = min(1.0, max(0.0, (t - share.analyse_from) / own))
+            Recording.objects.filter(pk=recording_id, status=Recording.Status.RUNNING).update(
+                progress=min(0.99, (done + fraction) / len(shares))
+            )
+            last[1] = not Recording.objects.filter(pk=recording_id, status=Recording.Status.RUNNING).exists()
+
+    if not part.exists():  # a redelivered share that was written is not analysed again
+        try:
+            with served_analyzer() as (analyzer, versions):
+                analysis = mlvideo.analyze_segment(
+                    recording.video.path,
+                    analyzer,
+                    shares[index],
+                    fps=recording.fps,
+                    on_frame=on_frame,
+                    should_stop=lambda: last[1],
+                    versions=tuple(f"v{v.number}" for v in versions),
+                )
+        except (mlvideo.VideoError, InferenceUnavailable) as exc:
+            _failed(recording_id, str(exc))
+            return
+        if last[1]:
+            return
+        scratch = folder / f"{index}.partial.npz"
+        mlvideo.save_part(analysis, scratch)
+        scratch.replace(part)
+    if len(_written(folder)) < len(shares):
+        return
+    # Every share is written: join. Two last shares finishing at once both get here, and a join whose worker died
+    # is redelivered as its share: the row lock in recording_join lets one join and the other find the tracks.
+    if Recording.objects.filter(
+        pk=recording_id, status__in=[Recording.Status.RUNNING, Recording.Status.JOINING]
+    ).update(status=Recording.Status.JOINING):
+        recording_join(recording_id)
+
+
+def _written(folder) -> list:
+    return [p for p in folder.glob("*.npz") if p.stem.isdigit()]
+
+
+@transaction.atomic
+def recording_join(recording_id: int) -> None:
+    import shutil
+
+    recording = Recording.objects.select_for_update().get(pk=recording_id)
+    if recording.status != Recording.Status.JOINING or recording.tracks.exists():
+        return
+    folder = _parts_dir(recording)
+    shares = _shares(recording)
+    parts = [(share, mlvideo.load_part(folder / f"{share.index}.npz")) for share in shares]
+    made_by = {(a.keypoints_version, a.emotion_version) for _, a in parts}
+    if len(made_by) > 1:
+        _failed(
+            recording_id,
+            "the served models changed while the file was analysed (its shares ran on "
+            + " and ".join(f"keypoints {k}, emotion {e}" for k, e in sorted(made_by))
+            + "): upload it again",
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    analysis = mlvideo.join(parts)
+    analysis.video = recording.name
+    numbers = analysis.keypoints_version, analysis.emotion_version
+    versions = [
+        ModelVersion.objects.filter(kind=kind, number=int(number.lstrip("v"))).first() if number else None
+        for kind, number in zip(("keypoints", "emotion"), numbers, strict=True)
+    ]
+    try:
+        recording_from_analysis(
+            analysis,
+            author=recording.created_by,
+            source=Recording.Source.SERVER,
+            checksum=recording.checksum,
+            versions=versions,
+            recording=recording,
+        )
+    except RecordingError as exc:
+        _failed(recording_id, str(exc))
+    shutil.rmtree(folder, ignore_errors=True)

@@ -14,3 +14,18 @@ def analyze(recording_id: int) -> None:
     from webapp.recordings.services import recording_analyze
 
     recording_analyze(recording_id)
+
+
+@shared_task(
+    name="webapp.recordings.tasks.analyze_segment",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.RECORDING_TIME_LIMIT,
+    time_limit=settings.RECORDING_TIME_LIMIT + 60,
+)
+def analyze_segment(recording_id: int, index: int) -> None:
+    """One share of a long file (ml.video.segments); the worker that finishes the last joins them. Safe to deliver
+    twice: a share already written is not analysed again."""
+    from webapp.recordings.services import recording_analyze_segment
+
+    recording_analyze_segment(recording_id, index)

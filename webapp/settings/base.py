@@ -261,6 +261,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 RECORDING_MAX_ROWS = env.int("RECORDING_MAX_ROWS", default=300_000)
 RECORDING_MAX_SECONDS = env.int("RECORDING_MAX_SECONDS", default=4 * 3600)
 RECORDING_TIME_LIMIT = env.int("RECORDING_TIME_LIMIT", default=6 * 3600)
+# a file longer than 1.5 x this is cut into shares of about this many seconds that several workers analyse at once
+# (ml.video.segments; 0: one worker reads every file whole)
+RECORDING_SEGMENT_SECONDS = env.float("RECORDING_SEGMENT_SECONDS", default=60.0)
 # An uploaded video file's size limit (bytes); the browser analyses any size without uploading it.
 RECORDING_MAX_UPLOAD_BYTES = env.int("RECORDING_MAX_UPLOAD_BYTES", default=2 * 1024**3)
 
