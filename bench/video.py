@@ -7,7 +7,9 @@ moving at 80 px/s), then prints, for the shipped baseline models on LiteRT (what
 - analysis speed: frames per second, and times real time, at the asked rate and for every frame;
 - the process's peak memory (ru_maxrss) after a clip of ``--seconds`` (decoded one frame at a time);
 - still points: frame-to-frame RMS movement of the raw and the filtered points (training-frame px);
-- moving points: the filtered points' median distance from the raw ones (how far the filter trails).
+- moving points: the filtered points' median distance from the raw ones (how far the filter trails);
+- shares: the long clip cut as the workers cut it (ml.video.segments, ``--segment`` s) and analysed by ``--workers``
+  processes at once, joined (ml.video.join): the wall time against one process's, and whether the tracks agree.
 Real clips: pass them with --clip FILE (no ground truth; only speed and tracks are printed).
 """
 
@@ -46,11 +48,52 @@ def _timed(analyzer, path, fps):
     return analysis, time.perf_counter() - started
 
 
+_ANALYZER = None
+
+
+def _load() -> None:
+    """Each process its own models, as each Celery worker has (loaded before the clock starts)."""
+    global _ANALYZER
+    _ANALYZER = Analyzer(
+        LoadedModel.from_dir(BASELINE / "keypoints", runtime="litert"),
+        LoadedModel.from_dir(BASELINE / "emotion", runtime="litert"),
+    )
+
+
+def _ready(_) -> bool:
+    time.sleep(1.0)  # one such call per process: every process has run _load
+    return _ANALYZER is not None
+
+
+def _share(job):
+    path, segment, fps = job
+    return segment, mlvideo.analyze_segment(path, _ANALYZER, segment, fps=fps)
+
+
+def _shares(path, fps, segment_s, workers, one_pass, one_seconds) -> None:
+    import multiprocessing
+
+    segments = mlvideo.segments(mlvideo.probe(path).duration_s, fps, segment_s)
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_load) as pool:
+        assert all(pool.map(_ready, range(workers), chunksize=1))
+        started = time.perf_counter()
+        joined = mlvideo.join(pool.map(_share, [(path, s, fps) for s in segments], chunksize=1))
+        seconds = time.perf_counter() - started
+    same = [(r.frame, r.track) for r in joined.rows] == [(r.frame, r.track) for r in one_pass.rows]
+    print(
+        f"{path.name} in {len(segments)} shares of {segment_s:g} s on {workers} processes: {seconds:.1f} s against "
+        f"{one_seconds:.1f} s for one = {seconds / one_seconds:.2f} of one worker's time; "
+        f"{len({r.track for r in joined.rows if r.track})} track(s), the same frames and tracks as one pass: {same}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the long clip (memory, speed)")
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--clip", action="append", default=[], help="a real clip to time as well")
+    parser.add_argument("--workers", type=int, default=2, help="processes sharing the long clip (0: skip)")
+    parser.add_argument("--segment", type=float, default=30.0, help="seconds per share (RECORDING_SEGMENT_SECONDS)")
     args = parser.parse_args()
     analyzer = Analyzer(
         LoadedModel.from_dir(BASELINE / "keypoints", runtime="litert"),
@@ -70,6 +113,8 @@ def main() -> None:
         for path in [long, *map(Path, args.clip)]:
             for fps in (args.fps, None):
                 analysis, seconds = _timed(analyzer, path, fps)
+                if path == long and fps == args.fps:
+                    long_pass = analysis, seconds
                 info = mlvideo.probe(path)
                 tracks = len({r.track for r in analysis.rows if r.track is not None})
                 rate = "every frame" if fps is None else f"{fps:g} frames/s"
@@ -79,6 +124,8 @@ def main() -> None:
                     f"frames/s, {info.duration_s / seconds:.2f}x real time, {tracks} track(s)"
                 )
         print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        if args.workers:
+            _shares(long, args.fps, args.segment, args.workers, *long_pass)
         for name, path in (("still", still), ("moving", moving)):
             analysis = mlvideo.analyze(path, analyzer, fps=None)
             rows = [r for r in analysis.rows if r.track == 1]
