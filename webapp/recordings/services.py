@@ -300,17 +300,22 @@ def recording_analyze(recording_id: int) -> None:
                 on_frame=on_frame,
                 versions=tuple(f"v{v.number}" for v in versions),
             )
-        analysis.video = recording.name
-        recording_from_analysis(
-            analysis,
-            author=recording.created_by,
-            source=Recording.Source.SERVER,
-            checksum=recording.checksum,
-            versions=versions,
-            recording=recording,
-        )
+        _store(recording, analysis, versions)
     except (mlvideo.VideoError, InferenceUnavailable, RecordingError) as exc:
-        Recording.objects.filter(pk=recording_id).update(status=Recording.Status.FAILED, error=str(exc), progress=0.0)
+        _failed(recording_id, str(exc))
+
+
+def _store(recording: Recording, analysis: mlvideo.Analysis, versions) -> None:
+    """A worker's analysis (one pass or joined shares) into the recording's own row."""
+    analysis.video = recording.name
+    recording_from_analysis(
+        analysis,
+        author=recording.created_by,
+        source=Recording.Source.SERVER,
+        checksum=recording.checksum,
+        versions=versions,
+        recording=recording,
+    )
 
 
 def _parts_dir(recording: Recording):
@@ -412,21 +417,13 @@ def recording_join(recording_id: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         return
     analysis = mlvideo.join(parts)
-    analysis.video = recording.name
     numbers = analysis.keypoints_version, analysis.emotion_version
     versions = [
         ModelVersion.objects.filter(kind=kind, number=int(number.lstrip("v"))).first() if number else None
         for kind, number in zip(("keypoints", "emotion"), numbers, strict=True)
     ]
     try:
-        recording_from_analysis(
-            analysis,
-            author=recording.created_by,
-            source=Recording.Source.SERVER,
-            checksum=recording.checksum,
-            versions=versions,
-            recording=recording,
-        )
+        _store(recording, analysis, versions)
     except RecordingError as exc:
         _failed(recording_id, str(exc))
     shutil.rmtree(folder, ignore_errors=True)
