@@ -48,16 +48,21 @@ def _timed(analyzer, path, fps):
     return analysis, time.perf_counter() - started
 
 
+def _baseline() -> Analyzer:
+    """The shipped baseline pair on LiteRT, as a worker runs it."""
+    return Analyzer(
+        LoadedModel.from_dir(BASELINE / "keypoints", runtime="litert"),
+        LoadedModel.from_dir(BASELINE / "emotion", runtime="litert"),
+    )
+
+
 _ANALYZER = None
 
 
 def _load() -> None:
     """Each process its own models, as each Celery worker has (loaded before the clock starts)."""
     global _ANALYZER
-    _ANALYZER = Analyzer(
-        LoadedModel.from_dir(BASELINE / "keypoints", runtime="litert"),
-        LoadedModel.from_dir(BASELINE / "emotion", runtime="litert"),
-    )
+    _ANALYZER = _baseline()
 
 
 def _ready(_) -> bool:
@@ -95,10 +100,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes sharing the long clip (0: skip)")
     parser.add_argument("--segment", type=float, default=30.0, help="seconds per share (RECORDING_SEGMENT_SECONDS)")
     args = parser.parse_args()
-    analyzer = Analyzer(
-        LoadedModel.from_dir(BASELINE / "keypoints", runtime="litert"),
-        LoadedModel.from_dir(BASELINE / "emotion", runtime="litert"),
-    )
+    analyzer = _baseline()
     face = videos.face_portrait()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -12,7 +12,7 @@ import csv
 import hashlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -419,53 +419,36 @@ def join(parts: list[tuple[Segment, Analysis]]) -> Analysis:
     parts = sorted(parts, key=lambda p: p[0].index)
     if not parts:
         raise ValueError("no segment to join")
-    first = parts[0][1]
-    out = Analysis(
-        first.video,
-        first.labels,
-        first.fps,
-        width=first.width,
-        height=first.height,
-        duration_s=first.duration_s,
-        keypoints_version=first.keypoints_version,
-        emotion_version=first.emotion_version,
-    )
+    out = replace(parts[0][1], rows=[], frames_analysed=0)
     next_id = 1
-    previous: list[FaceRow] = []  # the segment before's rows, renumbered, its warm-up window included
+    previous: dict[float, list[FaceRow]] = {}  # the segment before's faces by time (renumbered, warm-up included)
     for segment, analysis in parts:
         mapping: dict[int, int] = {}
-        if previous:
-            window = [r for r in analysis.rows if r.track is not None and r.time_s < segment.start_s - 1e-6]
-            theirs: dict[tuple[int, float], FaceRow] = {
-                (r.track, round(r.time_s, 4)): r for r in previous if r.track is not None
-            }
-            overlaps: dict[tuple[int, int], list[float]] = {}
-            for r in window:
-                for (track, t), other in theirs.items():
-                    if t == round(r.time_s, 4):
-                        overlaps.setdefault((track, r.track), []).append(iou(other.box, r.box))
-            ranked = sorted(((float(np.mean(v)), a, b) for (a, b), v in overlaps.items()), reverse=True)
-            taken = set()
-            for score, a, b in ranked:
-                if score < TRACK_MIN_IOU:
-                    break
-                if a in taken or b in mapping:
-                    continue
-                taken.add(a)
-                mapping[b] = a
-        own = [r for r in analysis.rows if r.time_s >= segment.start_s - 1e-6]
-        renumbered = []
+        overlaps: dict[tuple[int, int], list[float]] = {}
         for r in analysis.rows:
-            if r.track is not None and r.track not in mapping:
-                mapping[r.track] = next_id
-                next_id += 1
-            renumbered.append(r)
-        for r in renumbered:
+            if r.track is not None and r.time_s < segment.start_s - 1e-6:  # a warm-up frame
+                for other in previous.get(round(r.time_s, 4), []):
+                    overlaps.setdefault((other.track, r.track), []).append(iou(other.box, r.box))
+        ranked = sorted(((float(np.mean(v)), a, b) for (a, b), v in overlaps.items()), reverse=True)
+        taken = set()
+        for score, a, b in ranked:
+            if score < TRACK_MIN_IOU:
+                break
+            if a in taken or b in mapping:
+                continue
+            taken.add(a)
+            mapping[b] = a
+        previous = {}
+        for r in analysis.rows:
             if r.track is not None:
+                if r.track not in mapping:
+                    mapping[r.track] = next_id
+                    next_id += 1
                 r.track = mapping[r.track]
-        out.rows.extend(own)
-        out.frames_analysed += len({r.time_s for r in own})
-        previous = renumbered
+                previous.setdefault(round(r.time_s, 4), []).append(r)
+            if r.time_s >= segment.start_s - 1e-6:
+                out.rows.append(r)
+        out.frames_analysed += len({r.time_s for r in analysis.rows if r.time_s >= segment.start_s - 1e-6})
     return confirmed(out)
 
 

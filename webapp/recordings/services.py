@@ -357,10 +357,10 @@ def recording_analyze_segment(recording_id: int, index: int) -> None:
             share = shares[index]
             own = ((share.end_s or duration_s) - share.analyse_from) or 1.0
             fraction = min(1.0, max(0.0, (t - share.analyse_from) / own))
-            Recording.objects.filter(pk=recording_id, status=Recording.Status.RUNNING).update(
+            # no row left running (the recording failed meanwhile): this share stops too
+            last[1] = not Recording.objects.filter(pk=recording_id, status=Recording.Status.RUNNING).update(
                 progress=min(0.99, (done + fraction) / len(shares))
             )
-            last[1] = not Recording.objects.filter(pk=recording_id, status=Recording.Status.RUNNING).exists()
 
     if not part.exists():  # a redelivered share that was written is not analysed again
         try:
