@@ -147,6 +147,9 @@ REDETECT_EVERY = 10  # video: frames between detector runs while faces are follo
 # doubles the keypoint model's cost per face.
 KEYPOINT_MIRROR = False
 FOLLOW_ALIGN_STEPS = 0  # video: re-crops of a followed face (its seed is the last frame's alignment)
+# video: a detection keeps its followed face's alignment as the seed only when the two centres lie within this share
+# of the detection's size (a fast face the follower let slip is seeded from the detector's box instead)
+FOLLOW_SEED_SHIFT = 0.15
 
 
 def pipeline_manifest() -> dict:
@@ -155,6 +158,7 @@ def pipeline_manifest() -> dict:
         "detector": DETECTORS["blazeface"].to_dict(),
         "redetect_every": REDETECT_EVERY,
         "follow_align_steps": FOLLOW_ALIGN_STEPS,
+        "follow_seed_shift": FOLLOW_SEED_SHIFT,
         "face_framing": FACE_FRAMING.to_dict(),
     }
 

@@ -8,7 +8,8 @@ detector -> first crop from the box (the detector's prior) -> keypoint model -> 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -106,17 +107,23 @@ class Analyzer:
         points = self.align(image, seeds) if seeds else []
         return self._finish(image, [d.box for d in detections], [d.score for d in detections], points)
 
-    def analyze_frame(self, image, followed: list[AnalyzedFace], *, detect: bool) -> list[AnalyzedFace]:
+    def analyze_frame(
+        self, image, followed: list[AnalyzedFace], *, detect: bool, moves: list | None = None
+    ) -> list[AnalyzedFace]:
         """One video frame, as ``analyze(source, {video: true})`` in static/js/inference.js: with ``detect`` the
         detector runs and a detection lying on a followed face keeps that face's alignment as its seed; without it
         the followed faces' points seed this frame's crops (FOLLOW_ALIGN_STEPS re-crops) and a face that left the
-        picture is dropped. A followed face's box is its last detector box carried along with its points."""
+        picture is dropped. A followed face's box is its last detector box carried along with its points.
+        ``moves``: how far each followed face is expected to have moved since its frame, (dx, dy) in pixels (its
+        track's velocity, ml.video.Tracker.expected): its points and box are moved so before they seed or match."""
+        if moves:
+            followed = [moved(f, *m) for f, m in zip(followed, moves, strict=True)]
         kp = self.keypoints.framing
         if detect:
             boxes, scores, seeds = [], [], []
             for d in self.detector.detect(image):
                 cx, cy = d.box[0] + d.box[2] / 2, d.box[1] + d.box[3] / 2
-                on = next((f for f in followed if _inside(cx, cy, f.box)), None)
+                on = next((f for f in followed if _inside(cx, cy, f.box) and _near(d.box, f.box)), None)
                 seeds.append(
                     align.matrix_from_points(on.points, kp)
                     if on is not None
@@ -148,6 +155,14 @@ class Analyzer:
         return faces
 
 
+def moved(face: AnalyzedFace, dx: float, dy: float) -> AnalyzedFace:
+    """``face`` with its points and box moved by (dx, dy) pixels."""
+    if not dx and not dy:
+        return face
+    x, y, w, h = face.box
+    return replace(face, box=(x + dx, y + dy, w, h), points=np.asarray(face.points) + np.array([dx, dy]))
+
+
 def points_box(points: np.ndarray) -> tuple[float, float, float, float]:
     """(x, y, width, height) of the points' bounds."""
     x0, y0 = np.min(points, axis=0)
@@ -162,6 +177,14 @@ def carry_box(box, before, after) -> tuple[float, float, float, float]:
     cy = after[1] + after[3] / 2 + (box[1] + box[3] / 2 - before[1] - before[3] / 2) * k
     w, h = box[2] * k, box[3] * k
     return cx - w / 2, cy - h / 2, w, h
+
+
+def _near(box, other) -> bool:
+    """Whether ``other``'s centre lies within align.FOLLOW_SEED_SHIFT of ``box``'s size from ``box``'s centre: a
+    followed face that far from its detection has slipped (a fast face between detector runs), and its points would
+    seed the crop where the face was."""
+    shift = math.hypot(box[0] + box[2] / 2 - other[0] - other[2] / 2, box[1] + box[3] / 2 - other[1] - other[3] / 2)
+    return shift <= align.FOLLOW_SEED_SHIFT * (box[2] + box[3]) / 2
 
 
 def _inside(x: float, y: float, box) -> bool:

@@ -25,8 +25,17 @@ MAX_SIDE = 1280
 DEFAULT_FPS = 10.0
 # a track not seen for this long has ended; a face found after it is a new track
 TRACK_GAP_S = 1.0
-# association: a face continues the track whose last box it overlaps most, when that overlap is at least this
+# association: a face continues the track whose box, moved on by the track's velocity, it overlaps most, when that
+# overlap is at least this; failing any overlap, the track whose moved box's centre is within this many of its face
+# sizes (a fast face the follower let slip between detector runs: 245-327 px/s at 10 frames/s, tests/ml/test_video.py)
 TRACK_MIN_IOU = 0.2
+TRACK_MAX_SHIFT = 1.0
+# a track's velocity (px/s of its box's centre): each new match's step weighs this much against the velocity so far
+TRACK_VELOCITY_WEIGHT = 0.5
+# the follower's crop is moved on only when the track is expected to have moved at least this many face sizes: a
+# still face's points wobble, and a seed moved by that wobble's velocity wobbles more (raw still-face jitter 0.076 ->
+# 0.105 px without this floor, bench/video.py)
+TRACK_MIN_MOVE = 0.05
 # a track is kept only if the detector was this sure of it at least once: a pattern the detector finds once near its
 # threshold (0.5) and the faces then follow is not a person (no_face.mp4's title: 0.589; single_face.mp4's man:
 # 0.96-0.98; the astronaut's face 70 px high on a flat scene: 0.73)
@@ -34,6 +43,20 @@ TRACK_CONFIRM_SCORE = 0.65
 # a recording's detector runs at least this often (seconds of video), whatever the analysis rate: between analysed
 # frames a face moves further at a low rate, and following alone lets a fast face slip out of its crop
 REDETECT_S = align.REDETECT_EVERY / 30
+
+
+def tracking_manifest() -> dict:
+    """The tracker's settings, as the browser's twin (static/js/video.js) reads them from the served manifest's
+    ``pipeline.tracking``: one place for both paths."""
+    return {
+        "gap_s": TRACK_GAP_S,
+        "min_iou": TRACK_MIN_IOU,
+        "max_shift": TRACK_MAX_SHIFT,
+        "velocity_weight": TRACK_VELOCITY_WEIGHT,
+        "min_move": TRACK_MIN_MOVE,
+        "confirm_score": TRACK_CONFIRM_SCORE,
+        "redetect_s": REDETECT_S,
+    }
 
 
 class VideoError(ValueError):
@@ -223,20 +246,41 @@ def _points_box(points) -> tuple[float, float, float, float]:
     return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
 
 
+def _centre(box) -> np.ndarray:
+    return np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])
+
+
+def _shift(a, b) -> float:
+    """How far b's centre lies from a's, in a's face sizes (the mean of its sides)."""
+    return float(np.linalg.norm(_centre(b) - _centre(a))) / max(1e-6, (a[2] + a[3]) / 2)
+
+
 @dataclass
 class _Live:
     track: int
     box: tuple[float, float, float, float]
     last_t: float
     filter: OneEuro
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px/s of the box's centre
+    seen: int = 1
+
+    def expected(self, t: float) -> np.ndarray:
+        move = self.velocity * (t - self.last_t)
+        return move if np.linalg.norm(move) >= TRACK_MIN_MOVE * (self.box[2] + self.box[3]) / 2 else np.zeros(2)
+
+    def box_at(self, t: float) -> tuple[float, float, float, float]:
+        dx, dy = self.expected(t)
+        return self.box[0] + dx, self.box[1] + dy, self.box[2], self.box[3]
 
 
 class Tracker:
     """Gives each face of each frame a track number that it keeps while it is followed.
 
-    A face continues the track whose last box (its points' bounds) it overlaps most (greedy, best overlap first, at
-    least TRACK_MIN_IOU); a track not matched for ``gap_s`` ends; a face that matches none starts a new track.
-    Numbers start at 1 and are never reused.
+    Each track moves on at its velocity (its box's centre, smoothed over its matches); a face continues the track
+    whose moved box it overlaps most (greedy, best overlap first, at least TRACK_MIN_IOU), and failing that the
+    track whose moved box lies nearest, within TRACK_MAX_SHIFT face sizes; a track not matched for ``gap_s`` ends; a
+    face that matches none starts a new track. Numbers start at 1 and are never reused. ``expected(track, t)`` is
+    how far a track's face should have moved since it was last seen: where the follower seeds its next crop.
     """
 
     def __init__(self, *, gap_s: float = TRACK_GAP_S, min_iou: float = TRACK_MIN_IOU, smooth: bool = True):
@@ -244,18 +288,28 @@ class Tracker:
         self.live: list[_Live] = []
         self.next = 1
 
+    def is_new(self, tracks: list[int]) -> bool:
+        """Whether any of these tracks was seen once only: its velocity is not known yet, so the detector should
+        find it again on the next frame rather than the follower guess where it went."""
+        return any(lv.seen == 1 for lv in self.live if lv.track in tracks)
+
+    def expected(self, track: int, t: float) -> tuple[float, float]:
+        lv = next((lv for lv in self.live if lv.track == track), None)
+        return (0.0, 0.0) if lv is None else tuple(float(v) for v in lv.expected(t))
+
     def update(self, t: float, faces_points: list[np.ndarray]) -> list[tuple[int, np.ndarray]]:
         """(track number, filtered points) for each face, in the order given."""
         self.live = [lv for lv in self.live if t - lv.last_t <= self.gap_s + 1e-9]
         boxes = [_points_box(p) for p in faces_points]
-        pairs = sorted(
-            ((iou(lv.box, box), i, j) for i, lv in enumerate(self.live) for j, box in enumerate(boxes)),
-            reverse=True,
+        moved = [lv.box_at(t) for lv in self.live]
+        overlaps = sorted(
+            ((iou(m, box), i, j) for i, m in enumerate(moved) for j, box in enumerate(boxes)), reverse=True
         )
+        near = sorted((_shift(m, box), i, j) for i, m in enumerate(moved) for j, box in enumerate(boxes))
         taken_live, match = set(), {}
-        for overlap, i, j in pairs:
-            if overlap < self.min_iou:
-                break
+        candidates = [(i, j) for o, i, j in overlaps if o >= self.min_iou]
+        candidates += [(i, j) for d, i, j in near if d <= TRACK_MAX_SHIFT]
+        for i, j in candidates:
             if i in taken_live or j in match:
                 continue
             taken_live.add(i)
@@ -267,6 +321,11 @@ class Tracker:
                 lv = _Live(self.next, boxes[j], t, OneEuro())
                 self.next += 1
                 self.live.append(lv)
+            elif t > lv.last_t:
+                step = (_centre(boxes[j]) - _centre(lv.box)) / (t - lv.last_t)
+                w = 1.0 if lv.seen == 1 else TRACK_VELOCITY_WEIGHT
+                lv.velocity = w * step + (1 - w) * lv.velocity
+                lv.seen += 1
             lv.box, lv.last_t = boxes[j], t
             out.append((lv.track, lv.filter(t, points) if self.smooth else np.asarray(points, np.float64)))
         return out
@@ -324,18 +383,22 @@ def analyze(
     result.keypoints_version, result.emotion_version = versions
     tracker = Tracker(smooth=smooth)
     followed: list = []
+    tracks: list[int] = []  # followed's track numbers
     detected_t = -math.inf
     for number, t, image, scale in frames(path, fps=fps, start_s=start_s, end_s=end_s):
         if should_stop is not None and should_stop():
             break
-        detect = not followed or t - detected_t >= REDETECT_S - 1e-6
-        followed = analyzer.analyze_frame(image, followed, detect=detect)
+        detect = not followed or t - detected_t >= REDETECT_S - 1e-6 or tracker.is_new(tracks)
+        moves = [tracker.expected(track, t) for track in tracks]
+        followed = analyzer.analyze_frame(image, followed, detect=detect, moves=moves)
         if detect:
             detected_t = t
         result.frames_analysed += 1
         if not followed:
             result.rows.append(FaceRow(number, t, None))
-        for face, (track, points) in zip(followed, tracker.update(t, [f.points for f in followed]), strict=True):
+        tracked = tracker.update(t, [f.points for f in followed])
+        tracks = [track for track, _ in tracked]
+        for face, (track, points) in zip(followed, tracked, strict=True):
             result.rows.append(
                 FaceRow(
                     number,

@@ -695,6 +695,7 @@ function startRecording() {
   state.liveRecorder = new Recorder({
     name: state.name.replace(/\.png$/, ".webcam"), labels: manifest.emotion.labels, fps: null,
     width: video.videoWidth, height: video.videoHeight, versions: [`v${manifest.keypoints.version}`, `v${manifest.emotion.version}`],
+    tracking: manifest.pipeline.tracking,
   });
   state.liveRecorder.t0 = performance.now();
   state.liveRecorder.shown = 0;

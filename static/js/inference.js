@@ -217,8 +217,9 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
 
   // analyze(source, {video: true}) reuses the previous frame's faces and runs the detector only every
   // pipeline.redetect_every frames (or when no face is being followed); `detect` decides instead (a recording's
-  // schedule, in seconds of video).
-  async function analyze(source, { video = false, detect: wanted } = {}) {
+  // schedule, in seconds of video). `moves`: how far each followed face is expected to have moved since its frame
+  // ([dx, dy] px, its track's velocity: video.js Tracker.expected); its points and box move so before they seed or match.
+  async function analyze(source, { video = false, detect: wanted, moves } = {}) {
     const t0 = performance.now();
     const ms = { detect: 0, keypoints: 0, emotion: 0 };
     const { width, height } = sourceSize(source);
@@ -226,6 +227,12 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
     let boxes = [];
     let seedPoints = [];
     const detect = !video || !tracks.length || (wanted ?? framesSinceDetection + 1 >= pipeline.redetect_every);
+    if (video && moves?.length === tracks.length) {
+      tracks = tracks.map((t, i) => {
+        const [dx, dy] = moves[i];
+        return { points: t.points.map(([x, y]) => [x + dx, y + dy]), box: { ...t.box, x: t.box.x + dx, y: t.box.y + dy } };
+      });
+    }
     if (detect) {
       const found = await detectFaces(source, detector);
       ms.detect = performance.now() - t0;
@@ -234,7 +241,10 @@ export async function createAnalyzer({ backend = "wasm", detector: withDetector 
       for (const box of found) {
         const cx = box.x + box.width / 2;
         const cy = box.y + box.height / 2;
-        const track = video && tracks.find((t) => cx > t.box.x && cx < t.box.x + t.box.width && cy > t.box.y && cy < t.box.y + t.box.height);
+        // ... unless the two centres lie further apart than follow_seed_shift of the detection's size: that face
+        // slipped (fast, between detector runs) and its points would seed the crop where it was (ml.pipeline._near)
+        const near = (t) => Math.hypot(cx - t.box.x - t.box.width / 2, cy - t.box.y - t.box.height / 2) <= (pipeline.follow_seed_shift * (box.width + box.height)) / 2;
+        const track = video && tracks.find((t) => cx > t.box.x && cx < t.box.x + t.box.width && cy > t.box.y && cy < t.box.y + t.box.height && near(t));
         seeds.push(track ? geometry.matrixFromPoints(track.points, indices, kpFraming) : geometry.matrixFromBox(box, pipeline.detector.box_prior, kpFraming));
         boxes.push(box);
       }

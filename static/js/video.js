@@ -2,9 +2,8 @@
 // -> face tracks -> per-frame rows -> the timeline and the two CSVs. The twin of ml/video.py: the same tracker, the
 // same One Euro filter, the same columns (tests/e2e/test_video.py checks the files against the server's).
 
-const TRACK_GAP_S = 1.0;
-const TRACK_MIN_IOU = 0.2;
-const TRACK_CONFIRM_SCORE = 0.75;
+// The tracker's settings (gap_s, min_iou, max_shift, velocity_weight, confirm_score, redetect_s) come from the served
+// manifest's pipeline.tracking (ml.video.tracking_manifest): one place for both paths.
 export const DEFAULT_FPS = 10;
 
 // Stable colours for the classes people know; others from the palette in their order.
@@ -66,21 +65,46 @@ export function iou(a, b) {
   return (w * h) / (a[2] * a[3] + b[2] * b[3] - w * h);
 }
 
-// Each face keeps its track number while it is followed: greedy best overlap of the points' bounds (ml.video.Tracker).
+const centre = (b) => [b[0] + b[2] / 2, b[1] + b[3] / 2];
+// how far b's centre lies from a's, in a's face sizes (the mean of its sides)
+const shift = (a, b) => Math.hypot(centre(b)[0] - centre(a)[0], centre(b)[1] - centre(a)[1]) / Math.max(1e-6, (a[2] + a[3]) / 2);
+// a track's expected move by time t; none under min_move face sizes (a still face's wobble is not a motion)
+function expectedMove(lv, t, minMove) {
+  const dx = lv.velocity[0] * (t - lv.lastT), dy = lv.velocity[1] * (t - lv.lastT);
+  return Math.hypot(dx, dy) >= (minMove * (lv.box[2] + lv.box[3])) / 2 ? [dx, dy] : [0, 0];
+}
+const boxAt = (lv, t, minMove) => { const [dx, dy] = expectedMove(lv, t, minMove); return [lv.box[0] + dx, lv.box[1] + dy, lv.box[2], lv.box[3]]; };
+
+// Each face keeps its track number while it is followed (ml.video.Tracker): each track moves on at its velocity; a
+// face continues the track whose moved box it overlaps most (greedy, at least min_iou), failing that the
+// nearest within max_shift face sizes. expected(track, t): where the follower seeds that face's next crop.
 export class Tracker {
-  constructor({ gapS = TRACK_GAP_S, minIou = TRACK_MIN_IOU, smooth = true } = {}) {
-    Object.assign(this, { gapS, minIou, smooth, live: [], next: 1 });
+  constructor(tracking, { smooth = true } = {}) {
+    Object.assign(this, { tracking, smooth, live: [], next: 1 });
+  }
+
+  // whether any of these tracks was seen once only: its velocity is unknown, so the detector finds it again next frame
+  isNew(tracks) {
+    return this.live.some((lv) => lv.seen === 1 && tracks.includes(lv.track));
+  }
+
+  expected(track, t) {
+    const lv = this.live.find((l) => l.track === track);
+    return lv ? expectedMove(lv, t, this.tracking.min_move) : [0, 0];
   }
 
   update(t, facesPoints) {
-    this.live = this.live.filter((lv) => t - lv.lastT <= this.gapS + 1e-9);
+    const { gap_s: gapS, min_iou: minIou, max_shift: maxShift, velocity_weight: weight } = this.tracking;
+    this.live = this.live.filter((lv) => t - lv.lastT <= gapS + 1e-9);
     const boxes = facesPoints.map(pointsBox);
-    const pairs = [];
-    this.live.forEach((lv, i) => boxes.forEach((box, j) => pairs.push([iou(lv.box, box), i, j])));
-    pairs.sort((a, b) => b[0] - a[0] || b[1] - a[1] || b[2] - a[2]);
+    const moved = this.live.map((lv) => boxAt(lv, t, this.tracking.min_move));
+    const overlaps = [], near = [];
+    moved.forEach((m, i) => boxes.forEach((box, j) => { overlaps.push([iou(m, box), i, j]); near.push([shift(m, box), i, j]); }));
+    overlaps.sort((a, b) => b[0] - a[0] || b[1] - a[1] || b[2] - a[2]);
+    near.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
+    const candidates = [...overlaps.filter(([o]) => o >= minIou), ...near.filter(([d]) => d <= maxShift)];
     const takenLive = new Set(), match = new Map();
-    for (const [overlap, i, j] of pairs) {
-      if (overlap < this.minIou) break;
+    for (const [, i, j] of candidates) {
       if (takenLive.has(i) || match.has(j)) continue;
       takenLive.add(i);
       match.set(j, this.live[i]);
@@ -88,8 +112,13 @@ export class Tracker {
     return facesPoints.map((points, j) => {
       let lv = match.get(j);
       if (!lv) {
-        lv = { track: this.next++, box: boxes[j], lastT: t, filter: new OneEuro() };
+        lv = { track: this.next++, box: boxes[j], lastT: t, filter: new OneEuro(), velocity: [0, 0], seen: 1 };
         this.live.push(lv);
+      } else if (t > lv.lastT) {
+        const [c, c0] = [centre(boxes[j]), centre(lv.box)];
+        const w = lv.seen === 1 ? 1 : weight;
+        lv.velocity = [0, 1].map((k) => w * ((c[k] - c0[k]) / (t - lv.lastT)) + (1 - w) * lv.velocity[k]);
+        lv.seen += 1;
       }
       lv.box = boxes[j];
       lv.lastT = t;
@@ -101,17 +130,24 @@ export class Tracker {
 // Collects one analysis (a file's or the webcam's): rows {frame, time_s, track, score, box, points, raw_points,
 // probabilities}, and a row with track null for a frame with no face.
 export class Recorder {
-  constructor({ name, labels, fps, width, height, versions }) {
-    Object.assign(this, { name, labels, fps, width, height, versions, rows: [], framesAnalysed: 0, tracker: new Tracker(), names: {} });
+  constructor({ name, labels, fps, width, height, versions, tracking }) {
+    Object.assign(this, { name, labels, fps, width, height, versions, tracking, rows: [], framesAnalysed: 0, tracker: new Tracker(tracking), names: {}, lastTracks: [] });
+  }
+
+  // how far each face of the last frame added is expected to have moved by time t: analyze's {moves}
+  moves(t) {
+    return this.lastTracks.map((track) => this.tracker.expected(track, t));
   }
 
   add(frame, t, faces) {
     this.framesAnalysed += 1;
     if (!faces.length) {
       this.rows.push({ frame, time_s: t, track: null });
+      this.lastTracks = [];
       return [];
     }
     const tracked = this.tracker.update(t, faces.map((f) => f.points));
+    this.lastTracks = tracked.map((x) => x.track);
     const rows = faces.map((f, i) => ({
       frame, time_s: t, track: tracked[i].track, score: f.box.score ?? 0,
       box: [f.box.x, f.box.y, f.box.width, f.box.height], points: tracked[i].points,
@@ -125,7 +161,7 @@ export class Recorder {
   finish() {
     const best = new Map();
     for (const r of this.rows) if (r.track !== null) best.set(r.track, Math.max(best.get(r.track) ?? 0, r.score));
-    const kept = new Map([...best.entries()].filter(([, s]) => s >= TRACK_CONFIRM_SCORE).map(([t]) => t).sort((a, b) => a - b).map((t, i) => [t, i + 1]));
+    const kept = new Map([...best.entries()].filter(([, s]) => s >= this.tracking.confirm_score).map(([t]) => t).sort((a, b) => a - b).map((t, i) => [t, i + 1]));
     const rows = [], seen = new Set();
     for (const r of this.rows) {
       if (r.track === null || kept.has(r.track)) {
@@ -302,21 +338,22 @@ export async function analyzeVideo(analyzer, video, { name, fps = DEFAULT_FPS, o
   const { manifest } = analyzer;
   const recorder = new Recorder({
     name, labels: manifest.emotion.labels, fps, width: video.videoWidth, height: video.videoHeight,
-    versions: [`v${manifest.keypoints.version}`, `v${manifest.emotion.version}`],
+    versions: [`v${manifest.keypoints.version}`, `v${manifest.emotion.version}`], tracking: manifest.pipeline.tracking,
   });
   recorder.rate = rate;
   recorder.duration = video.duration;
   const schedule = frameSchedule(video.duration, rate, fps);
   analyzer.reset();
-  // the detector at least every REDETECT_S seconds of video, whatever the rate (ml.video.REDETECT_S)
-  const redetectS = manifest.pipeline.redetect_every / 30;
+  // the detector at least every redetect_s seconds of video, whatever the rate (ml.video.REDETECT_S)
+  const redetectS = manifest.pipeline.tracking.redetect_s;
   let detectedT = -Infinity;
   for (let i = 0; i < schedule.length; i++) {
     if (signal?.aborted) break;
     const k = schedule[i];
     await seek(video, (k + 0.25) / rate);
     const t = k / rate;
-    const { faces, detected } = await analyzer.analyze(video, { video: true, detect: t - detectedT >= redetectS - 1e-6 });
+    const detect = t - detectedT >= redetectS - 1e-6 || recorder.tracker.isNew(recorder.lastTracks);
+    const { faces, detected } = await analyzer.analyze(video, { video: true, detect, moves: recorder.moves(t) });
     if (detected) detectedT = t;
     const rows = recorder.add(k, t, faces);
     onFrame?.(i, schedule.length, rows, t);

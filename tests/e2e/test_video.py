@@ -80,6 +80,35 @@ def test_a_video_is_analysed_in_the_browser_as_the_server_analyses_it(open_page,
     assert [t.name for t in saved.tracks.all()] == ["P07"] and saved.checksum == mlvideo.checksum(clip)
 
 
+def test_fast_crossing_faces_keep_their_tracks_in_the_browser_as_on_the_server(open_page, tmp_path):
+    """Two people crossing a 1280-px frame in 3 s (327 px/s): both paths move each track on at its velocity, so the
+    follower keeps each face between detector runs; one track each, the same frames on both sides."""
+    from PIL import Image
+
+    face = videos.face_portrait()
+    clip = videos.write_clip(
+        tmp_path / "hall.mp4",
+        [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)],
+        videos.crossing(3.0),
+        seconds=3.0,
+        size=(1280, 720),
+    )
+    page = open_page("/")
+    _wait_ready(page)
+    served = page.evaluate("window.studio.models.manifest.pipeline.tracking")
+    assert served == mlvideo.tracking_manifest()
+    _open(page, clip)
+    assert "2 face track(s)" in page.locator("#status").inner_text()
+    with page.expect_download() as download:
+        page.click("#download-frames")
+    browser = pd.read_csv(download.value.path())
+    server = pd.read_csv(mlvideo.write_csvs(_server_analysis(clip), tmp_path / "server")[0])
+    assert len(browser) == len(server) == 60 and set(browser.track) == set(server.track) == {1, 2}
+    above = lambda frame: (frame[["left_eye_center_y", "right_eye_center_y"]].mean(axis=1) < 360).tolist()  # noqa: E731
+    # each track is one person on both paths: the face above keeps the number it started with
+    assert (browser.track == browser.track.iloc[0]).tolist() == above(browser) == above(server)
+
+
 def test_on_a_phone_the_timeline_sits_under_the_video(open_page, tmp_path):
     clip = videos.write_clip(tmp_path / "phone.webm", [videos.face_portrait()], videos.still(), seconds=1.5)
     page = open_page("/", width=390)
@@ -156,7 +185,8 @@ def test_deleting_a_track_leaves_its_frames_with_their_own_numbers(open_page):
     rows = page.evaluate(
         """async () => {
         const { Recorder } = await import('/static/js/video.js');
-        const r = new Recorder({ name: 'v', labels: ['a', 'b'], fps: 30, width: 96, height: 96, versions: ['', ''] });
+        const r = new Recorder({ name: 'v', labels: ['a', 'b'], fps: 30, width: 96, height: 96, versions: ['', ''],
+          tracking: window.studio.models.manifest.pipeline.tracking });
         r.rows = [
           { frame: 7, time_s: 0.2, track: 1 }, { frame: 7, time_s: 0.2, track: 2 },
           { frame: 11, time_s: 0.5, track: 1 },

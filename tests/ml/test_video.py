@@ -40,6 +40,15 @@ def clips(tmp_path_factory):
             seconds=6.0,
             size=(1280, 720),
         ),
+        # the same two people crossing in 3 s (327 px/s, 33 px between frames analysed at 10 frames/s): the follower
+        # alone lost each face between detector runs (16 tracks before the tracks moved on at their velocity)
+        "fast": videos.write_clip(
+            d / "fast.mp4",
+            [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)],
+            videos.crossing(3.0),
+            seconds=3.0,
+            size=(1280, 720),
+        ),
         "empty": videos.write_clip(d / "no_face.mp4", [], lambda t: [], seconds=1.0),
     }
 
@@ -94,6 +103,19 @@ def test_the_tracker_keeps_ids_and_ends_a_lost_face():
     assert [t for t, _ in tracker.update(0.1, [face + 202, face + 3])] == [2, 1]  # order of detection changed
     assert [t for t, _ in tracker.update(0.2, [face + 4])] == [1]
     assert [t for t, _ in tracker.update(1.5, [face + 200])] == [3]  # face 2 gone for 1.4 s: a new track
+
+
+def test_the_tracker_moves_each_track_on_at_its_velocity():
+    """A face 40 px wide stepping 30 px right every 0.1 s: its box overlaps its last one by 1/7, under TRACK_MIN_IOU;
+    the track moved on at its velocity overlaps it whole, and expected() says where to seed the next crop."""
+    face = np.array([[x, y] for x, y in np.random.default_rng(0).uniform(0, 40, (15, 2))])
+    tracker = mlvideo.Tracker(smooth=False)
+    other = face + np.array([0, 300])  # a still face below, its own track all along
+    steps = [[t for t, _ in tracker.update(i / 10, [face + np.array([30 * i, 0]), other])] for i in range(6)]
+    assert steps == [[1, 2]] * 6
+    assert tracker.expected(1, 0.6) == pytest.approx((30.0, 0.0)) and tracker.expected(2, 0.6) == (0.0, 0.0)
+    # a face that jumps further than a face's size from where its track should be is someone else
+    assert [t for t, _ in tracker.update(0.6, [face + np.array([30 * 6 + 60, 0]), other])] == [3, 2]
 
 
 def test_the_filter_holds_a_still_face_and_follows_a_moving_one():
@@ -161,6 +183,16 @@ def test_two_people_crossing_keep_their_own_tracks(analyzer, clips):
         assert r.track == (1 if above == (rows[0].points[:, 1].mean() < 360) else 2)
     for track in (1, 2):
         assert sum(r.track == track for r in rows) >= 0.95 * analysis.frames_analysed
+
+
+def test_fast_crossing_faces_keep_their_tracks_at_ten_frames_a_second(analyzer, clips):
+    analysis = mlvideo.analyze(clips["fast"], analyzer, fps=10)
+    rows = [r for r in analysis.rows if r.track is not None]
+    assert {r.track for r in rows} == {1, 2} and len(rows) == 2 * analysis.frames_analysed == 60
+    for r in rows:  # the follower's points stay on the face: each frame's face lies where the clip put it
+        t, above = r.time_s, r.points[:, 1].mean() < 360
+        x = videos.crossing(3.0)(t)[0 if above else 1][0]
+        assert x < r.points[:, 0].mean() < x + 300, (t, above)
 
 
 def test_a_moving_face_is_followed_and_its_filtered_points_keep_up(analyzer, clips):

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from ml.align import DATA_FRAMINGS, pipeline_manifest
 from ml.schema import TASKS
+from ml.video import tracking_manifest
 from webapp.registry.models import ActiveVersion, ModelVersion
 
 
@@ -68,4 +69,5 @@ def active_manifest() -> dict:
     # each file by its own (in production, hashed) URL: neither name can be derived from the other
     pipeline["detector"]["model_url"] = static("detector/model.json")
     pipeline["detector"]["spec_url"] = static("detector/detector.json")
+    pipeline["tracking"] = tracking_manifest()
     return {**manifests, "pipeline": pipeline}
