@@ -1,6 +1,6 @@
 import { api, toast } from "./api.js";
 import { createAnalyzer, drawSkeleton, geometry, greyPng, uncertainty } from "./inference.js";
-import { Recorder, analyzeVideo, argmax, classColour, drawTimeline, fileChecksum, framesToLabel, iou, pointsBox, rowsAt } from "./video.js";
+import { Recorder, analyzeVideo, argmax, classColour, drawTimeline, fileChecksum, framesToLabel, iou, matchTracks, measureRate, pointsBox, rowsAt } from "./video.js";
 
 const $ = (id) => document.getElementById(id);
 const view = $("view");
@@ -387,17 +387,25 @@ function loadVideo(file) {
 }
 
 async function openVideo(file) {
-  if (!file) return;
+  if (!file || !(await prepareVideo(file))) return;
+  state.previous = null;
+  state.saved = null;
+  const recorder = await analyseFile(file, Number($("rate").value) || null);
+  if (recorder) fileChecksum(file).then((sum) => { recorder.checksum = sum; }).catch(() => {});
+}
+
+// Loads a video file into the page's <video>, or says why it cannot: true when it can be stepped through.
+async function prepareVideo(file) {
   if (!isVideo(file)) {
     setStatus(`${file.name} is not a video file (mp4, webm, mov…).`, "error");
-    return;
+    return false;
   }
-  if (!state.ready) return;
+  if (!state.ready) return false;
   stopCamera();
   stopVideo();
   if (!file.size) {
     setStatus(`${file.name} is empty (0 bytes): nothing to analyse.`, "error");
-    return;
+    return false;
   }
   try {
     await loadVideo(file);
@@ -405,15 +413,15 @@ async function openVideo(file) {
     const staff = document.querySelector(".demo").dataset.staff === "true";
     setStatus(`This browser cannot decode ${file.name} (its codec, often HEVC/H.265 from phones, or a damaged file). `
       + (staff ? "Upload it on the Recordings page: the server's workers can analyse it." : "Convert it to H.264 mp4 or webm, or ask staff to analyse it on the server."), "error");
-    return;
+    return false;
   }
   if (!video.videoWidth || !video.videoHeight) {
     setStatus(`${file.name} has no picture (audio only?): open a video.`, "error");
-    return;
+    return false;
   }
   if (!Number.isFinite(video.duration) || video.duration <= 0) {
     setStatus(`${file.name} does not say how long it is, so it cannot be stepped through here. Re-encode it (or upload it for the server).`, "error");
-    return;
+    return false;
   }
   $("hint").hidden = true;
   state.zoom = null;
@@ -421,7 +429,11 @@ async function openVideo(file) {
   state.name = file.name;
   state.file = file;
   fitCanvas(video.videoWidth, video.videoHeight);
-  const fps = Number($("rate").value) || null;
+  return true;
+}
+
+// Analyses the loaded video at `fps` (null: every frame) with the served models: the new recording, or null.
+async function analyseFile(file, fps) {
   state.abort = new AbortController();
   $("analysing").hidden = false;
   $("recording").hidden = true;
@@ -442,7 +454,6 @@ async function openVideo(file) {
     recorder.checksum = "";
     state.recording = recorder;
     state.analysisSeconds = seconds;
-    state.saved = null;
     const tracks = recorder.tracks.length;
     const frames = recorder.framesAnalysed;
     setStatus(`${recorder.cancelled ? "Cancelled: kept the first " : ""}${frames} frames of ${file.name} in ${seconds.toFixed(1)} s `
@@ -450,14 +461,72 @@ async function openVideo(file) {
       + (tracks ? `${tracks} face track(s).` : "no face found in this video."), tracks ? "ok" : "error");
     video.currentTime = 0;
     showRecording();
-    fileChecksum(file).then((sum) => { recorder.checksum = sum; }).catch(() => {});
+    return recorder;
   } catch (err) {
     console.error(err);
     setStatus(`Could not analyse ${file.name}: ${err.message}`, "error");
+    return null;
   } finally {
     $("analysing").hidden = true;
     state.abort = null;
   }
+}
+
+// --- a saved recording: opened from the Recordings page (/?recording=N), replayed with its local file, analysed again
+
+async function openSaved(id) {
+  try {
+    const [{ data: saved }, { data: frames }] = await Promise.all([api(`/api/recordings/${id}/`), api(`/api/recordings/${id}/frames/`)]);
+    state.recording = Recorder.fromSaved(saved, frames, state.analyzer.manifest.pipeline.tracking);
+    state.saved = saved;
+    state.previous = null;
+    state.source = "saved";
+    state.name = saved.name;
+    showRecording();
+    setStatus(saved.source === "camera"
+      ? `Recording ${saved.id}: a webcam session (${saved.name}), its results only.`
+      : `Recording ${saved.id}: ${saved.name}. Choose that video on this computer to replay it (it is matched by its contents).`);
+  } catch (err) {
+    setStatus(`Could not open recording ${id}: ${err.message}`, "error");
+  }
+}
+
+// The saved recording's own video, chosen again: checked against the checksum taken when it was analysed.
+async function replayWith(file) {
+  const recorder = state.recording;
+  if (!file || !recorder || !state.saved) return;
+  setStatus(`Checking ${file.name}…`);
+  const sum = await fileChecksum(file);
+  if (recorder.checksum && sum !== recorder.checksum) {
+    setStatus(`${file.name} is not the video of recording ${state.saved.id}: its contents differ from the file ${state.saved.name} that was analysed.`, "error");
+    return;
+  }
+  const saved = state.saved, before = state.recording;
+  if (!(await prepareVideo(file))) return;
+  state.recording = before;
+  state.saved = saved;
+  recorder.rate = await measureRate(video);
+  video.currentTime = 0;
+  showRecording();
+  video.addEventListener("seeked", drawPlayback, { once: true });
+  setStatus(`Replaying recording ${saved.id} with ${file.name}: play it, or click a timeline to move there.`, "ok");
+}
+
+// Reruns the replayed recording with the served versions at its own rate; the old timelines stay above the new.
+async function analyseAgain() {
+  const before = state.recording, saved = state.saved;
+  if (!before || !saved || state.source !== "video") return;
+  const recorder = await analyseFile(state.file, before.fps);
+  if (!recorder) {
+    state.recording = before;
+    return;
+  }
+  recorder.checksum = before.checksum;
+  const match = matchTracks(before, recorder);
+  for (const [track, old] of match) if (before.names[old]) recorder.names[track] = before.names[old];
+  state.previous = { recorder: before, saved, match };
+  state.saved = null; // the new analysis is this page's until it is saved (as a re-analysis of the old one)
+  showRecording();
 }
 
 // The video's current picture with the given rows' points and track names.
@@ -511,6 +580,9 @@ function drawTimelines() {
   document.querySelectorAll("#tracks canvas[data-track]").forEach((canvas) => {
     drawTimeline(canvas, recorder, Number(canvas.dataset.track), { duration, now, smooth });
   });
+  document.querySelectorAll("#tracks canvas[data-before]").forEach((canvas) => {
+    drawTimeline(canvas, state.previous.recorder, Number(canvas.dataset.before), { duration, now, smooth });
+  });
 }
 
 function seekFromTimeline(event, canvas) {
@@ -536,9 +608,14 @@ function showRecording() {
     return span;
   }));
   const summaries = recorder.summaries();
-  const empty = recorder.rows.filter((r) => r.track === null).length;
-  $("recording-status").textContent = `${recorder.framesAnalysed} frames analysed, ${empty} with no face found`
-    + (state.saved ? ` · saved as recording ${state.saved.id}` : "");
+  const previous = state.previous;
+  $("recording-status").textContent = `${recorder.framesAnalysed} frames analysed, ${recorder.framesWithoutFace} with no face found`
+    + (state.saved ? ` · saved as recording ${state.saved.id}` : "")
+    + (previous ? ` · analysed again with keypoints ${recorder.versions[0]}, emotion ${recorder.versions[1]}: each track's earlier timeline `
+      + `(recording ${previous.saved.id}: keypoints ${previous.recorder.versions[0]}, emotion ${previous.recorder.versions[1]}) is drawn above its new one` : "");
+  const replayable = Boolean(state.saved) && state.source === "saved" && state.saved.source !== "camera";
+  $("replay").hidden = !replayable;
+  $("analyse-again").hidden = !(state.saved && state.source === "video" && state.saved.source !== "camera");
   $("tracks").replaceChildren(...(summaries.length ? summaries.map((s) => trackCard(recorder, s, summaries)) : [el("p", { className: "muted" }, "No face was found in this recording.")]));
   refreshDownloads();
   drawTimelines();
@@ -549,6 +626,12 @@ function trackCard(recorder, s, all) {
   card.dataset.track = String(s.track);
   const canvas = el("canvas", { title: "Click or drag to move the video there" });
   canvas.dataset.track = String(s.track);
+  const old = state.previous?.match.get(s.track);
+  const before = old === undefined ? null : el("canvas", { className: "before", title: "Before: the earlier analysis of this face" });
+  if (before) {
+    before.dataset.before = String(old);
+    before.setAttribute("aria-label", `${s.name} before: class probabilities over time (recording ${state.previous.saved.id})`);
+  }
   canvas.setAttribute("aria-label", `${s.name}: class probabilities over time`);
   canvas.addEventListener("pointerdown", (e) => { canvas.setPointerCapture(e.pointerId); seekFromTimeline(e, canvas); });
   canvas.addEventListener("pointermove", (e) => { if (e.buttons) seekFromTimeline(e, canvas); });
@@ -574,7 +657,10 @@ function trackCard(recorder, s, all) {
   });
   summary.append(el("h3", {}, `${s.name}: ${s.first_s.toFixed(1)}–${s.last_s.toFixed(1)} s`), actions,
     el("p", { className: "muted" }, `${s.frames} frames with this face, ${s.frames_missing} without it in between`), table);
-  card.append(canvas, summary);
+  const timelines = el("div", { className: "timelines" });
+  if (before) timelines.append(el("span", { className: "muted" }, `before (recording ${state.previous.saved.id}, emotion ${state.previous.recorder.versions[1]})`), before, el("span", { className: "muted" }, `now (emotion ${recorder.versions[1]})`));
+  timelines.append(canvas);
+  card.append(before ? timelines : canvas, summary);
   return card;
 }
 
@@ -637,10 +723,11 @@ async function saveSession() {
     const fields = {
       name: recorder.name, source: state.source === "video" ? "browser" : "camera", checksum: recorder.checksum || "",
       duration_s: (recorder.duration || 0).toFixed(3), width: recorder.width, height: recorder.height,
-      frames_analysed: recorder.framesAnalysed, frames_without_face: recorder.rows.filter((r) => r.track === null).length,
+      frames_analysed: recorder.framesAnalysed, frames_without_face: recorder.framesWithoutFace,
       keypoints_version: manifest.keypoints.id, emotion_version: manifest.emotion.id,
     };
     if (recorder.fps) fields.fps = recorder.fps;
+    if (state.previous) fields.reanalysis_of = state.previous.saved.id;
     Object.entries(fields).forEach(([k, v]) => form.append(k, String(v)));
     form.append("results", new Blob([JSON.stringify(recorder.results())], { type: "application/json" }), "results.json");
     const { data } = await api("/api/recordings/", { method: "POST", form });
@@ -736,6 +823,8 @@ async function main() {
   $("filter").addEventListener("change", () => { drawPlayback(); refreshDownloads(); });
   $("save-session")?.addEventListener("click", saveSession);
   $("send-frames")?.addEventListener("click", sendFrames);
+  $("replay-file").addEventListener("change", (e) => replayWith(e.target.files[0]));
+  $("analyse-again").addEventListener("click", analyseAgain);
   $("unzoom").addEventListener("click", () => setZoom(null));
   view.addEventListener("click", zoomAt);
   const drop = $("drop");
@@ -750,6 +839,8 @@ async function main() {
     $("versions").textContent = `keypoints v${manifest.keypoints.version}, emotion v${manifest.emotion.version}`;
     setStatus("Ready");
     state.ready = true;
+    const saved = new URLSearchParams(location.search).get("recording");
+    if (saved) await openSaved(Number(saved));
   } catch (err) {
     console.error(err);
     setStatus(`The models could not load: ${err.message}`, "error");

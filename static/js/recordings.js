@@ -11,9 +11,12 @@ function row(r) {
   const state = r.status === "succeeded" ? "ready" : r.status === "failed" ? `failed: ${r.error}` : `${r.status} ${(100 * r.progress).toFixed(0)} %`;
   const files = el("td");
   if (r.status === "succeeded") {
-    files.append(el("a", { href: `/api/recordings/${r.id}/frames.csv` }, "frames.csv"), " ", el("a", { href: `/api/recordings/${r.id}/tracks.csv` }, "tracks.csv"));
+    files.append(el("a", { href: `/?recording=${r.id}`, className: "open", title: "Its timelines on the demo page; replay it with its video" }, "open"), " ",
+      el("a", { href: `/api/recordings/${r.id}/frames.csv` }, "frames.csv"), " ", el("a", { href: `/api/recordings/${r.id}/tracks.csv` }, "tracks.csv"));
   }
-  tr.append(el("td", {}, String(r.id)), el("td", {}, r.name), el("td", {}, new Date(r.created_at).toLocaleString()),
+  const name = el("td", {}, r.name);
+  if (r.reanalysis_of) name.append(el("div", { className: "muted" }, `analysed again from #${r.reanalysis_of}`));
+  tr.append(el("td", {}, String(r.id)), name, el("td", {}, new Date(r.created_at).toLocaleString()),
     el("td", {}, r.created_by || "–"), el("td", {}, `${r.duration_s.toFixed(1)} s`), el("td", {}, r.fps ? `${r.fps} /s` : "every frame"),
     el("td", {}, names), el("td", {}, `keypoints v${r.keypoints_version ?? "–"}, emotion v${r.emotion_version ?? "–"}`),
     el("td", { className: r.status === "failed" ? "error" : "" }, state), files);

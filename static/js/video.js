@@ -180,6 +180,26 @@ export class Recorder {
     return this;
   }
 
+  // A saved recording (GET /api/recordings/N/ and its frames/) as a Recorder: its timelines, summaries and files.
+  static fromSaved(recording, frames, tracking) {
+    const r = new Recorder({
+      name: recording.name, labels: recording.labels, fps: recording.fps, width: recording.width, height: recording.height,
+      versions: [`v${recording.keypoints_version ?? ""}`, `v${recording.emotion_version ?? ""}`], tracking,
+    });
+    r.rows = frames.map((f) => ({ ...f }));
+    r.framesAnalysed = recording.frames_analysed;
+    r.savedWithoutFace = recording.frames_without_face;
+    r.duration = recording.duration_s;
+    r.checksum = recording.checksum;
+    r.names = Object.fromEntries(recording.tracks.filter((t) => t.name).map((t) => [t.number, t.name]));
+    return r;
+  }
+
+  // analysed frames where no face was found (a saved recording stores their count, not their rows)
+  get framesWithoutFace() {
+    return this.savedWithoutFace ?? this.rows.filter((r) => r.track === null).length;
+  }
+
   get tracks() {
     return [...new Set(this.rows.filter((r) => r.track !== null).map((r) => r.track))].sort((a, b) => a - b);
   }
@@ -361,6 +381,30 @@ export async function analyzeVideo(analyzer, video, { name, fps = DEFAULT_FPS, o
   }
   recorder.cancelled = Boolean(signal?.aborted);
   return recorder.finish();
+}
+
+// Which track of `before` each track of `after` is (two analyses of one video): the one whose faces lie on its faces
+// (points' bounds, IoU >= 0.3 at the same time) on most frames, each used once. Map(after's track -> before's).
+export function matchTracks(before, after) {
+  const at = new Map();
+  for (const r of before.rows) if (r.track !== null) at.set(r.time_s.toFixed(3), [...(at.get(r.time_s.toFixed(3)) || []), r]);
+  const votes = new Map();
+  for (const r of after.rows) {
+    if (r.track === null) continue;
+    for (const b of at.get(r.time_s.toFixed(3)) || []) {
+      if (iou(pointsBox(r.points), pointsBox(b.points)) < 0.3) continue;
+      const key = `${r.track} ${b.track}`;
+      votes.set(key, (votes.get(key) || 0) + 1);
+    }
+  }
+  const match = new Map(), used = new Set();
+  for (const [key] of [...votes.entries()].sort((a, b) => b[1] - a[1])) {
+    const [a, b] = key.split(" ").map(Number);
+    if (match.has(a) || used.has(b)) continue;
+    match.set(a, b);
+    used.add(b);
+  }
+  return match;
 }
 
 // Per track, the K frames where the model is least sure or changes its class: each goes to the labeling queue as

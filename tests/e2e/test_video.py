@@ -196,3 +196,59 @@ def test_deleting_a_track_leaves_its_frames_with_their_own_numbers(open_page):
     }"""
     )
     assert rows == [[7, 0.2, 2], [11, 0.5, None]]
+
+
+def test_a_saved_recording_opens_replays_with_its_own_file_and_is_analysed_again(open_page, tmp_path):
+    """Recordings page -> open: the saved timelines and names, no video yet; another file is refused (its contents
+    differ), the recording's own file replays it; Analyse again runs the served models at the recording's rate, draws
+    each track's earlier timeline above its new one, keeps the participant's name and saves as a re-analysis."""
+    from webapp.recordings.models import Recording
+
+    clip = videos.write_clip(
+        tmp_path / "session.mp4", [videos.face_portrait()], videos.moving(speed=40, side=260), seconds=2.0, noise=4
+    )
+    other = videos.write_clip(tmp_path / "other.mp4", [videos.face_portrait()], videos.still(), seconds=1.0)
+    user = factories.user("labeler")
+    page = open_page("/", user=user)
+    _wait_ready(page)
+    page.select_option("#rate", "5")
+    _open(page, clip)
+    page.fill("#tracks input.name", "P07")
+    page.press("#tracks input.name", "Enter")
+    page.wait_for_function("document.querySelector('#tracks h3').textContent.startsWith('P07')")
+    page.wait_for_function("window.studio.recording.checksum !== ''")
+    page.click("#save-session")
+    page.wait_for_function("window.studio.saved && window.studio.saved.id")
+    (first,) = Recording.objects.all()
+
+    page.goto(page.url.split("?")[0].rstrip("/") + "/recordings/")
+    page.click(f"tr[data-recording='{first.pk}'] a.open")
+    page.wait_for_function("window.studio.source === 'saved' && !document.getElementById('recording').hidden")
+    assert page.locator("#tracks h3").inner_text().startswith("P07")
+    assert page.locator("#play").is_hidden() and page.locator("#replay").is_visible()
+    assert "10 frames analysed" in page.locator("#recording-status").inner_text()
+
+    page.set_input_files("#replay-file", str(other))
+    page.wait_for_function("document.getElementById('status').textContent.includes('is not the video of recording')")
+    assert page.evaluate("window.studio.source") == "saved"
+    page.set_input_files("#replay-file", str(clip))
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Replaying recording')")
+    timeline = page.locator("#tracks canvas[data-track]")
+    timeline.click(position={"x": timeline.bounding_box()["width"] * 0.5, "y": 60})
+    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 1.0) < 0.1")
+
+    page.click("#analyse-again")
+    page.wait_for_function("window.studio.previous && document.getElementById('analysing').hidden", timeout=120_000)
+    assert page.locator("#tracks canvas.before").count() == 1
+    assert page.locator("#tracks h3").inner_text().startswith("P07")  # the name carried to the matched track
+    assert "analysed again" in page.locator("#recording-status").inner_text()
+    assert page.evaluate("window.studio.recording.framesAnalysed") == 10  # the recording's 5 frames/s, not the menu's
+    page.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "video-again.png"), full_page=True)
+    page.click("#save-session")
+    page.wait_for_function("window.studio.saved && window.studio.saved.id")
+    again = Recording.objects.exclude(pk=first.pk).get()
+    assert again.reanalysis_of == first and again.checksum == first.checksum
+    assert [t.name for t in again.tracks.all()] == ["P07"] and again.frames.count() == 10
+    page.goto(page.url.split("?")[0].rstrip("/") + "/recordings/")
+    page.wait_for_selector(f"tr[data-recording='{again.pk}']")
+    assert f"analysed again from #{first.pk}" in page.locator(f"tr[data-recording='{again.pk}']").inner_text()

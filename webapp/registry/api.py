@@ -134,7 +134,9 @@ class ActiveManifestApi(APIView):
                 "ActiveManifest",
                 {
                     **{k: serializers.DictField(allow_null=True) for k in Task.values},
-                    "pipeline": serializers.DictField(help_text="detector, box prior, alignment steps, face framing"),
+                    "pipeline": serializers.DictField(
+                        help_text="detector, box prior, alignment steps, face framing, tracking (video)"
+                    ),
                 },
             )
         }
