@@ -476,7 +476,7 @@ async function analyseFile(file, fps) {
 
 async function openSaved(id) {
   try {
-    const [{ data: saved }, { data: frames }] = await Promise.all([api(`/api/recordings/${id}/`), api(`/api/recordings/${id}/frames/`)]);
+    const [{ data: saved }, { data: frames }] = await Promise.all([api(`/api/recordings/${id}/`), api(`/api/recordings/${id}/frames/?empty_frames=1`)]);
     state.recording = Recorder.fromSaved(saved, frames, state.analyzer.manifest.pipeline.tracking);
     state.saved = saved;
     state.previous = null;
@@ -730,6 +730,8 @@ async function saveSession() {
     if (state.previous) fields.reanalysis_of = state.previous.saved.id;
     Object.entries(fields).forEach(([k, v]) => form.append(k, String(v)));
     form.append("results", new Blob([JSON.stringify(recorder.results())], { type: "application/json" }), "results.json");
+    const empty = recorder.rows.filter((r) => r.track === null).map((r) => [r.frame, r.time_s]);
+    if (empty.length === recorder.framesWithoutFace) form.append("empty_frames", new Blob([JSON.stringify(empty)], { type: "application/json" }), "empty_frames.json");
     const { data } = await api("/api/recordings/", { method: "POST", form });
     state.saved = data;
     toast(`Saved as recording ${data.id}: see the Recordings page.`, "ok");

@@ -99,6 +99,41 @@ def test_a_saved_session_reads_back_as_tracks_frames_and_two_csvs(client_for, se
     assert labeler.get("/api/recordings/?since=yesterday").status_code == 400
 
 
+def _json(name, value):
+    return SimpleUploadedFile(name, json.dumps(value).encode(), "application/json")
+
+
+def test_frames_without_a_face_are_kept_in_their_place(client_for, served):
+    """A face found at 0.0-0.4 s and 0.8-0.9 s, none at 0.5-0.7 s: the three empty frames are stored, so the track's
+    frames_missing is 3 (not 0), frames.csv?empty_frames=1 and frames/?empty_frames=1 have their rows; a list that
+    does not match frames_without_face, or says a frame with a face had none, is a 400 that stores nothing."""
+    from webapp.recordings.models import Recording
+
+    labeler = client_for("labeler")
+    track = [{"number": 1, "name": "P01", "frames": [_frame(t) for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.8, 0.9)]}]
+    empty = [[15, 0.5], [18, 0.6], [21, 0.7]]
+    for wrong, says in ((empty[:2], "must list the 3 frames"), ([*empty[:2], [24, 0.8]], "a face was found at 0.8")):
+        response = _save(labeler, served, track, frames_without_face=3, empty_frames=_json("e.json", wrong))
+        assert response.status_code == 400 and says in str(response.json()), response.content
+    assert Recording.objects.count() == 0
+    response = _save(
+        labeler, served, track, frames_analysed=10, frames_without_face=3, empty_frames=_json("e.json", empty)
+    )
+    assert response.status_code == 201, response.content
+    rid = response.json()["id"]
+    tracks = pd.read_csv(io.BytesIO(b"".join(labeler.get(f"/api/recordings/{rid}/tracks.csv").streaming_content)))
+    assert tracks.frames.tolist() == [7] and tracks.frames_missing.tolist() == [3]
+    body = b"".join(labeler.get(f"/api/recordings/{rid}/frames.csv?empty_frames=1").streaming_content)
+    frames = pd.read_csv(io.BytesIO(body))
+    assert len(frames) == 10 and frames.track.isna().sum() == 3 and frames.time_s.is_monotonic_increasing
+    assert (
+        len(pd.read_csv(io.BytesIO(b"".join(labeler.get(f"/api/recordings/{rid}/frames.csv").streaming_content)))) == 7
+    )
+    rows = labeler.get(f"/api/recordings/{rid}/frames/?empty_frames=1").json()
+    assert [(r["frame"], r["track"]) for r in rows if r["track"] is None] == [(15, None), (18, None), (21, None)]
+    assert len(labeler.get(f"/api/recordings/{rid}/frames/").json()) == 7
+
+
 @pytest.mark.parametrize("role, status", [("anonymous", 403), ("outsider", 403), ("labeler", 201), ("staff", 201)])
 def test_who_may_save_a_session(client_for, served, role, status):
     assert _save(client_for(role), served, _two_tracks()).status_code == status

@@ -179,6 +179,12 @@ class RecordingListApi(ListAPIView):
                 raise serializers.ValidationError("a saved session is the browser's: browser or camera")
             return value
 
+        empty_frames = serializers.FileField(
+            required=False,
+            default=None,
+            help_text="JSON: [[frame, time_s], ...], the analysed frames where no face was found (as many as "
+            "frames_without_face); a track's frames_missing counts them",
+        )
         results = serializers.FileField(
             help_text="JSON: [{number, name, frames: [{frame, time_s, score, box, points, raw_points, "
             "probabilities}]}], points in the video's pixels, probabilities in the emotion version's label order"
@@ -192,23 +198,28 @@ class RecordingListApi(ListAPIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        results = fields.pop("results")
-        if results.size > RESULTS_MAX_BYTES:
-            raise TooLarge(f"results: at most {RESULTS_MAX_BYTES:,} bytes")
-        try:
-            raw = json.load(results)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValidationError({"results": [f"not JSON ({exc})"]}) from None
+        raw = _json_file(fields.pop("results"), "results")
+        empty = fields.pop("empty_frames")
         try:
             recording = services.recording_save(
                 author=request.user,
                 tracks=_frames_in(raw),
+                empty_frames=None if empty is None else _json_file(empty, "empty_frames"),
                 labels=version_labels(fields["emotion_version"]),
                 **fields,
             )
         except services.RecordingError as exc:
             raise ValidationError({"results": [str(exc)]}) from None
         return Response(RecordingOutput(recording).data, status=status.HTTP_201_CREATED)
+
+
+def _json_file(upload, field: str):
+    if upload.size > RESULTS_MAX_BYTES:
+        raise TooLarge(f"{field}: at most {RESULTS_MAX_BYTES:,} bytes")
+    try:
+        return json.load(upload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError({field: [f"not JSON ({exc})"]}) from None
 
 
 class RecordingUploadApi(APIView):
@@ -257,11 +268,28 @@ class RecordingFramesApi(APIView):
 
     permission_classes = [IsLabeler]
 
-    @extend_schema(responses=FrameOutput(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "empty_frames", bool, description="also a row {frame, time_s, track: null} per frame with no face"
+            )
+        ],
+        responses=FrameOutput(many=True),
+    )
     def get(self, request, recording_id: int):
         recording = get_object_or_404(Recording, pk=recording_id)
         rows = recording.frames.select_related("track").order_by("time_s", "track__number")
-        return Response(FrameOutput(rows, many=True).data)
+        out = FrameOutput(rows, many=True).data
+        if _flag(request, "empty_frames") and recording.empty_frames:
+            out = sorted(
+                [*out, *({"track": None, "frame": f, "time_s": t} for f, t in recording.empty_frames)],
+                key=lambda r: (r["time_s"], -1 if r["track"] is None else r["track"]),
+            )
+        return Response(out)
+
+
+def _flag(request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
 
 
 class _Echo:
@@ -283,7 +311,10 @@ class RecordingExportApi(APIView):
             raise Http404(f"No such export: {which}.csv (frames.csv or tracks.csv)")
         recording = get_object_or_404(Recording, pk=recording_id)
         analysis, names = selectors.recording_analysis(recording)
-        rows = mlvideo.frame_rows(analysis) if which == "frames" else mlvideo.track_rows(analysis, names)
+        if which == "frames":
+            rows = mlvideo.frame_rows(analysis, empty_frames=_flag(request, "empty_frames"))
+        else:
+            rows = mlvideo.track_rows(analysis, names)
         writer = csv.writer(_Echo())
         response = StreamingHttpResponse((writer.writerow(r) for r in rows), content_type="text/csv")
         stem = recording.name.rsplit(".", 1)[0] or "recording"

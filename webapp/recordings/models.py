@@ -36,6 +36,12 @@ class Recording(models.Model):
     height = models.PositiveIntegerField(default=0)
     frames_analysed = models.PositiveIntegerField(default=0)
     frames_without_face = models.PositiveIntegerField(default=0)
+    empty_frames = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="[frame, time_s] of each analysed frame where no face was found (a track's frames_missing counts "
+        "them); empty for a recording saved before they were kept",
+    )
     labels = models.JSONField(default=list, help_text="the emotion classes of the probabilities, in their order")
     keypoints_version = models.ForeignKey(
         "registry.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"

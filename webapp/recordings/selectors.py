@@ -57,4 +57,7 @@ def recording_analysis(recording: Recording) -> tuple[mlvideo.Analysis, dict[int
                 np.asarray(r.probabilities, np.float64),
             )
         )
+    if recording.empty_frames:  # the frames with no face, in their place: a track's frames_missing counts them
+        analysis.rows += [mlvideo.FaceRow(int(frame), float(t), None) for frame, t in recording.empty_frames]
+        analysis.rows.sort(key=lambda r: (r.time_s, -1 if r.track is None else r.track))
     return analysis, {n: name for n, name in names.items() if name}

@@ -75,6 +75,7 @@ def recording_save(
     height: int = 0,
     frames_analysed: int = 0,
     frames_without_face: int = 0,
+    empty_frames: list | None = None,
     keypoints_version: ModelVersion | None = None,
     emotion_version: ModelVersion | None = None,
     reanalysis_of: Recording | None = None,
@@ -98,6 +99,7 @@ def recording_save(
             if f.time_s in seen:
                 raise RecordingError(f"track {t['number']} has two results at {f.time_s} s: one face, one place")
             seen.add(f.time_s)
+    empty = _empty_frames(empty_frames, frames_without_face, {f.time_s for t in tracks for f in t["frames"]})
     for version, kind in ((keypoints_version, "keypoints"), (emotion_version, "emotion")):
         if version is not None and version.kind != kind:
             raise RecordingError(f"{kind}_version {version.pk} is a {version.kind} model")
@@ -111,6 +113,7 @@ def recording_save(
         height=height,
         frames_analysed=frames_analysed,
         frames_without_face=frames_without_face,
+        empty_frames=empty,
         labels=list(labels),
         keypoints_version=keypoints_version,
         emotion_version=emotion_version,
@@ -146,6 +149,27 @@ def recording_save(
     return recording
 
 
+def _empty_frames(given, count: int, faces_at: set[float]) -> list[list]:
+    """The analysed frames where no face was found, as [frame, time_s], checked: as many as ``frames_without_face``
+    says, each a real time where no face row lies (a frame with a face is not empty)."""
+    if given is None:
+        return []
+    if not isinstance(given, list) or len(given) != count:
+        raise RecordingError(f"empty_frames must list the {count} frames without a face as [frame, time_s]")
+    out = []
+    for i, item in enumerate(given):
+        try:
+            frame, time_s = int(item[0]), float(item[1])
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise RecordingError(f"empty_frames {i}: must be [frame, time_s]") from None
+        if frame < 0 or not math.isfinite(time_s) or time_s < 0:
+            raise RecordingError(f"empty_frames {i}: a frame number and a time at or after 0")
+        if time_s in faces_at:
+            raise RecordingError(f"empty_frames {i}: a face was found at {time_s} s")
+        out.append([frame, round(time_s, 4)])
+    return sorted(out, key=lambda x: x[1])
+
+
 def _rounded(points) -> list[list[float]]:
     return [[round(float(x), 2), round(float(y), 2)] for x, y in points]
 
@@ -173,7 +197,7 @@ def analysis_tracks(analysis: mlvideo.Analysis) -> list[dict]:
 def recording_from_analysis(
     analysis: mlvideo.Analysis, *, author, source: str, checksum: str, versions, recording: Recording | None = None
 ) -> Recording:
-    empty = sum(1 for r in analysis.rows if r.track is None)
+    empty = [[r.frame, r.time_s] for r in analysis.rows if r.track is None]
     return recording_save(
         author=author,
         name=analysis.video,
@@ -186,7 +210,8 @@ def recording_from_analysis(
         width=analysis.width,
         height=analysis.height,
         frames_analysed=analysis.frames_analysed,
-        frames_without_face=empty,
+        frames_without_face=len(empty),
+        empty_frames=empty,
         keypoints_version=versions[0],
         emotion_version=versions[1],
         recording=recording,
