@@ -142,23 +142,15 @@ def main() -> None:
             else:
                 trail = np.median(np.linalg.norm((filtered - raw) * scale, axis=2).mean(1))
                 print(f"moving face (80 px/s): the filtered points trail the raw ones by {trail:.3f} px (median)")
-        _crossing(analyzer, face, tmp, args.fps)
+        _crossing(analyzer, tmp, args.fps)
 
 
-def _crossing(analyzer, face, tmp: Path, fps: float) -> None:
+def _crossing(analyzer, tmp: Path, fps: float) -> None:
     """Two people crossing a 1280x720 frame ever faster: how many tracks each pass makes (2 is right) and how far
     the points' centre lies from where the clip put each face (the face's centre in its square, in video px)."""
-    from PIL import Image
-
     for seconds in (6.0, 4.0, 3.0):
         place = videos.crossing(seconds)
-        path = videos.write_clip(
-            tmp / f"crossing{seconds:g}.mp4",
-            [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)],
-            place,
-            seconds=seconds,
-            size=(1280, 720),
-        )
+        path = videos.crossing_clip(tmp / f"crossing{seconds:g}.mp4", seconds)
         for rate in (fps, None):
             analysis = mlvideo.analyze(path, analyzer, fps=rate)
             rows = [r for r in analysis.rows if r.track is not None]

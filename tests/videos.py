@@ -77,6 +77,15 @@ def crossing(seconds: float, width: int = 1280, side: float = 300, below: float 
     return lambda t: [(span * t / seconds, 10, side), (span * (1 - t / seconds), below, side)]
 
 
+def crossing_clip(path: Path, seconds: float) -> Path:
+    """Two people (the portrait and its mirror image) crossing a 1280x720 frame in ``seconds``."""
+    from PIL import Image
+
+    face = face_portrait()
+    faces = [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    return write_clip(path, faces, crossing(seconds), seconds=seconds, size=(1280, 720))
+
+
 def audio_only(path: Path, seconds: float = 1.0) -> Path:
     import av
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from ml import video as mlvideo
 from ml.schema import KEYPOINT_COLUMNS
@@ -33,22 +32,10 @@ def clips(tmp_path_factory):
         "moving": videos.write_clip(
             d / "moving.webm", [face], videos.moving(speed=80, side=300), seconds=2.0, size=(960, 540)
         ),
-        "crossing": videos.write_clip(
-            d / "crossing.mp4",
-            [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)],
-            videos.crossing(6.0),
-            seconds=6.0,
-            size=(1280, 720),
-        ),
+        "crossing": videos.crossing_clip(d / "crossing.mp4", 6.0),
         # the same two people crossing in 3 s (327 px/s, 33 px between frames analysed at 10 frames/s): the follower
         # alone lost each face between detector runs (16 tracks before the tracks moved on at their velocity)
-        "fast": videos.write_clip(
-            d / "fast.mp4",
-            [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)],
-            videos.crossing(3.0),
-            seconds=3.0,
-            size=(1280, 720),
-        ),
+        "fast": videos.crossing_clip(d / "fast.mp4", 3.0),
         "empty": videos.write_clip(d / "no_face.mp4", [], lambda t: [], seconds=1.0),
     }
 
