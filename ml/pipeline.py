@@ -8,7 +8,6 @@ detector -> first crop from the box (the detector's prior) -> keypoint model -> 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -179,12 +178,21 @@ def carry_box(box, before, after) -> tuple[float, float, float, float]:
     return cx - w / 2, cy - h / 2, w, h
 
 
+def centre(box) -> np.ndarray:
+    """(x, y) of an (x, y, width, height) box's centre."""
+    return np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])
+
+
+def centre_shift(box, other) -> float:
+    """How far ``other``'s centre lies from ``box``'s, in ``box``'s sizes (the mean of its sides)."""
+    return float(np.linalg.norm(centre(other) - centre(box))) / max(1e-6, (box[2] + box[3]) / 2)
+
+
 def _near(box, other) -> bool:
     """Whether ``other``'s centre lies within align.FOLLOW_SEED_SHIFT of ``box``'s size from ``box``'s centre: a
     followed face that far from its detection has slipped (a fast face between detector runs), and its points would
     seed the crop where the face was."""
-    shift = math.hypot(box[0] + box[2] / 2 - other[0] - other[2] / 2, box[1] + box[3] / 2 - other[1] - other[3] / 2)
-    return shift <= align.FOLLOW_SEED_SHIFT * (box[2] + box[3]) / 2
+    return centre_shift(box, other) <= align.FOLLOW_SEED_SHIFT
 
 
 def _inside(x: float, y: float, box) -> bool:

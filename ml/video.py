@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ml import align
+from ml.pipeline import centre, centre_shift, points_box
 from ml.schema import KEYPOINT_COLUMNS
 
 # frames are analysed at most this long on their longer side: a 4K file reads as 1280 px (faces stay many pixels high)
@@ -239,22 +240,6 @@ def iou(a, b) -> float:
     return inter / (aw * ah + bw * bh - inter)
 
 
-def _points_box(points) -> tuple[float, float, float, float]:
-    p = np.asarray(points)
-    x0, y0 = p.min(axis=0)
-    x1, y1 = p.max(axis=0)
-    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
-
-
-def _centre(box) -> np.ndarray:
-    return np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])
-
-
-def _shift(a, b) -> float:
-    """How far b's centre lies from a's, in a's face sizes (the mean of its sides)."""
-    return float(np.linalg.norm(_centre(b) - _centre(a))) / max(1e-6, (a[2] + a[3]) / 2)
-
-
 @dataclass
 class _Live:
     track: int
@@ -300,12 +285,12 @@ class Tracker:
     def update(self, t: float, faces_points: list[np.ndarray]) -> list[tuple[int, np.ndarray]]:
         """(track number, filtered points) for each face, in the order given."""
         self.live = [lv for lv in self.live if t - lv.last_t <= self.gap_s + 1e-9]
-        boxes = [_points_box(p) for p in faces_points]
+        boxes = [points_box(p) for p in faces_points]
         moved = [lv.box_at(t) for lv in self.live]
         overlaps = sorted(
             ((iou(m, box), i, j) for i, m in enumerate(moved) for j, box in enumerate(boxes)), reverse=True
         )
-        near = sorted((_shift(m, box), i, j) for i, m in enumerate(moved) for j, box in enumerate(boxes))
+        near = sorted((centre_shift(m, box), i, j) for i, m in enumerate(moved) for j, box in enumerate(boxes))
         taken_live, match = set(), {}
         candidates = [(i, j) for o, i, j in overlaps if o >= self.min_iou]
         candidates += [(i, j) for d, i, j in near if d <= TRACK_MAX_SHIFT]
@@ -322,7 +307,7 @@ class Tracker:
                 self.next += 1
                 self.live.append(lv)
             elif t > lv.last_t:
-                step = (_centre(boxes[j]) - _centre(lv.box)) / (t - lv.last_t)
+                step = (centre(boxes[j]) - centre(lv.box)) / (t - lv.last_t)
                 w = 1.0 if lv.seen == 1 else TRACK_VELOCITY_WEIGHT
                 lv.velocity = w * step + (1 - w) * lv.velocity
                 lv.seen += 1
