@@ -1,0 +1,219 @@
+"""Recorded video in the browser (headless Chromium, wasm): the demo page's *Open a video…* at 10 frames/s and at
+every frame, next to face-api's own video path on the same clips and frames.
+
+    .venv/bin/python bench/browser_video.py [--clip FILE ...] [--seconds 10]
+
+A throwaway instance in bench/out/browser_video/ (SQLite, the shipped baselines active, `manage.py runserver` on a
+free loopback port) serves the demo page as a user gets it; the page is driven as a user drives it (the rate menu, the
+file input) and its own figure is read back: frames analysed and seconds from the file chosen to the timeline shown
+(it includes the page's measuring of the file's frame rate). face-api (@vladmandic/face-api from npm, its tiny face
+detector, 68 landmarks and expressions, wasm) runs as its README and demo show video: detectAllFaces(video)
+.withFaceLandmarks().withFaceExpressions() on each frame, the same frames seeked the same way (bench/video.html).
+
+Clips: a 640x360, 30 fps clip of the portrait moving at 40 px/s with camera noise (tests/videos.py, ``--seconds``
+long) and ../shared/data/videos/single_face.mp4 (640x360, 30 fps, 2.4 s), plus any ``--clip``.
+Goals (issue #36): at 10 frames/s at least 2x faster than real time; every frame of a 30 fps clip at >= 15 frames/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import math
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+OUT = ROOT / "bench" / "out" / "browser_video"
+REAL = ROOT.parent / "shared" / "data" / "videos" / "single_face.mp4"
+
+from instance import instance_env, manage  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def schedule(frames: int, rate: float, fps: float | None) -> list[int]:
+    """The frames the page analyses (static/js/video.js frameSchedule, ml.video.frames)."""
+    if not fps:
+        return list(range(frames))
+    out: list[int] = []
+    for j in range(frames * 10):
+        k = math.ceil(j * rate / fps - 1e-6)
+        if k >= frames:
+            break
+        if not out or k > out[-1]:
+            out.append(k)
+    return out
+
+
+def probe(path: Path) -> tuple[int, float, float]:
+    """(frames, rate, duration) as the browser counts them: duration x the stream's rate."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate)
+        duration = float(container.duration / 1e6) if container.duration else float(stream.frames) / rate
+    return max(1, math.floor(duration * rate + 1e-6)), rate, duration
+
+
+def start_web(env: dict[str, str], port: int) -> subprocess.Popen:
+    web = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"],
+        env=env,
+        cwd=ROOT,
+        stdout=(OUT / "web.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models/active/", timeout=2)
+            return web
+        except OSError:
+            time.sleep(0.5)
+    web.terminate()
+    raise SystemExit(f"the instance did not answer on port {port}: see {OUT / 'web.log'}")
+
+
+def ours(browser, url: str, clip: Path, fps: float | None) -> dict:
+    """The demo page as a user drives it: the rate, then the file; its own printed figure read back."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    page.wait_for_function("window.studio && window.studio.ready === true", timeout=120_000)
+    page.select_option("#rate", str(int(fps or 0)))
+    page.set_input_files("#video-file", str(clip))
+    page.wait_for_function(
+        "window.studio.recording && document.getElementById('analysing').hidden", timeout=600_000, polling=200
+    )
+    out = page.evaluate(
+        "({seconds: window.studio.analysisSeconds, frames: window.studio.recording.framesAnalysed,"
+        " tracks: window.studio.recording.tracks.length, status: document.getElementById('status').textContent})"
+    )
+    page.close()
+    return out
+
+
+def faceapi(browser, url: str, clip_url: str, frames: list[int], rate: float) -> dict:
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_function("window.ready === true")
+    out = page.evaluate("([u, f, r]) => window.run(u, f, r)", [clip_url, frames, rate])
+    page.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clip", type=Path, action="append", default=[], help="more clips (any the browser plays)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the made 640x360 clip")
+    args = parser.parse_args()
+
+    from tests import videos
+
+    shutil.rmtree(OUT, ignore_errors=True)
+    (OUT / "clips").mkdir(parents=True)
+    made = videos.write_clip(
+        OUT / "clips" / "portrait_640x360.mp4",
+        [videos.face_portrait()],
+        videos.moving(speed=40, side=260),
+        seconds=args.seconds,
+        noise=4,
+    )
+    clips = [made] + ([REAL] if REAL.exists() else []) + args.clip
+    for clip in clips[1:]:
+        shutil.copy(clip, OUT / "clips" / clip.name)
+    env = {**instance_env(OUT / "var", redis_db=12), "DEBUG": "true"}
+    command = manage(env)
+    command("migrate", "-v0")
+    command("bootstrap")
+    port = free_port()
+    web = start_web(env, port)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
+
+        def log_message(self, *args):
+            pass
+
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(ROOT)))
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    files_url = f"http://127.0.0.1:{files.server_port}"
+
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    try:
+        with sync_playwright() as p:
+            flags = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+            flags.append("--no-first-run")
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=flags)
+            for clip in clips:
+                n, rate, duration = probe(clip)
+                for fps in (10, None):
+                    frames = schedule(n, rate, fps)
+                    mine = ours(browser, f"http://127.0.0.1:{port}/", clip, fps)
+                    theirs = faceapi(
+                        browser,
+                        f"{files_url}/bench/video.html",
+                        f"{files_url}/bench/out/browser_video/clips/{clip.name}",
+                        frames,
+                        rate,
+                    )
+                    rows.append(
+                        {
+                            "clip": clip.name,
+                            "duration_s": round(duration, 2),
+                            "rate": "every frame" if fps is None else f"{fps} frames/s",
+                            "ours": {
+                                "frames": mine["frames"],
+                                "seconds": round(mine["seconds"], 2),
+                                "frames_per_s": round(mine["frames"] / mine["seconds"], 1),
+                                "x_real_time": round(duration / mine["seconds"], 2),
+                                "tracks": mine["tracks"],
+                            },
+                            "face-api": {
+                                "frames": theirs["frames"],
+                                "seconds": round(theirs["seconds"], 2),
+                                "frames_per_s": round(theirs["frames"] / theirs["seconds"], 1),
+                                "x_real_time": round(duration / theirs["seconds"], 2),
+                                "frames_with_a_face": theirs["found"],
+                                "backend": theirs["backend"],
+                            },
+                        }
+                    )
+                    print(json.dumps(rows[-1]), flush=True)
+            browser.close()
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+        files.shutdown()
+    print()
+    print(
+        "| clip | rate | ours: frames/s | × real time | tracks "
+        "| face-api: frames/s | × real time | frames with a face |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        o, f = r["ours"], r["face-api"]
+        print(
+            f"| {r['clip']} ({r['duration_s']} s) | {r['rate']} | {o['frames_per_s']} | {o['x_real_time']} | "
+            f"{o['tracks']} | {f['frames_per_s']} | {f['x_real_time']} | {f['frames_with_a_face']} of {f['frames']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
