@@ -116,6 +116,16 @@ def faceapi(browser, url: str, clip_url: str, frames: list[int], rate: float) ->
     return out
 
 
+def figures(out: dict, duration: float) -> dict:
+    """Frames, seconds, frames per second and times real time of one pass."""
+    return {
+        "frames": out["frames"],
+        "seconds": round(out["seconds"], 2),
+        "frames_per_s": round(out["frames"] / out["seconds"], 1),
+        "x_real_time": round(duration / out["seconds"], 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", type=Path, action="append", default=[], help="more clips (any the browser plays)")
@@ -178,18 +188,9 @@ def main() -> None:
                             "clip": clip.name,
                             "duration_s": round(duration, 2),
                             "rate": "every frame" if fps is None else f"{fps} frames/s",
-                            "ours": {
-                                "frames": mine["frames"],
-                                "seconds": round(mine["seconds"], 2),
-                                "frames_per_s": round(mine["frames"] / mine["seconds"], 1),
-                                "x_real_time": round(duration / mine["seconds"], 2),
-                                "tracks": mine["tracks"],
-                            },
+                            "ours": {**figures(mine, duration), "tracks": mine["tracks"]},
                             "face-api": {
-                                "frames": theirs["frames"],
-                                "seconds": round(theirs["seconds"], 2),
-                                "frames_per_s": round(theirs["frames"] / theirs["seconds"], 1),
-                                "x_real_time": round(duration / theirs["seconds"], 2),
+                                **figures(theirs, duration),
                                 "frames_with_a_face": theirs["found"],
                                 "backend": theirs["backend"],
                             },
