@@ -12,14 +12,12 @@ astronaut photo from scikit-image.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
+from instance import chromium, serve_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -76,15 +74,8 @@ def main() -> None:
     args = parser.parse_args()
     points, labels = prepare(args.keypoint_faces, args.emotion_faces)
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(ROOT)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/bench/browser.html"
+    server, files_url = serve_repo()
+    url = f"{files_url}/bench/browser.html"
 
     from playwright.sync_api import sync_playwright
 
@@ -95,8 +86,7 @@ def main() -> None:
     size_kb = {kind: download_kb(kind) for kind in ("keypoints", "emotion")}
     report = {"faces": {"keypoints": len(points), "emotion": len(labels)}, "download_kb": size_kb, "backends": {}}
     with sync_playwright() as p:
-        flags = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[*flags, "--no-first-run"])
+        browser = chromium(p)
         for backend in args.backends:
             page = browser.new_page()
             page.goto(url)

@@ -18,75 +18,19 @@ Goals (issue #36): at 10 frames/s at least 2x faster than real time; every frame
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
-import math
 import shutil
-import socket
-import subprocess
 import sys
-import threading
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 OUT = ROOT / "bench" / "out" / "browser_video"
 REAL = ROOT.parent / "shared" / "data" / "videos" / "single_face.mp4"
 
-from instance import instance_env, manage  # noqa: E402
+from instance import chromium, serve_app, serve_repo  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def schedule(frames: int, rate: float, fps: float | None) -> list[int]:
-    """The frames the page analyses (static/js/video.js frameSchedule, ml.video.frames)."""
-    if not fps:
-        return list(range(frames))
-    out: list[int] = []
-    for j in range(frames * 10):
-        k = math.ceil(j * rate / fps - 1e-6)
-        if k >= frames:
-            break
-        if not out or k > out[-1]:
-            out.append(k)
-    return out
-
-
-def probe(path: Path) -> tuple[int, float, float]:
-    """(frames, rate, duration) as the browser counts them: duration x the stream's rate."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        rate = float(stream.average_rate)
-        duration = float(container.duration / 1e6) if container.duration else float(stream.frames) / rate
-    return max(1, math.floor(duration * rate + 1e-6)), rate, duration
-
-
-def start_web(env: dict[str, str], port: int) -> subprocess.Popen:
-    web = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"],
-        env=env,
-        cwd=ROOT,
-        stdout=(OUT / "web.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models/active/", timeout=2)
-            return web
-        except OSError:
-            time.sleep(0.5)
-    web.terminate()
-    raise SystemExit(f"the instance did not answer on port {port}: see {OUT / 'web.log'}")
+from ml import video as mlvideo  # noqa: E402
 
 
 def ours(browser, url: str, clip: Path, fps: float | None) -> dict:
@@ -146,36 +90,22 @@ def main() -> None:
     clips = [made] + ([REAL] if REAL.exists() else []) + args.clip
     for clip in clips[1:]:
         shutil.copy(clip, OUT / "clips" / clip.name)
-    env = {**instance_env(OUT / "var", redis_db=12), "DEBUG": "true"}
-    command = manage(env)
-    command("migrate", "-v0")
-    command("bootstrap")
-    port = free_port()
-    web = start_web(env, port)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
-
-        def log_message(self, *args):
-            pass
-
-    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(ROOT)))
-    threading.Thread(target=files.serve_forever, daemon=True).start()
-    files_url = f"http://127.0.0.1:{files.server_port}"
+    web, url = serve_app(OUT / "var")
+    files, files_url = serve_repo()
 
     from playwright.sync_api import sync_playwright
 
     rows = []
     try:
         with sync_playwright() as p:
-            flags = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-            flags.append("--no-first-run")
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=flags)
+            browser = chromium(p)
             for clip in clips:
-                n, rate, duration = probe(clip)
+                info = mlvideo.probe(clip)
+                rate, duration = info.fps, info.duration_s
                 for fps in (10, None):
-                    frames = schedule(n, rate, fps)
-                    mine = ours(browser, f"http://127.0.0.1:{port}/", clip, fps)
+                    # the frames the page analyses: the server path's (tests/e2e/test_video.py checks they are one)
+                    frames = [number for number, *_ in mlvideo.frames(clip, fps=fps)]
+                    mine = ours(browser, url, clip, fps)
                     theirs = faceapi(
                         browser,
                         f"{files_url}/bench/video.html",

@@ -99,3 +99,71 @@ def timed_retrain(env: dict[str, str], out: Path, command, kind: str = "emotion"
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_app(out: Path, models: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """The app as a user gets it, emptied into ``out``: migrated, the shipped baselines (or ``models``) active,
+    ``runserver`` on a free loopback port, answering its models' manifest. (process, its URL); terminate() stops it."""
+    import shutil
+    import urllib.request
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    env = instance_env(out, redis_db=12)
+    if models is not None:
+        env["BASELINE_MODELS_DIR"] = str(models.resolve())
+    command = manage(env)
+    command("migrate", "--noinput", "-v0")
+    command("bootstrap")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload", "--nothreading"],
+        env=env,
+        cwd=ROOT,
+        stdout=(out / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"{url}api/models/active/", timeout=2).close()
+            return server, url
+        except OSError:
+            time.sleep(0.25)
+    server.terminate()
+    raise SystemExit(f"the instance did not answer on {url}: see {out / 'server.log'}")
+
+
+def serve_repo():
+    """The repository's files over loopback HTTP (the benchmark pages, node_modules, models): (server, its URL);
+    shutdown() stops it."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(ROOT)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+def chromium(playwright):
+    """Debian's headless Chromium, as every browser benchmark launches it (never a downloaded browser)."""
+    flags = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    return playwright.chromium.launch(
+        executable_path="/usr/bin/chromium", headless=True, args=[*flags, "--no-first-run"]
+    )

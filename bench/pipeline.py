@@ -24,15 +24,12 @@ import base64
 import io
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from instance import DATA, ROOT, instance_env
+from instance import DATA, ROOT, chromium, serve_app
 
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "pipeline"
@@ -111,38 +108,6 @@ def fer_pictures(n: int, labels: list[str]):
         yield canvas, face, int(val.labels[i])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(models: Path) -> tuple[subprocess.Popen, str]:
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    env = {**instance_env(OUT, redis_db=12), "BASELINE_MODELS_DIR": str(models.resolve())}
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
-    subprocess.run([*manage, "bootstrap"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    port = free_port()
-    log = (OUT / "server.log").open("w")
-    server = subprocess.Popen(
-        [*manage, "runserver", f"127.0.0.1:{port}", "--noreload", "--nothreading"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    return server, f"http://127.0.0.1:{port}/"
-
-
 def run_pages(page, pictures: list[dict], mode: str = "app", chunk: int = 40) -> list:
     out = []
     for start in range(0, len(pictures), chunk):
@@ -198,14 +163,10 @@ def main() -> None:
     if args.frames:
         frames = frames.subset(np.arange(len(frames.names)) < args.frames)
     report = {"models": str(args.models), "frames": {"n": len(frames.names), "persons": len(set(frames.persons))}}
-    server, url = serve(args.models)
+    server, url = serve_app(OUT, args.models)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                headless=True,
-                args=["--no-sandbox", "--disable-background-networking", "--no-first-run"],
-            )
+            browser = chromium(p)
             page = browser.new_page()
             page.goto(url)
             page.wait_for_function("window.studio && window.studio.ready === true", timeout=120_000)

@@ -48,7 +48,7 @@ def _timed(analyzer, path, fps):
     return analysis, time.perf_counter() - started
 
 
-def _baseline() -> Analyzer:
+def baseline_analyzer() -> Analyzer:
     """The shipped baseline pair on LiteRT, as a worker runs it."""
     return Analyzer(
         LoadedModel.from_dir(BASELINE / "keypoints", runtime="litert"),
@@ -62,7 +62,7 @@ _ANALYZER = None
 def _load() -> None:
     """Each process its own models, as each Celery worker has (loaded before the clock starts)."""
     global _ANALYZER
-    _ANALYZER = _baseline()
+    _ANALYZER = baseline_analyzer()
 
 
 def _ready(_) -> bool:
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes sharing the long clip (0: skip)")
     parser.add_argument("--segment", type=float, default=30.0, help="seconds per share (RECORDING_SEGMENT_SECONDS)")
     args = parser.parse_args()
-    analyzer = _baseline()
+    analyzer = baseline_analyzer()
     face = videos.face_portrait()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -21,10 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ml import video as mlvideo  # noqa: E402
-from ml.pipeline import Analyzer, LoadedModel  # noqa: E402
+from video import BASELINE, baseline_analyzer  # noqa: E402  (bench/video.py: the workers' pair on LiteRT)
 
-BASELINE = ROOT / "models" / "baseline"
+from ml import video as mlvideo  # noqa: E402
 
 
 def read_ranges(path: Path) -> list[dict]:
@@ -41,10 +40,7 @@ def main() -> None:
     parser.add_argument("--videos", type=Path, default=ROOT.parent / "shared" / "data" / "videos")
     args = parser.parse_args()
     ranges = read_ranges(args.ranges)
-    analyzer = Analyzer(
-        LoadedModel.from_dir(BASELINE / "keypoints", runtime="litert"),
-        LoadedModel.from_dir(BASELINE / "emotion", runtime="litert"),
-    )
+    analyzer = baseline_analyzer()
     print(f"models: {BASELINE} on LiteRT; ranges: {args.ranges} ({len(ranges)})")
     for fps in (10.0, None):
         rate = "every frame" if fps is None else f"{fps:g} frames/s"
