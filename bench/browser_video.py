@@ -8,7 +8,8 @@ free loopback port) serves the demo page as a user gets it; the page is driven a
 file input) and its own figure is read back: frames analysed and seconds from the file chosen to the timeline shown
 (it includes the page's measuring of the file's frame rate). face-api (@vladmandic/face-api from npm, its tiny face
 detector, 68 landmarks and expressions, wasm) runs as its README and demo show video: detectAllFaces(video)
-.withFaceLandmarks().withFaceExpressions() on each frame, the same frames seeked the same way (bench/video.html).
+.withFaceLandmarks().withFaceExpressions() on each frame, the same frames seeked the same way (runVideo in
+bench/browser.html).
 
 Clips: a 640x360, 30 fps clip of the portrait moving at 40 px/s with camera noise (tests/videos.py, ``--seconds``
 long) and ../shared/data/videos/single_face.mp4 (640x360, 30 fps, 2.4 s), plus any ``--clip``.
@@ -55,7 +56,7 @@ def faceapi(browser, url: str, clip_url: str, frames: list[int], rate: float) ->
     page = browser.new_page()
     page.goto(url)
     page.wait_for_function("window.ready === true")
-    out = page.evaluate("([u, f, r]) => window.run(u, f, r)", [clip_url, frames, rate])
+    out = page.evaluate("([u, f, r]) => window.runVideo(u, f, r)", [clip_url, frames, rate])
     page.close()
     return out
 
@@ -108,7 +109,7 @@ def main() -> None:
                     mine = ours(browser, url, clip, fps)
                     theirs = faceapi(
                         browser,
-                        f"{files_url}/bench/video.html",
+                        f"{files_url}/bench/browser.html",
                         f"{files_url}/bench/out/browser_video/clips/{clip.name}",
                         frames,
                         rate,
